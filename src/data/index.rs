@@ -1,0 +1,155 @@
+//! Original ids → dense indices, and the aggregated interaction table they index.
+//!
+//! Track ids in LFM-1b are sparse (≈32 M ids for the tracks actually listened to), so tracks are
+//! renumbered densely in ascending original-id order. A direct lookup table is used when the id
+//! range is no larger than the number of pairs (then it costs less memory than the alternative);
+//! otherwise a sorted list of distinct ids with binary search.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rayon::prelude::*;
+
+use crate::data::aggregate::Pairs;
+
+/// Aggregated (user, track) play counts with users dense and tracks dense ("slots").
+#[derive(Debug, Clone, Default)]
+pub struct Interactions {
+    /// Original user id of each row, ascending.
+    pub user_ids: Vec<u64>,
+    /// Original track id of each column, ascending.
+    pub item_ids: Vec<u64>,
+    /// Row offsets (`user_ids.len() + 1`).
+    pub indptr: Vec<u64>,
+    /// Column of each pair, ascending within a row.
+    pub items: Vec<u32>,
+    /// Plays of each pair.
+    pub counts: Vec<u32>,
+    /// First-listen timestamp of each pair (empty unless timestamps were kept).
+    pub first_ts: Vec<u32>,
+    /// Per user: the timestamp of their N-th latest listen (empty unless timestamps were kept).
+    pub cutoff_ts: Vec<u32>,
+}
+
+impl Interactions {
+    /// Number of users (rows).
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    /// Number of tracks (columns).
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// Number of (user, track) pairs.
+    pub fn nnz(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Total plays.
+    pub fn events(&self) -> u64 {
+        self.counts.par_iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// Builds the table from collected pairs (users already ascending, one run each),
+    /// renumbering tracks densely in place.
+    pub fn from_pairs(p: Pairs) -> Self {
+        let Pairs {
+            runs,
+            mut items,
+            counts,
+            first_ts,
+            tails,
+        } = p;
+        let mut indptr = Vec::with_capacity(runs.len() + 1);
+        indptr.push(0u64);
+        let mut user_ids = Vec::with_capacity(runs.len());
+        let keep_time = !first_ts.is_empty();
+        let mut cutoff_ts = Vec::new();
+        // Runs are contiguous and in order, so offsets are their running end.
+        for r in &runs {
+            user_ids.push(r.user);
+            indptr.push((r.start + r.len) as u64);
+            if keep_time {
+                // The smallest of the user's N latest timestamps (every run has at least one).
+                let last = r.tail_start + r.tail_len.max(1) - 1;
+                cutoff_ts.push(tails.get(last).copied().unwrap_or(0));
+            }
+        }
+        let item_ids = remap_dense(&mut items);
+        Self {
+            user_ids,
+            item_ids,
+            indptr,
+            items,
+            counts,
+            first_ts,
+            cutoff_ts,
+        }
+    }
+}
+
+/// Rewrites `items` (original ids) as dense indices in ascending original-id order, and returns
+/// the original id of each index. Relative order of ids within a row is preserved.
+pub fn remap_dense(items: &mut [u32]) -> Vec<u64> {
+    let Some(max) = items.par_iter().copied().max() else {
+        return Vec::new();
+    };
+    let range = max as usize + 1;
+    if range <= items.len().max(1 << 24) {
+        remap_with_table(items, range)
+    } else {
+        remap_with_sorted(items)
+    }
+}
+
+fn remap_with_table(items: &mut [u32], range: usize) -> Vec<u64> {
+    let table: Vec<AtomicU32> = (0..range).map(|_| AtomicU32::new(0)).collect();
+    items
+        .par_iter()
+        .for_each(|&i| table[i as usize].store(1, Ordering::Relaxed));
+    let mut ids = Vec::new();
+    for (id, slot) in table.iter().enumerate() {
+        if slot.load(Ordering::Relaxed) != 0 {
+            slot.store(ids.len() as u32, Ordering::Relaxed);
+            ids.push(id as u64);
+        }
+    }
+    items
+        .par_iter_mut()
+        .for_each(|i| *i = table[*i as usize].load(Ordering::Relaxed));
+    ids
+}
+
+fn remap_with_sorted(items: &mut [u32]) -> Vec<u64> {
+    let mut distinct = items.to_vec();
+    distinct.par_sort_unstable();
+    distinct.dedup();
+    distinct.shrink_to_fit();
+    items.par_iter_mut().for_each(|i| {
+        // Every item is in `distinct` by construction.
+        *i = distinct.binary_search(i).unwrap_or(0) as u32;
+    });
+    distinct.into_iter().map(u64::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_remapping_strategies_agree() {
+        let orig = vec![900u32, 5, 70, 5, 4_000_000_000, 70, 900];
+        let mut a = orig.clone();
+        let ids_a = remap_dense(&mut a); // range too large: sorted strategy
+        let mut b: Vec<u32> = orig.iter().map(|&v| v % 1000).collect();
+        let ids_b = remap_dense(&mut b); // table strategy
+        assert_eq!(ids_a, vec![5, 70, 900, 4_000_000_000]);
+        assert_eq!(a, vec![2, 0, 1, 0, 3, 1, 2]);
+        assert_eq!(ids_b, vec![0, 5, 70, 900]);
+        assert_eq!(b, vec![3, 1, 2, 1, 0, 2, 3]);
+        for (i, &o) in orig.iter().enumerate() {
+            assert_eq!(ids_a[a[i] as usize], u64::from(o));
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Line-level parsing of delimited numeric records: the innermost loop of `prep`.
+//!
+//! A fast path handles the common case (digits and delimiters only) in one pass over the bytes;
+//! anything else — quoted or space-padded fields, extra text columns, or a genuinely bad line —
+//! falls back to a careful path that either parses it or explains exactly what is wrong.
+
+use std::fmt;
+
+/// The most fields a schema may address (the fast path keeps their values in a fixed array).
+pub const MAX_FIELDS: usize = 8;
+
+/// Where the fields of one record live in a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    /// Field delimiter (`\t`, `,` or ` `).
+    pub delim: u8,
+    /// Exact number of fields a line must have.
+    pub n_fields: usize,
+    /// Field index of the user id.
+    pub user: usize,
+    /// Field index of the item (track/artist) id.
+    pub item: usize,
+    /// Field index of the play count; `None` means each line is one listening event.
+    pub count: Option<usize>,
+    /// Field index of the Unix timestamp, when the format has one.
+    pub ts: Option<usize>,
+    /// Column names, for error messages.
+    pub names: Vec<String>,
+}
+
+impl Schema {
+    /// The column name of field `i` (or `field N`).
+    pub fn name(&self, i: usize) -> String {
+        self.names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("field {}", i + 1))
+    }
+
+    fn describe_delim(&self) -> &'static str {
+        match self.delim {
+            b'\t' => "tab",
+            b',' => "comma",
+            b';' => "semicolon",
+            b' ' => "space",
+            _ => "delimiter",
+        }
+    }
+
+    fn wanted(&self, i: usize) -> bool {
+        i == self.user || i == self.item || self.count == Some(i) || self.ts == Some(i)
+    }
+}
+
+/// One parsed line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub user: u64,
+    pub item: u32,
+    /// Plays this line stands for (1 for an event line). May be 0 (counted, then dropped).
+    pub count: u32,
+    /// Unix seconds (0 when the format has no timestamp).
+    pub ts: u32,
+}
+
+/// Why a line was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineError {
+    FieldCount {
+        expected: usize,
+        found: usize,
+        delim: &'static str,
+        names: String,
+    },
+    Empty {
+        field: String,
+    },
+    NonNumeric {
+        field: String,
+        value: String,
+    },
+    Negative {
+        field: String,
+        value: String,
+    },
+    TooLarge {
+        field: String,
+        value: String,
+        max: u64,
+    },
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::FieldCount {
+                expected,
+                found,
+                delim,
+                names,
+            } => write!(
+                f,
+                "expected {expected} {delim}-separated fields ({names}), found {found}"
+            ),
+            LineError::Empty { field } => write!(f, "{field} is empty"),
+            LineError::NonNumeric { field, value } => {
+                write!(f, "{field} is not a non-negative integer: {value:?}")
+            }
+            LineError::Negative { field, value } => write!(f, "{field} is negative: {value:?}"),
+            LineError::TooLarge { field, value, max } => {
+                write!(
+                    f,
+                    "{field} {value} is larger than the supported maximum {max}"
+                )
+            }
+        }
+    }
+}
+
+/// Removes trailing whitespace (`\r` of CRLF files, spaces, tabs).
+#[inline]
+pub fn trim_end(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+/// Parses one line (without its `\n`; trailing whitespace is ignored).
+#[inline]
+pub fn parse_line(line: &[u8], s: &Schema) -> Result<Record, LineError> {
+    let line = trim_end(line);
+    let mut vals = [0u64; MAX_FIELDS];
+    let mut lens = [0u8; MAX_FIELDS];
+    let mut field = 0usize;
+    let mut cur = 0u64;
+    let mut len = 0u8;
+    let mut clean = true;
+    for &b in line {
+        if b == s.delim {
+            if field < MAX_FIELDS {
+                vals[field] = cur;
+                lens[field] = len;
+            }
+            field += 1;
+            cur = 0;
+            len = 0;
+            continue;
+        }
+        let d = b.wrapping_sub(b'0');
+        if d > 9 || len >= 19 {
+            clean = false;
+            break;
+        }
+        cur = cur * 10 + u64::from(d);
+        len += 1;
+    }
+    if clean && field < MAX_FIELDS {
+        vals[field] = cur;
+        lens[field] = len;
+    }
+    if !clean || field + 1 != s.n_fields || lens[..s.n_fields].contains(&0) {
+        return parse_line_slow(line, s);
+    }
+    finish(&vals, s)
+}
+
+/// Turns raw field values into a record, checking ranges.
+fn finish(vals: &[u64; MAX_FIELDS], s: &Schema) -> Result<Record, LineError> {
+    let item = vals[s.item];
+    let item = u32::try_from(item).map_err(|_| LineError::TooLarge {
+        field: s.name(s.item),
+        value: item.to_string(),
+        max: u64::from(u32::MAX),
+    })?;
+    let count = match s.count {
+        Some(i) => u32::try_from(vals[i]).map_err(|_| LineError::TooLarge {
+            field: s.name(i),
+            value: vals[i].to_string(),
+            max: u64::from(u32::MAX),
+        })?,
+        None => 1,
+    };
+    let ts = match s.ts {
+        Some(i) => u32::try_from(vals[i]).map_err(|_| LineError::TooLarge {
+            field: s.name(i),
+            value: vals[i].to_string(),
+            max: u64::from(u32::MAX),
+        })?,
+        None => 0,
+    };
+    Ok(Record {
+        user: vals[s.user],
+        item,
+        count,
+        ts,
+    })
+}
+
+/// The careful path: tolerates space padding and double quotes around fields, and otherwise
+/// explains the first problem.
+#[cold]
+fn parse_line_slow(line: &[u8], s: &Schema) -> Result<Record, LineError> {
+    let fields: Vec<&[u8]> = line.split(|&b| b == s.delim).collect();
+    if fields.len() != s.n_fields {
+        return Err(LineError::FieldCount {
+            expected: s.n_fields,
+            found: fields.len(),
+            delim: s.describe_delim(),
+            names: (0..s.n_fields)
+                .map(|i| s.name(i))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let mut vals = [0u64; MAX_FIELDS];
+    for (i, raw) in fields.iter().enumerate().take(MAX_FIELDS) {
+        if !s.wanted(i) {
+            continue;
+        }
+        vals[i] = parse_field(raw, &s.name(i))?;
+    }
+    finish(&vals, s)
+}
+
+/// Parses one non-negative integer field, trimming spaces and one pair of double quotes.
+pub fn parse_field(raw: &[u8], name: &str) -> Result<u64, LineError> {
+    let mut f = raw.trim_ascii();
+    if f.len() >= 2 && f[0] == b'"' && f[f.len() - 1] == b'"' {
+        f = f[1..f.len() - 1].trim_ascii();
+    }
+    let text = || String::from_utf8_lossy(raw).into_owned();
+    if f.is_empty() {
+        return Err(LineError::Empty {
+            field: name.to_string(),
+        });
+    }
+    if f[0] == b'-' && f.len() > 1 && f[1..].iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        return Err(LineError::Negative {
+            field: name.to_string(),
+            value: text(),
+        });
+    }
+    let digits = f.strip_prefix(b"+").unwrap_or(f);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(LineError::NonNumeric {
+            field: name.to_string(),
+            value: text(),
+        });
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or_else(|| LineError::TooLarge {
+                field: name.to_string(),
+                value: text(),
+                max: u64::MAX,
+            })?;
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn les() -> Schema {
+        Schema {
+            delim: b'\t',
+            n_fields: 5,
+            user: 0,
+            item: 3,
+            count: None,
+            ts: Some(4),
+            names: ["user_id", "artist_id", "album_id", "track_id", "timestamp"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    fn triples(delim: u8) -> Schema {
+        Schema {
+            delim,
+            n_fields: 3,
+            user: 0,
+            item: 1,
+            count: Some(2),
+            ts: None,
+            names: ["user", "item", "count"].map(String::from).to_vec(),
+        }
+    }
+
+    #[test]
+    fn parses_an_event_line() {
+        let r = parse_line(b"31435741\t2\t4\t4\t1385212958", &les()).unwrap();
+        assert_eq!(
+            r,
+            Record {
+                user: 31435741,
+                item: 4,
+                count: 1,
+                ts: 1385212958
+            }
+        );
+    }
+
+    #[test]
+    fn crlf_and_trailing_whitespace_are_ignored() {
+        let s = triples(b'\t');
+        let want = parse_line(b"2\t51\t13883", &s).unwrap();
+        assert_eq!(parse_line(b"2\t51\t13883\r", &s).unwrap(), want);
+        assert_eq!(parse_line(b"2\t51\t13883  \t\r", &s).unwrap(), want);
+        assert_eq!(want.count, 13883);
+    }
+
+    #[test]
+    fn quoted_and_padded_csv_fields_parse() {
+        let r = parse_line(b"\"7\", 8 ,\"9\"", &triples(b',')).unwrap();
+        assert_eq!((r.user, r.item, r.count), (7, 8, 9));
+    }
+
+    #[test]
+    fn wrong_field_count_is_named() {
+        let e = parse_line(b"1\t2\t3\t4", &les()).unwrap_err();
+        assert!(matches!(
+            e,
+            LineError::FieldCount {
+                expected: 5,
+                found: 4,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("expected 5 tab-separated fields"));
+        let e = parse_line(b"1\t2\t3\t4\t5\t6", &les()).unwrap_err();
+        assert!(matches!(e, LineError::FieldCount { found: 6, .. }));
+    }
+
+    #[test]
+    fn non_numeric_id_is_rejected_with_its_field() {
+        let e = parse_line(b"1\tabc\t3", &triples(b'\t')).unwrap_err();
+        assert_eq!(
+            e,
+            LineError::NonNumeric {
+                field: "item".into(),
+                value: "abc".into()
+            }
+        );
+        let e = parse_line(b"x1\t2\t3\t4\t5", &les()).unwrap_err();
+        assert!(matches!(e, LineError::NonNumeric { ref field, .. } if field == "user_id"));
+    }
+
+    #[test]
+    fn negative_and_non_numeric_counts_are_rejected() {
+        let e = parse_line(b"1\t2\t-3", &triples(b'\t')).unwrap_err();
+        assert!(matches!(e, LineError::Negative { ref field, .. } if field == "count"));
+        let e = parse_line(b"1\t2\t3.5", &triples(b'\t')).unwrap_err();
+        assert!(matches!(e, LineError::NonNumeric { ref field, .. } if field == "count"));
+        let e = parse_line(b"1\t2\t", &triples(b'\t')).unwrap_err();
+        assert!(matches!(
+            e,
+            LineError::Empty { .. } | LineError::FieldCount { .. }
+        ));
+        let e = parse_line(b"1\t\t3", &triples(b'\t')).unwrap_err();
+        assert!(matches!(e, LineError::Empty { ref field } if field == "item"));
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let e = parse_line(b"1\t4294967296\t3", &triples(b'\t')).unwrap_err();
+        assert!(matches!(e, LineError::TooLarge { ref field, .. } if field == "item"));
+        let e = parse_line(b"1\t2\t99999999999999999999999", &triples(b'\t')).unwrap_err();
+        assert!(matches!(e, LineError::TooLarge { .. }));
+        // Users may use the full 64-bit range.
+        let r = parse_line(b"18446744073709551615\t2\t3", &triples(b'\t')).unwrap();
+        assert_eq!(r.user, u64::MAX);
+    }
+
+    #[test]
+    fn unused_text_columns_are_allowed() {
+        // An LEs-like line whose unused album column is text still parses (slow path).
+        let r = parse_line(b"1\t2\tsome album\t4\t5", &les()).unwrap();
+        assert_eq!((r.user, r.item, r.ts), (1, 4, 5));
+    }
+}

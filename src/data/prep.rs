@@ -1,0 +1,315 @@
+//! `prep`: raw listening logs → a training dataset, streaming and in parallel.
+//!
+//! The file is read in waves of newline-aligned blocks; while one wave is parsed and aggregated
+//! by all threads, the next is read. Memory follows the aggregated pairs (≈ 8 bytes per distinct
+//! (user, track), 12 with timestamps for the time split), never the size of the input. The
+//! aggregated arrays are then filtered, split and written in place, without further copies.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::data::aggregate::{ChunkOpts, Collector, parse_chunk};
+use crate::data::blocks::{BlockReader, DEFAULT_BLOCK_BYTES};
+use crate::data::csr::Csr;
+use crate::data::dataset::{
+    InputInfo, LineReport, Manifest, PrepOptions, StageCounts, content_hash, write_files,
+    write_manifest,
+};
+use crate::data::filter::{self, FilterMode, Tally};
+use crate::data::formats::{self, Delimiter, Format, HeaderMode, Input};
+use crate::data::index::Interactions;
+use crate::data::names;
+use crate::data::npz;
+use crate::data::split::{self, Split};
+use crate::error::{Error, Result};
+use crate::util::{AtomicDir, peak_rss_bytes, progress_bar, unix_now};
+
+/// Everything `prep` needs to know.
+#[derive(Debug, Clone)]
+pub struct PrepConfig {
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub format: Format,
+    pub delimiter: Delimiter,
+    pub header: HeaderMode,
+    pub min_user_tracks: u32,
+    pub min_track_users: u32,
+    pub filter_mode: FilterMode,
+    pub split: Split,
+    pub skip_bad_lines: bool,
+    pub force: bool,
+    pub quiet: bool,
+    pub block_bytes: usize,
+}
+
+impl PrepConfig {
+    /// Defaults for `input` → `out`: 20 % random validation split, users with ≥ 5 tracks,
+    /// tracks with ≥ 2 listeners, filtered to a fixed point.
+    pub fn new(input: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        Self {
+            input: input.into(),
+            out: out.into(),
+            format: Format::Auto,
+            delimiter: Delimiter::Auto,
+            header: HeaderMode::Auto,
+            min_user_tracks: 5,
+            min_track_users: 2,
+            filter_mode: FilterMode::FixedPoint,
+            split: Split::Random {
+                fraction: 0.2,
+                seed: 42,
+            },
+            skip_bad_lines: false,
+            force: false,
+            quiet: true,
+            block_bytes: DEFAULT_BLOCK_BYTES,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self.split {
+            Split::Random { fraction, .. } if !(0.0..1.0).contains(&fraction) => {
+                Err(Error::Config(format!(
+                    "--valid-fraction must be in [0, 1), got {fraction}"
+                )))
+            }
+            Split::Time { last_n: 0 } => Err(Error::Config("--last-n must be at least 1".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The parsed input before filtering, with its line accounting.
+pub struct Parsed {
+    pub input: Input,
+    pub interactions: Interactions,
+    pub lines: LineReport,
+    /// Uncompressed bytes parsed.
+    pub bytes: u64,
+}
+
+/// Stage 1: parse and aggregate the input file (exposed for benchmarks).
+pub fn parse_input(cfg: &PrepConfig) -> Result<Parsed> {
+    let input = formats::resolve(&cfg.input, cfg.format, cfg.delimiter, cfg.header)?;
+    let keep_time = matches!(cfg.split, Split::Time { .. });
+    if keep_time && input.schema.ts.is_none() {
+        return Err(Error::Config(format!(
+            "--split time needs timestamps, and {:?} input has none; use --split random",
+            input.format
+        )));
+    }
+    let opts = ChunkOpts {
+        schema: input.schema.clone(),
+        keep_time,
+        tail_n: match cfg.split {
+            Split::Time { last_n } => last_n as usize,
+            Split::Random { .. } => 0,
+        },
+        skip_bad: cfg.skip_bad_lines,
+    };
+    let path = input.data_file.clone();
+    let mut reader = BlockReader::open(&path, cfg.block_bytes)?;
+    let pb = progress_bar(reader.file_bytes, "parse", cfg.quiet);
+    let per_wave = 2 * rayon::current_num_threads();
+    let mut collector = Collector::new(&opts);
+    let mut line_base = 0u64;
+    let skip_header = input.header.is_some();
+    let mut first_wave = true;
+    let mut wave = reader.next_wave(per_wave)?;
+    while !wave.is_empty() {
+        let (parsed, next) = rayon::join(
+            || {
+                wave.par_iter()
+                    .enumerate()
+                    .map(|(i, b)| parse_chunk(b, &opts, first_wave && i == 0 && skip_header))
+                    .collect::<Vec<_>>()
+            },
+            || reader.next_wave(per_wave),
+        );
+        first_wave = false;
+        for (pairs, stats) in parsed {
+            let n = stats.lines;
+            collector.append(pairs, stats, line_base);
+            line_base += n;
+        }
+        for b in wave.drain(..) {
+            reader.recycle(b);
+        }
+        pb.set_position(reader.raw_bytes_read());
+        if let Some((line, e)) = &collector.stats.first_error {
+            return Err(Error::BadLine {
+                path,
+                line: *line,
+                reason: format!("{e} (pass --skip-bad-lines to skip such lines)"),
+            });
+        }
+        wave = next?;
+    }
+    pb.finish_and_clear();
+    let bytes = reader.bytes;
+    let (pairs, stats, regrouped) = collector.finish();
+    let lines = LineReport {
+        total: stats.lines,
+        records: stats.records,
+        header: u64::from(skip_header),
+        blank: stats.blank_lines,
+        zero_count: stats.zero_count_lines,
+        bad_skipped: stats.bad_lines,
+        bad_examples: stats
+            .bad_examples
+            .iter()
+            .map(|(l, r)| format!("{}:{l}: {r}", path.display()))
+            .collect(),
+        regrouped,
+    };
+    if pairs.nnz() == 0 {
+        return Err(Error::bad_input(
+            &path,
+            format!(
+                "no usable listening data ({} lines: {} bad, {} blank, {} with zero plays)",
+                lines.total, lines.bad_skipped, lines.blank, lines.zero_count
+            ),
+        ));
+    }
+    Ok(Parsed {
+        input,
+        interactions: Interactions::from_pairs(pairs),
+        lines,
+        bytes,
+    })
+}
+
+fn tally(m: &Interactions) -> Tally {
+    Tally {
+        users: m.n_users() as u64,
+        items: m.n_items() as u64,
+        pairs: m.nnz() as u64,
+        events: m.events(),
+    }
+}
+
+fn tally_csr(m: &Csr) -> Tally {
+    Tally {
+        users: (0..m.n_rows)
+            .filter(|&r| m.indptr[r + 1] > m.indptr[r])
+            .count() as u64,
+        items: m.n_cols as u64,
+        pairs: m.nnz() as u64,
+        events: m.data.par_iter().map(|&v| v as u64).sum(),
+    }
+}
+
+/// Runs the whole of `prep` and returns the manifest written.
+pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
+    cfg.validate()?;
+    let total = Instant::now();
+    let mut timings = BTreeMap::new();
+    // Claim the output first: refuse an existing one before hours of parsing.
+    let out = AtomicDir::create(&cfg.out, cfg.force)?;
+
+    let t = Instant::now();
+    let Parsed {
+        input,
+        mut interactions,
+        lines,
+        bytes,
+    } = parse_input(cfg)?;
+    timings.insert("parse".to_string(), t.elapsed().as_secs_f64());
+    let raw = tally(&interactions);
+
+    let t = Instant::now();
+    let rounds = filter::filter(
+        &mut interactions,
+        cfg.min_user_tracks,
+        cfg.min_track_users,
+        cfg.filter_mode,
+    );
+    timings.insert("filter".to_string(), t.elapsed().as_secs_f64());
+    let kept = tally(&interactions);
+    if kept.pairs == 0 {
+        return Err(Error::bad_input(
+            &input.data_file,
+            format!(
+                "filtering removed everything ({} users, {} tracks before; --min-user-tracks {}, \
+                 --min-track-users {}): lower the thresholds",
+                raw.users, raw.items, cfg.min_user_tracks, cfg.min_track_users
+            ),
+        ));
+    }
+
+    let t = Instant::now();
+    let item_names = match &input.names {
+        Some(src) => Some(names::load(src, &interactions.item_ids)?),
+        None => None,
+    };
+    timings.insert("names".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let halves = split::split(interactions, cfg.split);
+    let (user_ids, item_ids) = (&halves.user_ids, &halves.item_ids);
+    timings.insert("split".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let files = write_files(
+        out.path(),
+        &halves.train,
+        &halves.valid,
+        user_ids,
+        item_ids,
+        item_names.as_ref(),
+    )?;
+    let hash = content_hash(&halves.train, &halves.valid, user_ids, item_ids);
+    timings.insert("write".to_string(), t.elapsed().as_secs_f64());
+    timings.insert("total".to_string(), total.elapsed().as_secs_f64());
+    timings.insert(
+        "parse_mb_per_s".to_string(),
+        bytes as f64 / 1e6 / timings["parse"].max(1e-9),
+    );
+
+    let bytes_on_disk = std::fs::metadata(&input.data_file)
+        .map(|m| m.len())
+        .unwrap_or(bytes);
+    let manifest = Manifest {
+        encore_version: crate::VERSION.to_string(),
+        created_unix: unix_now(),
+        input: InputInfo {
+            format: input.format,
+            path: cfg.input.clone(),
+            data_file: input.data_file.clone(),
+            bytes: bytes_on_disk,
+            header: input.header.clone(),
+            names: input.names.clone(),
+        },
+        options: PrepOptions {
+            min_user_tracks: cfg.min_user_tracks,
+            min_track_users: cfg.min_track_users,
+            filter_mode: cfg.filter_mode,
+            split: cfg.split,
+            skip_bad_lines: cfg.skip_bad_lines,
+        },
+        lines,
+        counts: StageCounts {
+            raw,
+            filter_rounds: rounds,
+            kept,
+            train: tally_csr(&halves.train),
+            valid: tally_csr(&halves.valid),
+        },
+        indptr_dtype: if npz::fits_i32(halves.train.nnz().max(halves.valid.nnz())) {
+            "int32".into()
+        } else {
+            "int64".into()
+        },
+        items_without_name: item_names.as_ref().map(|n| n.missing),
+        timings_s: timings,
+        peak_rss_bytes: peak_rss_bytes(),
+        content_hash: hash,
+        files,
+    };
+    write_manifest(out.path(), &manifest)?;
+    out.commit()?;
+    Ok(manifest)
+}

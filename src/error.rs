@@ -1,0 +1,81 @@
+//! Typed errors for the library; the CLI wraps them with `anyhow`.
+//!
+//! Every error that comes from user input names the file (and the line, where there is one) so the
+//! user can go straight to the problem.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Encore's library code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A malformed line in an input file.
+    #[error("{path}:{line}: {reason}")]
+    BadLine {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    /// A file that exists but holds no data rows.
+    #[error("{path}: file is empty (no data rows)")]
+    EmptyFile { path: PathBuf },
+    /// An input that is well-formed line by line but unusable as a whole.
+    #[error("{path}: {reason}")]
+    BadInput { path: PathBuf, reason: String },
+    /// An output that already exists and would be overwritten.
+    #[error("{path} already exists (pass --force to replace it)")]
+    OutputExists { path: PathBuf },
+    /// Invalid configuration (flags, sizes) caught before any work starts.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Writing or reading a `.npy`/`.npz` file failed.
+    #[error("{path}: {reason}")]
+    Npy { path: PathBuf, reason: String },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A dataset-level problem in `path`.
+    pub fn bad_input(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadInput {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A `.npy`/`.npz` problem in `path`.
+    pub fn npy(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::Npy {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Extension to attach a path to `std::io::Result`.
+pub trait IoContext<T> {
+    /// Maps an `io::Error` to [`Error::Io`] naming `path`.
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,19 @@
+//! Encore: implicit-feedback ALS music recommendation at LFM-1b scale, on CPU or GPU.
+//!
+//! The library is organised by pipeline stage; the `encore` binary is a thin CLI over it.
+//!
+//! - [`synth`]: synthetic listening logs in the exact LFM-1b file format, with planted taste structure.
+//! - [`data`]: input formats, the streaming parallel ingest (`prep`), CSR matrices and the dataset
+//!   directory format (scipy-compatible `.npz`).
+//! - [`bench`]: self-measurement (throughput, peak memory) for the `encore bench` commands.
+
+pub mod bench;
+pub mod data;
+pub mod error;
+pub mod synth;
+pub mod util;
+
+pub use error::{Error, Result};
+
+/// Encore's version, recorded in every artifact it writes.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
