@@ -277,8 +277,9 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
         created_unix: unix_now(),
         input: InputInfo {
             format: input.format,
-            path: cfg.input.clone(),
-            data_file: input.data_file.clone(),
+            path: std::fs::canonicalize(&cfg.input).unwrap_or_else(|_| cfg.input.clone()),
+            data_file: std::fs::canonicalize(&input.data_file)
+                .unwrap_or_else(|_| input.data_file.clone()),
             bytes: bytes_on_disk,
             header: input.header.clone(),
             names: input.names.clone(),
