@@ -37,6 +37,9 @@ pub enum Error {
     /// Invalid configuration (flags, sizes) caught before any work starts.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A numerical failure (non-finite values, a matrix that is not positive definite).
+    #[error("numerical problem: {0}")]
+    Numerical(String),
     /// Writing or reading a `.npy`/`.npz` file failed.
     #[error("{path}: {reason}")]
     Npy { path: PathBuf, reason: String },

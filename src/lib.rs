@@ -5,8 +5,10 @@
 //! - [`synth`]: synthetic listening logs in the exact LFM-1b file format, with planted taste structure.
 //! - [`data`]: input formats, the streaming parallel ingest (`prep`), CSR matrices and the dataset
 //!   directory format (scipy-compatible `.npz`).
+//! - [`als`]: implicit-feedback ALS training (CPU solvers; the `Solver` seam for GPU ones).
 //! - [`bench`]: self-measurement (throughput, peak memory) for the `encore bench` commands.
 
+pub mod als;
 pub mod bench;
 pub mod data;
 pub mod error;

@@ -45,6 +45,38 @@ impl Csr {
         self.data.iter().map(|&v| f64::from(v)).sum()
     }
 
+    /// The transpose (columns become rows), by a counting sort over columns: O(nnz + n_cols).
+    /// Columns within each new row come out ascending because rows are visited in order.
+    pub fn transpose(&self) -> Csr {
+        let mut counts = vec![0u64; self.n_cols + 1];
+        for &c in &self.indices {
+            counts[c as usize + 1] += 1;
+        }
+        for i in 0..self.n_cols {
+            counts[i + 1] += counts[i];
+        }
+        let indptr = counts.clone();
+        let mut next = counts;
+        let mut indices = vec![0u32; self.nnz()];
+        let mut data = vec![0f32; self.nnz()];
+        for r in 0..self.n_rows {
+            let (cols, vals) = self.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let slot = &mut next[c as usize];
+                indices[*slot as usize] = r as u32;
+                data[*slot as usize] = v;
+                *slot += 1;
+            }
+        }
+        Csr {
+            n_rows: self.n_cols,
+            n_cols: self.n_rows,
+            indptr,
+            indices,
+            data,
+        }
+    }
+
     /// Checks the structural invariants; `what` names the matrix in the error.
     pub fn validate(&self, what: &str) -> Result<()> {
         let bad = |m: String| Err(Error::bad_input(what, m));
@@ -78,5 +110,27 @@ impl Csr {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_twice_is_identity() {
+        let m = Csr {
+            n_rows: 3,
+            n_cols: 4,
+            indptr: vec![0, 2, 2, 5],
+            indices: vec![1, 3, 0, 1, 2],
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0],
+        };
+        let t = m.transpose();
+        t.validate("t").unwrap();
+        assert_eq!(t.indptr, vec![0, 1, 3, 4, 5]);
+        assert_eq!(t.indices, vec![2, 0, 2, 2, 0]);
+        assert_eq!(t.data, vec![3.0, 1.0, 4.0, 5.0, 2.0]);
+        assert_eq!(t.transpose(), m);
     }
 }

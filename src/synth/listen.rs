@@ -21,6 +21,7 @@ use super::SynthConfig;
 use super::catalog::{Catalog, sample_range};
 use super::ids::USER_IDS;
 use super::users::{LISTEN_END, LISTEN_FIRST, SETTLE_IN, registered, user_rng};
+use super::write::{MAX_DECIMAL, put_decimal};
 
 const SALT_LISTEN: u64 = 0;
 /// Repeats choose among the last this-many listens some of the time ("on repeat" bursts).
@@ -56,7 +57,6 @@ pub(crate) struct Scratch {
     affinity: Vec<f64>,
     seen: Vec<u64>,
     favourites: Vec<(u32, f64)>,
-    num: itoa::Buffer,
 }
 
 impl Scratch {
@@ -68,7 +68,6 @@ impl Scratch {
             affinity: Vec::new(),
             seen: vec![0; tracks.div_ceil(64)],
             favourites: Vec::new(),
-            num: itoa::Buffer::new(),
         }
     }
 }
@@ -235,7 +234,8 @@ impl Listener<'_> {
     fn timestamps(&self, rng: &mut Pcg64Mcg, user: usize, n: usize, gaps: &mut Vec<u64>) {
         let reg = registered(self.cfg.seed, user as u64, n as u32);
         let start = reg.max(LISTEN_FIRST) + SETTLE_IN;
-        let avail = LISTEN_END.saturating_sub(start).max(1);
+        // Strictly before the end of the crawl.
+        let avail = (LISTEN_END - 1).saturating_sub(start).max(1);
         // The user is active over a random share of the time they could have been.
         let span = avail as f64 * rng.random_range(0.25..1.0);
         let mean_song = (SONG_SECONDS.0 + SONG_SECONDS.1) as f64 / 2.0;
@@ -272,29 +272,30 @@ impl Listener<'_> {
     }
 
     fn format(&self, s: &mut Scratch, user: usize, out: &mut Vec<u8>) {
+        // Four ids of at most 10 digits, a timestamp, five separators.
+        const MAX_LINE: usize = 4 * 10 + MAX_DECIMAL + 5;
         let c = self.catalog;
-        let mut prefix = [0u8; 16];
-        let uid = s
-            .num
-            .format(USER_IDS.id(self.cfg.seed, user as u64))
-            .as_bytes();
-        prefix[..uid.len()].copy_from_slice(uid);
-        prefix[uid.len()] = b'\t';
-        let prefix = &prefix[..=uid.len()];
-        out.reserve(s.seq.len() * 48);
+        let uid = u64::from(USER_IDS.id(self.cfg.seed, user as u64));
+        let start = out.len();
+        out.resize(start + s.seq.len() * MAX_LINE, 0);
+        let buf = &mut out[start..];
+        let mut at = 0;
         let mut ts = 0u64;
         for (&t, &gap) in s.seq.iter().zip(&s.gaps) {
             let t = t as usize;
             ts += gap;
-            out.extend_from_slice(prefix);
-            out.extend_from_slice(s.num.format(c.track_artist_ids[t]).as_bytes());
-            out.push(b'\t');
-            out.extend_from_slice(s.num.format(c.track_album_ids[t]).as_bytes());
-            out.push(b'\t');
-            out.extend_from_slice(s.num.format(c.track_ids[t]).as_bytes());
-            out.push(b'\t');
-            out.extend_from_slice(s.num.format(ts).as_bytes());
-            out.push(b'\n');
+            at = put_decimal(buf, at, uid);
+            buf[at] = b'\t';
+            at = put_decimal(buf, at + 1, u64::from(c.track_artist_ids[t]));
+            buf[at] = b'\t';
+            at = put_decimal(buf, at + 1, u64::from(c.track_album_ids[t]));
+            buf[at] = b'\t';
+            at = put_decimal(buf, at + 1, u64::from(c.track_ids[t]));
+            buf[at] = b'\t';
+            at = put_decimal(buf, at + 1, ts);
+            buf[at] = b'\n';
+            at += 1;
         }
+        out.truncate(start + at);
     }
 }

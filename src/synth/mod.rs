@@ -211,13 +211,26 @@ impl SynthReport {
     }
 }
 
+/// Contents of [`META_FILE`]. Timings and byte counts stay out so the file is as reproducible as
+/// the data.
 #[derive(Serialize)]
 struct Meta<'a> {
     generator: &'static str,
     encore_version: &'static str,
     model: &'static [&'static str],
     config: &'a SynthConfig,
-    report: &'a SynthReport,
+    dataset: Dataset,
+}
+
+#[derive(Serialize)]
+struct Dataset {
+    users: u64,
+    tracks: u64,
+    artists: u64,
+    albums: u64,
+    events: u64,
+    distinct_pairs: u64,
+    capped_users: u64,
 }
 
 const MODEL: &[&str] = &[
@@ -275,7 +288,29 @@ pub fn generate(cfg: &SynthConfig, out: &Path, force: bool, quiet: bool) -> Resu
     bytes += les_bytes;
     pb.finish_and_clear();
 
-    let mut report = SynthReport {
+    let dataset = Dataset {
+        users: u64::from(cfg.users),
+        tracks: catalog.tracks as u64,
+        artists: catalog.artists as u64,
+        albums: catalog.albums as u64,
+        events: cfg.events,
+        distinct_pairs,
+        capped_users: plan.capped,
+    };
+    let meta_path = tmp.join(META_FILE);
+    let mut meta = serde_json::to_vec_pretty(&Meta {
+        generator: "encore synth",
+        encore_version: crate::VERSION,
+        model: MODEL,
+        config: cfg,
+        dataset,
+    })
+    .map_err(|e| Error::io(&meta_path, std::io::Error::other(e)))?;
+    meta.push(b'\n');
+    std::fs::write(&meta_path, &meta).at(&meta_path)?;
+    bytes += meta.len() as u64;
+    dir.commit()?;
+    Ok(SynthReport {
         users: u64::from(cfg.users),
         tracks: catalog.tracks as u64,
         artists: catalog.artists as u64,
@@ -283,25 +318,9 @@ pub fn generate(cfg: &SynthConfig, out: &Path, force: bool, quiet: bool) -> Resu
         events: cfg.events,
         distinct_pairs,
         bytes_written: bytes,
-        seconds: 0.0,
+        seconds: started.elapsed().as_secs_f64(),
         capped_users: plan.capped,
-    };
-    let meta_path = tmp.join(META_FILE);
-    report.seconds = started.elapsed().as_secs_f64();
-    let mut meta = serde_json::to_vec_pretty(&Meta {
-        generator: "encore synth",
-        encore_version: crate::VERSION,
-        model: MODEL,
-        config: cfg,
-        report: &report,
     })
-    .map_err(|e| Error::io(&meta_path, std::io::Error::other(e)))?;
-    meta.push(b'\n');
-    std::fs::write(&meta_path, &meta).at(&meta_path)?;
-    report.bytes_written += meta.len() as u64;
-    dir.commit()?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Cuts users into consecutive batches of about [`BATCH_EVENTS`] events (fixed by the plan, not

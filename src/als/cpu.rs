@@ -1,0 +1,178 @@
+//! CPU solvers for one ALS half-step: exact Cholesky (the reference) and conjugate gradient.
+//!
+//! For row u with tracks i ∈ u, confidence c_ui = 1 + w_ui and preference 1, the normal equations
+//! are (G + λI + Σ_i w_ui y_i y_iᵀ) x_u = Σ_i c_ui y_i with G = YᵀY shared by all rows, so the work
+//! per row is O(n_u·k²) for the build (Cholesky) or O(steps·(n_u·k + k²)) (CG), never O(n·k²).
+//! Rows are independent; rayon spreads them over threads, each with its own scratch buffers.
+//! A row's result does not depend on the thread count, so 1 and N threads agree bit for bit.
+
+use rayon::prelude::*;
+
+use crate::als::linalg::{add_gram, axpy, cholesky_solve, dot};
+use crate::als::{Factors, HalfStep, Solver};
+use crate::error::{Error, Result};
+
+/// Rows handed to a rayon task at a time (amortises scratch set-up; small enough to balance
+/// heavy-tailed row lengths).
+const ROWS_PER_TASK: usize = 64;
+
+/// Exact per-row solve by Cholesky.
+#[derive(Debug, Default, Clone)]
+pub struct CpuCholesky;
+
+/// Conjugate gradient warm-started from the current factors (Takács et al. 2011).
+#[derive(Debug, Clone)]
+pub struct CpuCg {
+    pub steps: usize,
+}
+
+#[derive(Default)]
+struct Scratch {
+    gathered: Vec<f32>,
+    a32: Vec<f32>,
+    a64: Vec<f64>,
+    b64: Vec<f64>,
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+    t: Vec<f32>,
+}
+
+fn run_rows<F>(step: &HalfStep<'_>, target: &mut Factors, f: F) -> Result<()>
+where
+    F: Fn(usize, &mut [f32], &mut Scratch) -> Result<()> + Sync,
+{
+    let k = target.k;
+    if step.conf.n_rows != target.n || step.fixed.k != k || step.conf.n_cols != step.fixed.n {
+        return Err(Error::Config(format!(
+            "half-step shapes disagree: {}x{} matrix, {} target rows, {} fixed rows, k {} vs {}",
+            step.conf.n_rows, step.conf.n_cols, target.n, step.fixed.n, target.k, step.fixed.k
+        )));
+    }
+    target
+        .data
+        .par_chunks_mut(ROWS_PER_TASK * k)
+        .enumerate()
+        .try_for_each_init(Scratch::default, |s, (task, rows)| {
+            for (j, x) in rows.chunks_mut(k).enumerate() {
+                f(task * ROWS_PER_TASK + j, x, s)?;
+            }
+            Ok(())
+        })
+}
+
+impl Solver for CpuCholesky {
+    fn name(&self) -> String {
+        "cholesky".into()
+    }
+
+    fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()> {
+        let k = target.k;
+        run_rows(step, target, |u, x, s| {
+            let (items, w) = step.conf.row(u);
+            if items.is_empty() {
+                x.fill(0.0);
+                return Ok(());
+            }
+            // Gather √w_i·y_i so that Σ w_i y_i y_iᵀ = SᵀS is one GEMM.
+            s.gathered.resize(items.len() * k, 0.0);
+            s.b64.clear();
+            s.b64.resize(k, 0.0);
+            for (r, (&i, &wi)) in items.iter().zip(w).enumerate() {
+                let y = step.fixed.row(i as usize);
+                let sw = wi.sqrt();
+                let c = f64::from(1.0 + wi);
+                for (d, (&yv, g)) in y
+                    .iter()
+                    .zip(&mut s.gathered[r * k..(r + 1) * k])
+                    .enumerate()
+                {
+                    *g = sw * yv;
+                    s.b64[d] += c * f64::from(yv);
+                }
+            }
+            s.a32.clear();
+            s.a32.extend_from_slice(step.gram);
+            add_gram(&mut s.a32, &s.gathered, items.len(), k);
+            s.a64.clear();
+            s.a64.extend(s.a32.iter().map(|&v| f64::from(v)));
+            for d in 0..k {
+                s.a64[d * k + d] += f64::from(step.regularization);
+            }
+            cholesky_solve(&mut s.a64, &mut s.b64, k).map_err(|e| {
+                Error::Numerical(format!(
+                    "row {u}: normal equations not positive definite (pivot {}); \
+                     raise the regularization",
+                    e.pivot
+                ))
+            })?;
+            for (xd, &bd) in x.iter_mut().zip(&s.b64) {
+                *xd = bd as f32;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Solver for CpuCg {
+    fn name(&self) -> String {
+        format!("cg{}", self.steps)
+    }
+
+    fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()> {
+        let k = target.k;
+        let steps = self.steps;
+        run_rows(step, target, |u, x, s| {
+            let (items, w) = step.conf.row(u);
+            s.r.resize(k, 0.0);
+            s.p.resize(k, 0.0);
+            s.ap.resize(k, 0.0);
+            s.t.resize(items.len(), 0.0);
+            // r = b − A x = Σ (c_i − w_i·(y_i·x)) y_i − (G + λI) x
+            matvec(step.gram, x, &mut s.r, k);
+            for (rd, &xd) in s.r.iter_mut().zip(x.iter()) {
+                *rd = -(*rd + step.regularization * xd);
+            }
+            for (&i, &wi) in items.iter().zip(w) {
+                let y = step.fixed.row(i as usize);
+                let coef = (1.0 + wi) - wi * dot(y, x);
+                axpy(coef, y, &mut s.r);
+            }
+            s.p.copy_from_slice(&s.r);
+            let mut rs_old = dot(&s.r, &s.r);
+            for _ in 0..steps {
+                if rs_old < 1e-20 {
+                    break;
+                }
+                // Ap = (G + λI) p + Σ w_i (y_i·p) y_i
+                matvec(step.gram, &s.p, &mut s.ap, k);
+                axpy(step.regularization, &s.p, &mut s.ap);
+                for (&i, &wi) in items.iter().zip(w) {
+                    let y = step.fixed.row(i as usize);
+                    axpy(wi * dot(y, &s.p), y, &mut s.ap);
+                }
+                let pap = dot(&s.p, &s.ap);
+                if pap <= 0.0 || !pap.is_finite() {
+                    break;
+                }
+                let alpha = rs_old / pap;
+                axpy(alpha, &s.p, x);
+                axpy(-alpha, &s.ap, &mut s.r);
+                let rs_new = dot(&s.r, &s.r);
+                let beta = rs_new / rs_old;
+                for (pd, &rd) in s.p.iter_mut().zip(&s.r) {
+                    *pd = rd + beta * *pd;
+                }
+                rs_old = rs_new;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `out = g · v` for a row-major `k × k` matrix `g`.
+fn matvec(g: &[f32], v: &[f32], out: &mut [f32], k: usize) {
+    for (d, o) in out.iter_mut().enumerate() {
+        *o = dot(&g[d * k..(d + 1) * k], v);
+    }
+}

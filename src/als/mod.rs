@@ -1,0 +1,311 @@
+//! Implicit-feedback matrix factorisation by alternating least squares (Hu, Koren & Volinsky 2008).
+//!
+//! Play counts r_ui become a preference p_ui = 1 (r_ui > 0) and a confidence
+//! c_ui = 1 + α·f(r_ui), with f = log1p(r/ε) (`log`, the default) or f = r (`linear`). Missing
+//! pairs have p = 0 and c = 1. The objective
+//!
+//! L = Σ_{u,i} c_ui (p_ui − x_uᵀy_i)² + λ (Σ_u ‖x_u‖² + Σ_i ‖y_i‖²)
+//!
+//! is minimised by alternately solving every user with items fixed and every item with users
+//! fixed. Each half-step shares one Gram matrix G = YᵀY, so a row costs O(n_u·k²), not O(n·k²).
+//! The [`Solver`] trait is the seam between the CPU solvers here and the GPU ones.
+
+pub mod cpu;
+pub mod linalg;
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::csr::Csr;
+use crate::error::{Error, Result};
+use crate::util::mix64;
+
+/// How play counts become confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidence {
+    /// c = 1 + α·log(1 + r/ε): dampens heavy repeat listening.
+    Log,
+    /// c = 1 + α·r (the original paper's choice).
+    Linear,
+}
+
+/// Which solver runs each half-step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SolverKind {
+    /// Exact per-row Cholesky solve (the reference).
+    Cholesky,
+    /// Conjugate gradient warm-started from the current factors.
+    Cg,
+}
+
+/// Hyper-parameters of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlsConfig {
+    pub factors: usize,
+    pub iterations: usize,
+    /// λ.
+    pub regularization: f32,
+    /// α.
+    pub alpha: f32,
+    pub confidence: Confidence,
+    /// ε of the log confidence.
+    pub epsilon: f32,
+    pub solver: SolverKind,
+    pub cg_steps: usize,
+    pub seed: u64,
+    /// Compute the exact training loss after every iteration.
+    pub compute_loss: bool,
+}
+
+impl Default for AlsConfig {
+    fn default() -> Self {
+        Self {
+            factors: 64,
+            iterations: 15,
+            regularization: 0.1,
+            alpha: 2.0,
+            confidence: Confidence::Log,
+            epsilon: 1.0,
+            solver: SolverKind::Cg,
+            cg_steps: 3,
+            seed: 42,
+            compute_loss: false,
+        }
+    }
+}
+
+impl AlsConfig {
+    /// Rejects settings that cannot train.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.factors == 0 || self.factors > 1024 {
+            return bad(format!("--factors must be 1..=1024, got {}", self.factors));
+        }
+        if !(self.regularization >= 0.0 && self.regularization.is_finite()) {
+            return bad(format!(
+                "--regularization must be >= 0, got {}",
+                self.regularization
+            ));
+        }
+        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
+            return bad(format!("--alpha must be >= 0, got {}", self.alpha));
+        }
+        if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
+            return bad(format!("--epsilon must be > 0, got {}", self.epsilon));
+        }
+        if self.solver == SolverKind::Cg && self.cg_steps == 0 {
+            return bad("--cg-steps must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// c − 1 for a play count.
+    pub fn confidence_minus_one(&self, plays: f32) -> f32 {
+        match self.confidence {
+            Confidence::Log => self.alpha * (plays / self.epsilon).ln_1p(),
+            Confidence::Linear => self.alpha * plays,
+        }
+    }
+}
+
+/// A row-major `n × k` factor matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factors {
+    pub n: usize,
+    pub k: usize,
+    pub data: Vec<f32>,
+}
+
+impl Factors {
+    /// Zeros.
+    pub fn zeros(n: usize, k: usize) -> Self {
+        Self {
+            n,
+            k,
+            data: vec![0.0; n * k],
+        }
+    }
+
+    /// Uniform in [0, 0.01), seeded per row so the result does not depend on threads.
+    pub fn random(n: usize, k: usize, seed: u64) -> Self {
+        let mut data = vec![0.0f32; n * k];
+        data.par_chunks_mut(k.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let mut rng = Pcg64Mcg::seed_from_u64(mix64(seed ^ mix64(r as u64)));
+                for v in row {
+                    *v = rng.random::<f32>() * 0.01;
+                }
+            });
+        Self { n, k, data }
+    }
+
+    /// Row `i`.
+    #[inline]
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.k..(i + 1) * self.k]
+    }
+
+    /// Whether every value is finite.
+    pub fn all_finite(&self) -> bool {
+        self.data.par_iter().all(|v| v.is_finite())
+    }
+}
+
+/// One half-step: solve the rows of `conf` against the `fixed` factors.
+pub struct HalfStep<'a> {
+    /// Rows to solve; values are c − 1 (the stored pairs all have preference 1).
+    pub conf: &'a Csr,
+    pub fixed: &'a Factors,
+    /// `fixedᵀ·fixed`, row-major k × k.
+    pub gram: &'a [f32],
+    pub regularization: f32,
+}
+
+/// Solves one side of ALS. CPU and GPU implementations sit behind this seam.
+pub trait Solver {
+    /// Short name for reports (`cholesky`, `cg3`, ...).
+    fn name(&self) -> String;
+    /// Overwrites `target` with the solution (CG reads it first as the warm start).
+    fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()>;
+}
+
+/// The CPU solver for `cfg`.
+pub fn cpu_solver(cfg: &AlsConfig) -> Box<dyn Solver> {
+    match cfg.solver {
+        SolverKind::Cholesky => Box::new(cpu::CpuCholesky),
+        SolverKind::Cg => Box::new(cpu::CpuCg {
+            steps: cfg.cg_steps,
+        }),
+    }
+}
+
+/// Timing and loss of one iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IterationStats {
+    pub iteration: usize,
+    pub seconds: f64,
+    pub loss: Option<f64>,
+}
+
+/// A trained model's factors.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub users: Factors,
+    pub items: Factors,
+    pub iterations: Vec<IterationStats>,
+}
+
+/// The confidence matrices, user-major and item-major, values c − 1.
+pub struct Prepared {
+    pub by_user: Csr,
+    pub by_item: Csr,
+}
+
+/// Turns play counts into c − 1 and builds the item-major copy.
+pub fn prepare(train: &Csr, cfg: &AlsConfig) -> Prepared {
+    let mut by_user = train.clone();
+    by_user
+        .data
+        .par_iter_mut()
+        .for_each(|v| *v = cfg.confidence_minus_one(*v));
+    let by_item = by_user.transpose();
+    Prepared { by_user, by_item }
+}
+
+/// Trains on `train` (users × items play counts) with `solver`, calling `on_iteration` after each
+/// iteration.
+pub fn train(
+    train: &Csr,
+    cfg: &AlsConfig,
+    solver: &mut dyn Solver,
+    mut on_iteration: impl FnMut(&IterationStats),
+) -> Result<Trained> {
+    cfg.validate()?;
+    let k = cfg.factors;
+    let p = prepare(train, cfg);
+    let mut users = Factors::random(train.n_rows, k, cfg.seed);
+    let mut items = Factors::random(train.n_cols, k, cfg.seed ^ 0x5EED_1735);
+    let mut stats = Vec::with_capacity(cfg.iterations);
+    for it in 1..=cfg.iterations {
+        let t = Instant::now();
+        let g = linalg::gram(&items.data, k);
+        solver.solve(
+            &HalfStep {
+                conf: &p.by_user,
+                fixed: &items,
+                gram: &g,
+                regularization: cfg.regularization,
+            },
+            &mut users,
+        )?;
+        let g = linalg::gram(&users.data, k);
+        solver.solve(
+            &HalfStep {
+                conf: &p.by_item,
+                fixed: &users,
+                gram: &g,
+                regularization: cfg.regularization,
+            },
+            &mut items,
+        )?;
+        let seconds = t.elapsed().as_secs_f64();
+        if !users.all_finite() || !items.all_finite() {
+            return Err(Error::Numerical(format!(
+                "non-finite factors after iteration {it}; lower --alpha or raise --regularization"
+            )));
+        }
+        let loss = cfg
+            .compute_loss
+            .then(|| loss(&p.by_user, &users, &items, cfg.regularization));
+        let s = IterationStats {
+            iteration: it,
+            seconds,
+            loss,
+        };
+        on_iteration(&s);
+        stats.push(s);
+    }
+    Ok(Trained {
+        users,
+        items,
+        iterations: stats,
+    })
+}
+
+/// The exact objective L, in O(nnz·k + n_users·k²) via the Gram trick:
+/// Σ_{all i} (x·y_i)² = xᵀ(YᵀY)x, then correct the observed pairs.
+pub fn loss(conf: &Csr, users: &Factors, items: &Factors, reg: f32) -> f64 {
+    let k = users.k;
+    let g = linalg::gram(&items.data, k);
+    let data: f64 = (0..conf.n_rows)
+        .into_par_iter()
+        .map(|u| {
+            let x = users.row(u);
+            let mut gx = vec![0.0f32; k];
+            for (d, o) in gx.iter_mut().enumerate() {
+                *o = linalg::dot(&g[d * k..(d + 1) * k], x);
+            }
+            let mut l = f64::from(linalg::dot(x, &gx));
+            let (cols, w) = conf.row(u);
+            for (&i, &wi) in cols.iter().zip(w) {
+                let s = f64::from(linalg::dot(x, items.row(i as usize)));
+                l += (1.0 + f64::from(wi)) * (1.0 - s) * (1.0 - s) - s * s;
+            }
+            l
+        })
+        .sum();
+    let norm = |f: &Factors| {
+        f.data
+            .par_iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+    };
+    data + f64::from(reg) * (norm(users) + norm(items))
+}

@@ -1,0 +1,271 @@
+//! ALS solvers against brute force: the Cholesky reference solves the full normal equations, CG
+//! converges to it, the exact loss never increases, and threads do not change results.
+
+use approx::assert_relative_eq;
+use encore::als::cpu::{CpuCg, CpuCholesky};
+use encore::als::{self, AlsConfig, Confidence, Factors, HalfStep, Solver, SolverKind};
+use encore::data::csr::Csr;
+use encore::util::mix64;
+
+/// A random sparse play-count matrix.
+fn random_csr(rows: usize, cols: usize, density_per_mille: u64, seed: u64) -> Csr {
+    let mut m = Csr::empty(rows, cols);
+    m.indptr.clear();
+    m.indptr.push(0);
+    for r in 0..rows {
+        for c in 0..cols {
+            let h = mix64(seed ^ mix64((r * cols + c) as u64));
+            if h % 1000 < density_per_mille {
+                m.indices.push(c as u32);
+                m.data.push(1.0 + (h >> 20) as f32 % 30.0);
+            }
+        }
+        m.indptr.push(m.indices.len() as u64);
+    }
+    m
+}
+
+/// Dense solve of (Σ_all c_ui y yᵀ + λI) x = Σ_all c_ui p_ui y over every item, in f64.
+fn brute_force_row(m: &Csr, cfg: &AlsConfig, y: &Factors, u: usize) -> Vec<f64> {
+    let k = y.k;
+    let mut a = vec![0.0f64; k * k];
+    let mut b = vec![0.0f64; k];
+    let (cols, vals) = m.row(u);
+    for i in 0..y.n {
+        let (c, p) = match cols.iter().position(|&j| j as usize == i) {
+            Some(pos) => (1.0 + f64::from(cfg.confidence_minus_one(vals[pos])), 1.0),
+            None => (1.0, 0.0),
+        };
+        let yi = y.row(i);
+        for d in 0..k {
+            b[d] += c * p * f64::from(yi[d]);
+            for e in 0..k {
+                a[d * k + e] += c * f64::from(yi[d]) * f64::from(yi[e]);
+            }
+        }
+    }
+    for d in 0..k {
+        a[d * k + d] += f64::from(cfg.regularization);
+    }
+    // Gaussian elimination with partial pivoting (independent of the library's Cholesky).
+    for col in 0..k {
+        let piv = (col..k)
+            .max_by(|&i, &j| a[i * k + col].abs().total_cmp(&a[j * k + col].abs()))
+            .unwrap();
+        for e in 0..k {
+            a.swap(col * k + e, piv * k + e);
+        }
+        b.swap(col, piv);
+        for r in col + 1..k {
+            let f = a[r * k + col] / a[col * k + col];
+            for e in col..k {
+                a[r * k + e] -= f * a[col * k + e];
+            }
+            b[r] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; k];
+    for r in (0..k).rev() {
+        let s: f64 = (r + 1..k).map(|e| a[r * k + e] * x[e]).sum();
+        x[r] = (b[r] - s) / a[r * k + r];
+    }
+    x
+}
+
+fn half_step(
+    solver: &mut dyn Solver,
+    conf: &Csr,
+    y: &Factors,
+    cfg: &AlsConfig,
+    start: &Factors,
+) -> Factors {
+    let g = als::linalg::gram(&y.data, y.k);
+    let mut x = start.clone();
+    solver
+        .solve(
+            &HalfStep {
+                conf,
+                fixed: y,
+                gram: &g,
+                regularization: cfg.regularization,
+            },
+            &mut x,
+        )
+        .unwrap();
+    x
+}
+
+fn setup() -> (Csr, Csr, AlsConfig, Factors) {
+    let m = random_csr(25, 40, 150, 3);
+    let cfg = AlsConfig {
+        factors: 6,
+        regularization: 0.05,
+        alpha: 3.0,
+        ..AlsConfig::default()
+    };
+    let conf = als::prepare(&m, &cfg).by_user;
+    let y = Factors::random(40, 6, 11);
+    let mut y_big = y.clone();
+    for v in &mut y_big.data {
+        *v *= 50.0; // realistic magnitudes, not 0.01
+    }
+    (m, conf, cfg, y_big)
+}
+
+#[test]
+fn cholesky_matches_a_dense_solve_of_the_full_normal_equations() {
+    for confidence in [Confidence::Log, Confidence::Linear] {
+        let (m, _, mut cfg, y) = setup();
+        cfg.confidence = confidence;
+        let conf = als::prepare(&m, &cfg).by_user;
+        let x = half_step(&mut CpuCholesky, &conf, &y, &cfg, &Factors::zeros(25, 6));
+        for u in 0..25 {
+            let want = brute_force_row(&m, &cfg, &y, u);
+            for d in 0..6 {
+                // f32 Gram/GEMM accumulation, f64 factorisation: 1e-3 relative is ample.
+                assert_relative_eq!(
+                    f64::from(x.row(u)[d]),
+                    want[d],
+                    epsilon = 1e-5,
+                    max_relative = 1e-3
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cg_approaches_cholesky_as_steps_grow() {
+    let (_, conf, cfg, y) = setup();
+    let exact = half_step(&mut CpuCholesky, &conf, &y, &cfg, &Factors::zeros(25, 6));
+    let err = |steps: usize| {
+        let x = half_step(
+            &mut CpuCg { steps },
+            &conf,
+            &y,
+            &cfg,
+            &Factors::zeros(25, 6),
+        );
+        x.data
+            .iter()
+            .zip(&exact.data)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let e: Vec<f64> = [1, 2, 4, 6, 12].iter().map(|&s| err(s)).collect();
+    assert!(e.windows(2).all(|w| w[1] < w[0]), "errors {e:?}");
+    let norm = exact
+        .data
+        .iter()
+        .map(|v| f64::from(*v).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    // In exact arithmetic k = 6 steps solve a 6-dimensional system; in f32 on these
+    // ill-conditioned rows (large factors, confidences up to ~11) a few more are needed.
+    assert!(e[4] < 1e-3 * norm, "errors {e:?}, norm {norm}");
+}
+
+#[test]
+fn cg_warm_start_from_the_solution_stays_there() {
+    let (_, conf, cfg, y) = setup();
+    let exact = half_step(&mut CpuCholesky, &conf, &y, &cfg, &Factors::zeros(25, 6));
+    let again = half_step(&mut CpuCg { steps: 3 }, &conf, &y, &cfg, &exact);
+    for (a, b) in again.data.iter().zip(&exact.data) {
+        assert_relative_eq!(*a, *b, epsilon = 1e-4, max_relative = 1e-3);
+    }
+}
+
+#[test]
+fn exact_als_loss_never_increases() {
+    let m = random_csr(120, 90, 80, 5);
+    let cfg = AlsConfig {
+        factors: 8,
+        iterations: 8,
+        solver: SolverKind::Cholesky,
+        compute_loss: true,
+        ..AlsConfig::default()
+    };
+    let t = als::train(&m, &cfg, &mut CpuCholesky, |_| {}).unwrap();
+    let losses: Vec<f64> = t.iterations.iter().map(|s| s.loss.unwrap()).collect();
+    for w in losses.windows(2) {
+        assert!(w[1] <= w[0] * (1.0 + 1e-6), "loss rose: {losses:?}");
+    }
+    assert!(losses[losses.len() - 1] < losses[0]);
+}
+
+#[test]
+fn loss_matches_its_definition() {
+    let (m, conf, cfg, y) = setup();
+    let x = Factors::random(25, 6, 2);
+    let got = als::loss(&conf, &x, &y, cfg.regularization);
+    let mut want = 0.0f64;
+    for u in 0..25 {
+        let (cols, vals) = m.row(u);
+        for i in 0..40 {
+            let s: f64 = (0..6)
+                .map(|d| f64::from(x.row(u)[d]) * f64::from(y.row(i)[d]))
+                .sum();
+            let (c, p) = match cols.iter().position(|&j| j as usize == i) {
+                Some(pos) => (1.0 + f64::from(cfg.confidence_minus_one(vals[pos])), 1.0),
+                None => (1.0, 0.0),
+            };
+            want += c * (p - s) * (p - s);
+        }
+    }
+    let norms: f64 = x
+        .data
+        .iter()
+        .chain(&y.data)
+        .map(|v| f64::from(*v).powi(2))
+        .sum();
+    want += f64::from(cfg.regularization) * norms;
+    assert_relative_eq!(got, want, max_relative = 1e-4);
+}
+
+#[test]
+fn threads_do_not_change_cholesky_results() {
+    let m = random_csr(300, 200, 60, 9);
+    let cfg = AlsConfig {
+        factors: 16,
+        iterations: 3,
+        solver: SolverKind::Cholesky,
+        ..AlsConfig::default()
+    };
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| als::train(&m, &cfg, &mut CpuCholesky, |_| {}).unwrap())
+    };
+    let a = run(1);
+    let b = run(4);
+    assert_eq!(a.users, b.users);
+    assert_eq!(a.items, b.items);
+}
+
+#[test]
+fn invalid_settings_are_rejected() {
+    let m = random_csr(5, 5, 500, 1);
+    for cfg in [
+        AlsConfig {
+            factors: 0,
+            ..AlsConfig::default()
+        },
+        AlsConfig {
+            regularization: -1.0,
+            ..AlsConfig::default()
+        },
+        AlsConfig {
+            alpha: f32::NAN,
+            ..AlsConfig::default()
+        },
+        AlsConfig {
+            cg_steps: 0,
+            ..AlsConfig::default()
+        },
+    ] {
+        assert!(als::train(&m, &cfg, &mut CpuCholesky, |_| {}).is_err());
+    }
+}
