@@ -6,12 +6,16 @@
 //! - [`data`]: input formats, the streaming parallel ingest (`prep`), CSR matrices and the dataset
 //!   directory format (scipy-compatible `.npz`).
 //! - [`als`]: implicit-feedback ALS training (CPU solvers; the `Solver` seam for GPU ones).
+//! - [`eval`]: ranking metrics against held-out listens and the popularity baseline.
+//! - [`infer`]: exact top-K scoring (the `Scorer` seam) and item similarity.
 //! - [`bench`]: self-measurement (throughput, peak memory) for the `encore bench` commands.
 
 pub mod als;
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod eval;
+pub mod infer;
 pub mod synth;
 pub mod util;
 

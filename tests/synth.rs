@@ -276,6 +276,7 @@ fn activity_and_popularity_are_heavy_tailed() {
     track_counts.sort_unstable_by(|a, b| b.cmp(a));
     let top1: u64 = track_counts[..cfg.tracks as usize / 100].iter().sum();
     let share = top1 as f64 / les.len() as f64;
+    eprintln!("top 1% of tracks: {share:.3} of listens");
     assert!(
         share > 0.10,
         "top 1% of tracks get only {share:.3} of listens"
@@ -285,6 +286,7 @@ fn activity_and_popularity_are_heavy_tailed() {
     user_counts.sort_unstable();
     let median = user_counts[user_counts.len() / 2] as f64;
     let mean = les.len() as f64 / user_counts.len() as f64;
+    eprintln!("user activity: median {median}, mean {mean}");
     assert!(median < 0.8 * mean, "median {median} vs mean {mean}");
     assert!(*user_counts.last().unwrap_or(&0) as f64 > 5.0 * mean);
 }
@@ -307,13 +309,7 @@ fn precision_at_10(
 
 #[test]
 fn planted_taste_beats_popularity_which_beats_random() {
-    let mut cfg = config(400, 10_000, 1_000, 12, 200_000);
-    if let Ok(v) = std::env::var("FAV") {
-        cfg.favourite_share = v.parse().unwrap();
-    }
-    if let Ok(v) = std::env::var("GLOB") {
-        cfg.global_share = v.parse().unwrap();
-    }
+    let cfg = config(400, 10_000, 1_000, 12, 200_000);
     let (_tmp, dir, _) = generate_into(&cfg);
     let les = events(&dir);
     let track_artist: HashMap<u64, u64> = rows(&dir.join(TRACKS_FILE), 3)
@@ -416,7 +412,7 @@ fn planted_taste_beats_popularity_which_beats_random() {
         "artist affinity {taste:.4} vs popularity {pop:.4}"
     );
     assert!(
-        pop > 3.0 * random,
+        pop > 5.0 * random,
         "popularity {pop:.4} vs random {random:.4}"
     );
 }

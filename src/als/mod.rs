@@ -12,6 +12,7 @@
 
 pub mod cpu;
 pub mod linalg;
+pub mod model;
 
 use std::time::Instant;
 

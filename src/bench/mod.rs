@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::{Manifest, TRAIN, VALID};
 use crate::error::{Error, IoContext, Result};
@@ -59,7 +59,7 @@ pub struct IngestReport {
 }
 
 /// Where a benchmark ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
     pub host: String,
     pub cpu: String,

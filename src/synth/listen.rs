@@ -169,7 +169,7 @@ impl Listener<'_> {
     /// Favourite artists with cumulative weights 1/(rank+1); more for more active users.
     fn favourites(&self, rng: &mut Pcg64Mcg, taste: &Taste, n: usize, out: &mut Vec<(u32, f64)>) {
         let c = self.catalog;
-        let count = (2 + (1.2 * (n as f64 + 1.0).ln()) as usize + rng.random_range(0..3))
+        let count = (1 + (0.8 * (n as f64 + 1.0).ln()) as usize + rng.random_range(0..3))
             .min(MAX_FAVOURITES);
         out.clear();
         let mut acc = 0.0;

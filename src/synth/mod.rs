@@ -112,8 +112,8 @@ impl SynthConfig {
             seed,
             activity_sigma,
             repeat_target: 5.5,
-            global_share: 0.25,
-            favourite_share: 0.35,
+            global_share: 0.2,
+            favourite_share: 0.45,
         }
     }
 

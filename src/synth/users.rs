@@ -185,3 +185,21 @@ pub(crate) fn write_users(path: &Path, cfg: &SynthConfig, plan: &Plan) -> Result
     std::fs::write(path, &out).at(path)?;
     Ok(out.len() as u64)
 }
+#[cfg(test)]
+mod tmp_probe {
+    #[test]
+    fn probe_lfm1b_capped() {
+        for sigma in [0.5, 0.52, 0.53, 0.55] {
+            let mut cfg = super::super::SynthConfig::from_scale(super::super::Scale::Lfm1b, 42);
+            cfg.activity_sigma = sigma;
+            let p = super::Plan::new(&cfg);
+            let mut v = p.events.clone();
+            v.sort_unstable();
+            eprintln!("sigma {sigma}: capped {} ({:.2}%), median {}, min {}", p.capped, 100.0 * p.capped as f64 / v.len() as f64, v[v.len() / 2], v[0]);
+        }
+        for s in [super::super::Scale::Tiny, super::super::Scale::Small, super::super::Scale::Medium] {
+            let p = super::Plan::new(&super::super::SynthConfig::from_scale(s, 42));
+            eprintln!("{s:?}: capped {}", p.capped);
+        }
+    }
+}

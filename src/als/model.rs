@@ -1,0 +1,159 @@
+//! Model files: `user_factors.npy`, `item_factors.npy` (float32, C order, `numpy.load`-able) and
+//! `model.json` (hyper-parameters, the dataset it was trained on, per-iteration times and
+//! losses, solver, threads, machine). Written atomically; loading checks every shape.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayView2};
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use serde::{Deserialize, Serialize};
+
+use crate::als::{AlsConfig, Factors, IterationStats};
+use crate::bench::Machine;
+use crate::data::dataset::Dataset;
+use crate::error::{Error, IoContext, Result};
+use crate::util::AtomicDir;
+
+pub const USER_FACTORS: &str = "user_factors.npy";
+pub const ITEM_FACTORS: &str = "item_factors.npy";
+pub const MODEL_JSON: &str = "model.json";
+
+/// The dataset a model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRef {
+    pub dir: PathBuf,
+    pub content_hash: String,
+    pub users: usize,
+    pub items: usize,
+    pub train_pairs: usize,
+}
+
+/// `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub encore_version: String,
+    pub created_unix: u64,
+    pub config: AlsConfig,
+    pub solver: String,
+    pub device: String,
+    pub threads: usize,
+    pub machine: Machine,
+    pub dataset: DatasetRef,
+    pub iterations: Vec<IterationStats>,
+    pub train_seconds: f64,
+}
+
+/// A trained model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub meta: ModelMeta,
+    pub users: Factors,
+    pub items: Factors,
+}
+
+fn write_factors(path: &Path, f: &Factors) -> Result<()> {
+    let view = ArrayView2::from_shape((f.n, f.k), &f.data)
+        .map_err(|e| Error::npy(path, format!("factor shape: {e}")))?;
+    let file = File::create(path).at(path)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    view.write_npy(&mut w).map_err(|e| Error::npy(path, e))?;
+    w.flush().at(path)?;
+    Ok(())
+}
+
+fn read_factors(path: &Path) -> Result<Factors> {
+    let file = File::open(path).at(path)?;
+    let a = Array2::<f32>::read_npy(BufReader::new(file)).map_err(|e| {
+        Error::npy(
+            path,
+            format!("not a readable float32 2-D array ({e}); was the file truncated?"),
+        )
+    })?;
+    let (n, k) = a.dim();
+    let data = if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().copied().collect()
+    };
+    Ok(Factors { n, k, data })
+}
+
+impl Model {
+    /// Writes the model directory atomically (`force` replaces an existing one).
+    pub fn save(&self, dir: &Path, force: bool) -> Result<()> {
+        let out = AtomicDir::create(dir, force)?;
+        write_factors(&out.path().join(USER_FACTORS), &self.users)?;
+        write_factors(&out.path().join(ITEM_FACTORS), &self.items)?;
+        let json = serde_json::to_string_pretty(&self.meta)
+            .map_err(|e| Error::Config(format!("serialising model.json: {e}")))?;
+        let p = out.path().join(MODEL_JSON);
+        std::fs::write(&p, json + "\n").at(&p)?;
+        out.commit()?;
+        Ok(())
+    }
+
+    /// Loads a model directory and checks that its parts agree.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::bad_input(
+                dir,
+                "not a model directory (run `encore train` to make one)",
+            ));
+        }
+        let p = dir.join(MODEL_JSON);
+        let text = std::fs::read_to_string(&p).at(&p)?;
+        let meta: ModelMeta = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_input(&p, format!("invalid model.json: {e}")))?;
+        let users = read_factors(&dir.join(USER_FACTORS))?;
+        let items = read_factors(&dir.join(ITEM_FACTORS))?;
+        let k = meta.config.factors;
+        let check = |f: &Factors, n: usize, name: &str| {
+            if f.k != k || f.n != n {
+                Err(Error::bad_input(
+                    dir.join(name),
+                    format!("shape {}x{} does not match model.json ({n}x{k})", f.n, f.k),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        check(&users, meta.dataset.users, USER_FACTORS)?;
+        check(&items, meta.dataset.items, ITEM_FACTORS)?;
+        if !users.all_finite() || !items.all_finite() {
+            return Err(Error::bad_input(dir, "factors contain NaN or infinity"));
+        }
+        Ok(Self { meta, users, items })
+    }
+
+    /// Fails unless the model was trained on `ds` (same shape and content hash).
+    pub fn check_dataset(&self, ds: &Dataset) -> Result<()> {
+        let r = &self.meta.dataset;
+        if (r.users, r.items) != (ds.train.n_rows, ds.train.n_cols) {
+            return Err(Error::bad_input(
+                &ds.dir,
+                format!(
+                    "dataset is {}x{} but the model was trained on {}x{} ({})",
+                    ds.train.n_rows,
+                    ds.train.n_cols,
+                    r.users,
+                    r.items,
+                    r.dir.display()
+                ),
+            ));
+        }
+        if r.content_hash != ds.manifest.content_hash {
+            return Err(Error::bad_input(
+                &ds.dir,
+                format!(
+                    "dataset content hash {} differs from the model's training data {} ({})",
+                    ds.manifest.content_hash,
+                    r.content_hash,
+                    r.dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

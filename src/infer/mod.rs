@@ -1,0 +1,1 @@
+//! Top-K recommendation (being written).
