@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use encore::als::fit::fit;
+use encore::als::model::Model;
+use encore::als::{AlsConfig, Confidence, SolverKind};
 use encore::bench;
+use encore::data::dataset::Dataset;
 use encore::data::dataset::Manifest;
 use encore::data::filter::FilterMode;
 use encore::data::formats::{Delimiter, Format, HeaderMode};
@@ -39,6 +43,8 @@ enum Command {
     Synth(SynthArgs),
     /// Turn raw listening logs into a dataset (aggregate, filter, re-index, split).
     Prep(PrepArgs),
+    /// Train an implicit-feedback ALS model on a dataset's train.npz (CPU).
+    Train(TrainArgs),
     /// Run the pipeline end to end on built-in synthetic data (no arguments needed).
     Demo(DemoArgs),
     /// Measure Encore itself.
@@ -150,6 +156,65 @@ impl PrepArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+struct TrainArgs {
+    /// Dataset directory written by `encore prep`.
+    dataset: PathBuf,
+    /// Output model directory (user_factors.npy, item_factors.npy, model.json).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Latent factors k.
+    #[arg(long, default_value_t = 64)]
+    factors: usize,
+    /// ALS iterations (each solves all users, then all items).
+    #[arg(long, default_value_t = 15)]
+    iterations: usize,
+    /// L2 regularization λ.
+    #[arg(long, default_value_t = 0.1)]
+    regularization: f32,
+    /// Confidence scale α: c = 1 + α·f(plays).
+    #[arg(long, default_value_t = 2.0)]
+    alpha: f32,
+    /// f(plays): log = log(1 + plays/ε), linear = plays.
+    #[arg(long, value_enum, default_value = "log")]
+    confidence: Confidence,
+    /// ε of the log confidence.
+    #[arg(long, default_value_t = 1.0)]
+    epsilon: f32,
+    /// Per-row solver: cholesky (exact reference) or cg (conjugate gradient, warm-started).
+    #[arg(long, value_enum, default_value = "cg")]
+    solver: SolverKind,
+    /// Conjugate-gradient steps per row and half-step.
+    #[arg(long, default_value_t = 3)]
+    cg_steps: usize,
+    /// Seed of the factor initialization.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Compute the exact training loss after every iteration (costs about one CG half-step).
+    #[arg(long)]
+    loss: bool,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> AlsConfig {
+        AlsConfig {
+            factors: self.factors,
+            iterations: self.iterations,
+            regularization: self.regularization,
+            alpha: self.alpha,
+            confidence: self.confidence,
+            epsilon: self.epsilon,
+            solver: self.solver,
+            cg_steps: self.cg_steps,
+            seed: self.seed,
+            compute_loss: self.loss,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Working directory for the demo's files (replaced on each run).
@@ -199,6 +264,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Synth(a) => cmd_synth(&a, cli.quiet),
         Command::Prep(a) => cmd_prep(&a, cli.quiet),
+        Command::Train(a) => cmd_train(&a, cli.quiet).map(|_| ()),
         Command::Demo(a) => cmd_demo(&a, cli.quiet),
         Command::Bench(BenchCommand::Ingest(a)) => {
             let report = bench::ingest(&a)?;
@@ -249,6 +315,60 @@ fn cmd_prep(a: &PrepArgs, quiet: bool) -> Result<()> {
         .with_context(|| format!("preparing {} into {}", a.input.display(), a.out.display()))?;
     print_manifest(&m, &a.out);
     Ok(())
+}
+
+fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
+    let ds = Dataset::load(&a.dataset)
+        .with_context(|| format!("loading dataset {}", a.dataset.display()))?;
+    if a.out.exists() && !a.force {
+        anyhow::bail!(
+            "{} already exists (pass --force to replace it)",
+            a.out.display()
+        );
+    }
+    let cfg = a.config();
+    println!(
+        "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {:?}{}, {} threads",
+        thousands(ds.train.n_rows as u64),
+        thousands(ds.train.n_cols as u64),
+        thousands(ds.train.nnz() as u64),
+        cfg.factors,
+        cfg.iterations,
+        cfg.solver,
+        if cfg.solver == SolverKind::Cg {
+            format!(" ({} steps)", cfg.cg_steps)
+        } else {
+            String::new()
+        },
+        rayon::current_num_threads()
+    );
+    let model = fit(&ds, &cfg, quiet, |s| {
+        if quiet {
+            return;
+        }
+        let loss = s
+            .loss
+            .map(|l| format!("  loss {l:.6e}"))
+            .unwrap_or_default();
+        eprintln!("  iteration {:>3}  {:>8.3} s{loss}", s.iteration, s.seconds);
+    })?;
+    model
+        .save(&a.out, a.force)
+        .with_context(|| format!("saving the model to {}", a.out.display()))?;
+    let its = &model.meta.iterations;
+    let steady: Vec<f64> = its.iter().skip(1).map(|s| s.seconds).collect();
+    println!(
+        "train: {:.2} s total, first iteration {:.3} s, steady {:.3} s/iteration; wrote {}",
+        model.meta.train_seconds,
+        its.first().map(|s| s.seconds).unwrap_or(0.0),
+        if steady.is_empty() {
+            0.0
+        } else {
+            steady.iter().sum::<f64>() / steady.len() as f64
+        },
+        a.out.display()
+    );
+    Ok(model)
 }
 
 fn cmd_demo(a: &DemoArgs, quiet: bool) -> Result<()> {

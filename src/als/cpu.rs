@@ -5,10 +5,14 @@
 //! per row is O(n_u·k²) for the build (Cholesky) or O(steps·(n_u·k + k²)) (CG), never O(n·k²).
 //! Rows are independent; rayon spreads them over threads, each with its own scratch buffers.
 //! A row's result does not depend on the thread count, so 1 and N threads agree bit for bit.
+//!
+//! The per-row kernels are compiled twice by `multiversion` — for AVX2+FMA and for baseline
+//! x86-64 — and picked at run time, so one portable binary still runs the hot loops 8 lanes wide.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::als::linalg::{add_gram, axpy, cholesky_solve, dot};
+use crate::als::linalg::{add_gram, axpy, cholesky_solve, dot, symv};
 use crate::als::{Factors, HalfStep, Solver};
 use crate::error::{Error, Result};
 
@@ -26,6 +30,7 @@ pub struct CpuCg {
     pub steps: usize,
 }
 
+/// Per-thread buffers, grown to the longest row seen and then reused.
 #[derive(Default)]
 struct Scratch {
     gathered: Vec<f32>,
@@ -35,7 +40,6 @@ struct Scratch {
     r: Vec<f32>,
     p: Vec<f32>,
     ap: Vec<f32>,
-    t: Vec<f32>,
 }
 
 fn run_rows<F>(step: &HalfStep<'_>, target: &mut Factors, f: F) -> Result<()>
@@ -67,51 +71,58 @@ impl Solver for CpuCholesky {
     }
 
     fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()> {
-        let k = target.k;
         run_rows(step, target, |u, x, s| {
             let (items, w) = step.conf.row(u);
-            if items.is_empty() {
-                x.fill(0.0);
-                return Ok(());
-            }
-            // Gather √w_i·y_i so that Σ w_i y_i y_iᵀ = SᵀS is one GEMM.
-            s.gathered.resize(items.len() * k, 0.0);
-            s.b64.clear();
-            s.b64.resize(k, 0.0);
-            for (r, (&i, &wi)) in items.iter().zip(w).enumerate() {
-                let y = step.fixed.row(i as usize);
-                let sw = wi.sqrt();
-                let c = f64::from(1.0 + wi);
-                for (d, (&yv, g)) in y
-                    .iter()
-                    .zip(&mut s.gathered[r * k..(r + 1) * k])
-                    .enumerate()
-                {
-                    *g = sw * yv;
-                    s.b64[d] += c * f64::from(yv);
-                }
-            }
-            s.a32.clear();
-            s.a32.extend_from_slice(step.gram);
-            add_gram(&mut s.a32, &s.gathered, items.len(), k);
-            s.a64.clear();
-            s.a64.extend(s.a32.iter().map(|&v| f64::from(v)));
-            for d in 0..k {
-                s.a64[d * k + d] += f64::from(step.regularization);
-            }
-            cholesky_solve(&mut s.a64, &mut s.b64, k).map_err(|e| {
+            cholesky_row(step, items, w, x, s).map_err(|pivot| {
                 Error::Numerical(format!(
-                    "row {u}: normal equations not positive definite (pivot {}); \
-                     raise the regularization",
-                    e.pivot
+                    "row {u}: normal equations not positive definite (pivot {pivot}); \
+                     raise the regularization"
                 ))
-            })?;
-            for (xd, &bd) in x.iter_mut().zip(&s.b64) {
-                *xd = bd as f32;
-            }
-            Ok(())
+            })
         })
     }
+}
+
+/// Builds and solves one row's normal equations exactly. Errors with the failing pivot.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn cholesky_row(
+    step: &HalfStep<'_>,
+    items: &[u32],
+    w: &[f32],
+    x: &mut [f32],
+    s: &mut Scratch,
+) -> Result<(), usize> {
+    let k = x.len();
+    if items.is_empty() {
+        x.fill(0.0);
+        return Ok(());
+    }
+    // Gather √w_i·y_i so that Σ w_i y_i y_iᵀ = SᵀS is one GEMM.
+    s.gathered.resize(items.len() * k, 0.0);
+    s.b64.clear();
+    s.b64.resize(k, 0.0);
+    for ((&i, &wi), g) in items.iter().zip(w).zip(s.gathered.chunks_exact_mut(k)) {
+        let y = step.fixed.row(i as usize);
+        let sw = wi.sqrt();
+        let c = f64::from(1.0 + wi);
+        for ((gd, &yd), bd) in g.iter_mut().zip(y).zip(s.b64.iter_mut()) {
+            *gd = sw * yd;
+            *bd += c * f64::from(yd);
+        }
+    }
+    s.a32.clear();
+    s.a32.extend_from_slice(step.gram);
+    add_gram(&mut s.a32, &s.gathered, items.len(), k);
+    s.a64.clear();
+    s.a64.extend(s.a32.iter().map(|&v| f64::from(v)));
+    for d in 0..k {
+        s.a64[d * k + d] += f64::from(step.regularization);
+    }
+    cholesky_solve(&mut s.a64, &mut s.b64, k).map_err(|e| e.pivot)?;
+    for (xd, &bd) in x.iter_mut().zip(&s.b64) {
+        *xd = bd as f32;
+    }
+    Ok(())
 }
 
 impl Solver for CpuCg {
@@ -120,59 +131,65 @@ impl Solver for CpuCg {
     }
 
     fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()> {
-        let k = target.k;
         let steps = self.steps;
         run_rows(step, target, |u, x, s| {
             let (items, w) = step.conf.row(u);
-            s.r.resize(k, 0.0);
-            s.p.resize(k, 0.0);
-            s.ap.resize(k, 0.0);
-            s.t.resize(items.len(), 0.0);
-            // r = b − A x = Σ (c_i − w_i·(y_i·x)) y_i − (G + λI) x
-            matvec(step.gram, x, &mut s.r, k);
-            for (rd, &xd) in s.r.iter_mut().zip(x.iter()) {
-                *rd = -(*rd + step.regularization * xd);
-            }
-            for (&i, &wi) in items.iter().zip(w) {
-                let y = step.fixed.row(i as usize);
-                let coef = (1.0 + wi) - wi * dot(y, x);
-                axpy(coef, y, &mut s.r);
-            }
-            s.p.copy_from_slice(&s.r);
-            let mut rs_old = dot(&s.r, &s.r);
-            for _ in 0..steps {
-                if rs_old < 1e-20 {
-                    break;
-                }
-                // Ap = (G + λI) p + Σ w_i (y_i·p) y_i
-                matvec(step.gram, &s.p, &mut s.ap, k);
-                axpy(step.regularization, &s.p, &mut s.ap);
-                for (&i, &wi) in items.iter().zip(w) {
-                    let y = step.fixed.row(i as usize);
-                    axpy(wi * dot(y, &s.p), y, &mut s.ap);
-                }
-                let pap = dot(&s.p, &s.ap);
-                if pap <= 0.0 || !pap.is_finite() {
-                    break;
-                }
-                let alpha = rs_old / pap;
-                axpy(alpha, &s.p, x);
-                axpy(-alpha, &s.ap, &mut s.r);
-                let rs_new = dot(&s.r, &s.r);
-                let beta = rs_new / rs_old;
-                for (pd, &rd) in s.p.iter_mut().zip(&s.r) {
-                    *pd = rd + beta * *pd;
-                }
-                rs_old = rs_new;
-            }
+            cg_row(step, items, w, x, s, steps);
             Ok(())
         })
     }
 }
 
-/// `out = g · v` for a row-major `k × k` matrix `g`.
-fn matvec(g: &[f32], v: &[f32], out: &mut [f32], k: usize) {
-    for (d, o) in out.iter_mut().enumerate() {
-        *o = dot(&g[d * k..(d + 1) * k], v);
+/// `steps` conjugate-gradient iterations on one row, starting from the current `x`.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn cg_row(
+    step: &HalfStep<'_>,
+    items: &[u32],
+    w: &[f32],
+    x: &mut [f32],
+    s: &mut Scratch,
+    steps: usize,
+) {
+    let k = x.len();
+    let reg = step.regularization;
+    s.r.resize(k, 0.0);
+    s.p.resize(k, 0.0);
+    s.ap.resize(k, 0.0);
+    // r = b − A x = Σ (c_i − w_i·(y_i·x)) y_i − (G + λI) x
+    symv(step.gram, x, &mut s.r, k);
+    for (rd, &xd) in s.r.iter_mut().zip(x.iter()) {
+        *rd = -(*rd + reg * xd);
+    }
+    for (&i, &wi) in items.iter().zip(w) {
+        let y = step.fixed.row(i as usize);
+        let coef = (1.0 + wi) - wi * dot(y, x);
+        axpy(coef, y, &mut s.r);
+    }
+    s.p.copy_from_slice(&s.r);
+    let mut rs_old = dot(&s.r, &s.r);
+    for _ in 0..steps {
+        if rs_old < 1e-20 {
+            break;
+        }
+        // Ap = (G + λI) p + Σ w_i (y_i·p) y_i
+        symv(step.gram, &s.p, &mut s.ap, k);
+        axpy(reg, &s.p, &mut s.ap);
+        for (&i, &wi) in items.iter().zip(w) {
+            let y = step.fixed.row(i as usize);
+            axpy(wi * dot(y, &s.p), y, &mut s.ap);
+        }
+        let pap = dot(&s.p, &s.ap);
+        if pap <= 0.0 || !pap.is_finite() {
+            break;
+        }
+        let alpha = rs_old / pap;
+        axpy(alpha, &s.p, x);
+        axpy(-alpha, &s.ap, &mut s.r);
+        let rs_new = dot(&s.r, &s.r);
+        let beta = rs_new / rs_old;
+        for (pd, &rd) in s.p.iter_mut().zip(&s.r) {
+            *pd = rd + beta * *pd;
+        }
+        rs_old = rs_new;
     }
 }

@@ -11,6 +11,7 @@
 //! The [`Solver`] trait is the seam between the CPU solvers here and the GPU ones.
 
 pub mod cpu;
+pub mod fit;
 pub mod linalg;
 pub mod model;
 

@@ -101,7 +101,7 @@ impl SynthConfig {
             Scale::Small => (10_000, 200_000, 32, 20_000_000, 1.0),
             Scale::Medium => (30_000, 1_000_000, 48, 150_000_000, 1.0),
             // Mean ~9,044 events per user with ~4% capped, as in LFM-1b, needs a narrower spread.
-            Scale::Lfm1b => (120_322, 5_600_000, 64, 1_088_161_692, 0.55),
+            Scale::Lfm1b => (120_322, 5_600_000, 64, 1_088_161_692, 0.47),
         };
         Self {
             users,
@@ -234,12 +234,13 @@ struct Dataset {
 }
 
 const MODEL: &[&str] = &[
-    "Genres have Zipf sizes; each artist belongs to one genre, with Zipf popularity by rank in it.",
+    "Genres have Zipf sizes; each artist belongs to one genre and has Zipf popularity by its rank there.",
     "Artists own lognormal-sized catalogs (albums of 1 + Geometric tracks); tracks have Zipf popularity within the artist.",
-    "Per-user activity is lognormal, scaled so the total is exact, clamped to [5, 20000].",
-    "Each user has 1-3 genres and a few favourite artists (half popular, half niche).",
-    "A listen repeats an earlier one (uniform over history or among the last 50) with probability 1 - 1/repeat_target,",
-    "otherwise discovers a new track: favourite artist (favourite_share), own genre, or global popularity (global_share).",
+    "Per-user activity is lognormal (8% casual users scaled down), scaled so the total is exact, clamped to [5, 20000].",
+    "Each user has 1-3 genres and a few favourite artists (half popular, half niche in their genres).",
+    "A listen discovers a new track with probability max(1/repeat_target, 5/(i+5)) for the user's i-th listen:",
+    "from a favourite artist (favourite_share), global popularity (global_share) or one of the user's genres.",
+    "Otherwise it repeats a known track by affinity (40% of discoveries get none, the rest Pareto(1.6)) or one of the last 30 listens.",
     "Timestamps: sessions of ~12 songs 2-6 minutes apart, exponential gaps between sessions, after registration.",
     "Ids are sparse: base + index * stride + jitter; artist id order is a shuffle, so ids reveal no genre.",
 ];

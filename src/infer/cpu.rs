@@ -1,0 +1,221 @@
+//! The CPU scorer: SGEMM over item tiles into a bounded scratch buffer, then threshold-filtered
+//! selection ([`super::select`]).
+//!
+//! Work is a grid, fixed by the inputs alone: queries in chunks of [`QUERIES_PER_CHUNK`], items
+//! in tiles of `tile` rows. For each (chunk, tile) one GEMM writes the chunk × tile scores into a
+//! per-thread scratch buffer, and each query's heap scans its row while it is still in cache. So
+//! memory is O(threads · chunk · tile + B · K), never O(B · n_items).
+//!
+//! Parallelism: a task is one query chunk against a contiguous range of tiles. With many chunks
+//! (a large batch) each task takes all tiles, so threads split the users; with few (B = 1, a
+//! server answering one request) the tiles are split into ranges so threads split the items, and
+//! the per-range heaps are merged. The number of ranges depends on the thread count, but the
+//! result does not: every score comes from the same GEMM call on the same fixed grid, and the
+//! merge of exact per-range top-Ks under a strict total order is exact.
+//!
+//! A query's scores also do not depend on the rest of its batch: matrixmultiply computes each
+//! output element as one sequential FMA chain over the factors, whatever the matrix shapes and
+//! wherever the element sits in its micro-tile (edge tiles run the same kernel into a buffer).
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use ndarray::linalg::general_mat_mul;
+use rayon::prelude::*;
+
+use super::select::TopK;
+use super::{Ranked, Scorer, validate_query};
+use crate::als::Factors;
+use crate::als::linalg::{view, view_mut};
+use crate::error::{Error, Result};
+
+/// Queries scored by one GEMM call. 64 is matrixmultiply's `MC` (rows of A packed at a time), so
+/// a chunk's queries are packed once per tile, and 1000 users still make 16 tasks for balance.
+pub const QUERIES_PER_CHUNK: usize = 64;
+
+/// Cache budget for one step's working set. A step touches the chunk's scores (Q·T floats,
+/// written by the GEMM and read back by the selection) and the tile's item rows (T·k floats,
+/// streamed through by matrixmultiply's packer into its own ≤ 256 KiB panel). Keeping the two
+/// within 1 MiB leaves them, plus the packed panel, in a 2 MiB L2 (this Xeon's; current x86
+/// server cores have 1–2 MiB), so the selection pass reads scores from L2, not L3 or DRAM.
+const TILE_BUDGET_BYTES: usize = 1 << 20;
+
+/// Bounds on the default tile: below 256 items per-call GEMM overhead shows, above 8192 the
+/// tiles of a B = 1 query are too few to spread over threads.
+const MIN_DEFAULT_TILE: usize = 256;
+const MAX_DEFAULT_TILE: usize = 8192;
+
+/// Largest tile [`CpuScorer::with_tile`] accepts (a 16 MiB scratch buffer per thread).
+pub const MAX_TILE: usize = 1 << 16;
+
+/// Tasks per rayon thread when a batch has few chunks: enough to even out uneven ranges.
+const TASKS_PER_THREAD: usize = 4;
+
+thread_local! {
+    /// Per-thread score tile, reused across calls so a serving loop does not allocate it anew.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a zero-initialised-once scratch slice of `len` floats (the thread's own buffer,
+/// or a fresh one if it is somehow in use further up this thread's stack).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// Exact top-K on the CPU. Owns a copy of the item factors.
+#[derive(Debug, Clone)]
+pub struct CpuScorer {
+    items: Factors,
+    tile: usize,
+}
+
+impl CpuScorer {
+    /// A scorer over `items` (n × k, row-major) with the default tile for k.
+    pub fn new(items: &Factors) -> Result<Self> {
+        Self::with_tile(items, Self::default_tile(items.k))
+    }
+
+    /// A scorer with an explicit tile size (items per GEMM call), 1..=[`MAX_TILE`]. The result
+    /// does not depend on the tile; only speed does.
+    pub fn with_tile(items: &Factors, tile: usize) -> Result<Self> {
+        let bad = |m: String| Err(Error::Config(m));
+        if items.k == 0 {
+            return bad("item factors have no columns".into());
+        }
+        if items.n.checked_mul(items.k) != Some(items.data.len()) {
+            return bad(format!(
+                "item factors hold {} values, not {} × {}",
+                items.data.len(),
+                items.n,
+                items.k
+            ));
+        }
+        if u32::try_from(items.n).is_err() {
+            return bad(format!("{} items do not fit 32-bit ids", items.n));
+        }
+        if tile == 0 || tile > MAX_TILE {
+            return bad(format!("tile must be 1..={MAX_TILE} items, got {tile}"));
+        }
+        Ok(Self {
+            items: items.clone(),
+            tile,
+        })
+    }
+
+    /// The default tile for `k` factors: the largest multiple of 64 items whose scores and factor
+    /// rows fit [`TILE_BUDGET_BYTES`], within 256..=8192 (2048 for k = 64).
+    pub fn default_tile(k: usize) -> usize {
+        let per_item = 4 * (QUERIES_PER_CHUNK + k);
+        (TILE_BUDGET_BYTES / per_item / 64 * 64).clamp(MIN_DEFAULT_TILE, MAX_DEFAULT_TILE)
+    }
+
+    /// Items per GEMM call.
+    pub fn tile(&self) -> usize {
+        self.tile
+    }
+
+    /// The item factors scored against.
+    pub fn items(&self) -> &Factors {
+        &self.items
+    }
+
+    /// Heaps for the queries `q` (row-major) over the item tiles `tiles`, in tile order.
+    fn score_range(
+        &self,
+        q: &[f32],
+        exclude: Option<&[&[u32]]>,
+        tiles: Range<usize>,
+        cap: usize,
+    ) -> Vec<TopK> {
+        let (n, f) = (self.items.n, self.items.k);
+        let m = q.len() / f;
+        let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(cap)).collect();
+        let qv = view(q, m, f);
+        with_scratch(m * self.tile, |scratch| {
+            for t in tiles {
+                let lo = t * self.tile;
+                let hi = (lo + self.tile).min(n);
+                let w = hi - lo;
+                let yv = view(&self.items.data[lo * f..hi * f], w, f);
+                general_mat_mul(1.0, &qv, &yv.t(), 0.0, &mut view_mut(scratch, m, w));
+                for (u, heap) in heaps.iter_mut().enumerate() {
+                    let ex = exclude.map_or(&[][..], |e| in_range(e[u], lo, hi));
+                    heap.scan(&scratch[u * w..(u + 1) * w], lo as u32, ex);
+                }
+            }
+        });
+        heaps
+    }
+}
+
+/// The part of the sorted `ids` within `lo..hi`.
+fn in_range(ids: &[u32], lo: usize, hi: usize) -> &[u32] {
+    let a = ids.partition_point(|&i| (i as usize) < lo);
+    let b = a + ids[a..].partition_point(|&i| (i as usize) < hi);
+    &ids[a..b]
+}
+
+impl Scorer for CpuScorer {
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn n_items(&self) -> usize {
+        self.items.n
+    }
+
+    fn n_factors(&self) -> usize {
+        self.items.k
+    }
+
+    fn top_k(&self, queries: &[f32], exclude: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>> {
+        let (n, f) = (self.items.n, self.items.k);
+        let b = validate_query(n, f, queries, exclude, k)?;
+        let cap = k.min(n);
+        let n_chunks = b.div_ceil(QUERIES_PER_CHUNK);
+        let n_tiles = n.div_ceil(self.tile);
+        // Split items only when chunks alone cannot keep every thread busy.
+        let want = (TASKS_PER_THREAD * rayon::current_num_threads()).div_ceil(n_chunks.max(1));
+        let per_range = n_tiles.div_ceil(want.clamp(1, n_tiles.max(1))).max(1);
+        let ranges = n_tiles.div_ceil(per_range).max(1);
+
+        let mut parts: Vec<Vec<TopK>> = (0..n_chunks * ranges)
+            .into_par_iter()
+            .map(|task| {
+                let (c, r) = (task / ranges, task % ranges);
+                let (q0, q1) = (c * QUERIES_PER_CHUNK, ((c + 1) * QUERIES_PER_CHUNK).min(b));
+                let t0 = r * per_range;
+                let tiles = t0..(t0 + per_range).min(n_tiles);
+                let ex = exclude.map(|e| &e[q0..q1]);
+                self.score_range(&queries[q0 * f..q1 * f], ex, tiles, cap)
+            })
+            .collect();
+        let heaps: Vec<Vec<TopK>> = parts
+            .par_chunks_mut(ranges)
+            .map(|group| match group.split_first_mut() {
+                Some((first, rest)) => {
+                    for other in rest.iter() {
+                        for (h, o) in first.iter_mut().zip(other) {
+                            h.merge(o);
+                        }
+                    }
+                    std::mem::take(first)
+                }
+                None => Vec::new(),
+            })
+            .collect();
+        Ok(heaps
+            .into_par_iter()
+            .flatten()
+            .map(TopK::into_ranked)
+            .collect())
+    }
+}
