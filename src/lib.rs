@@ -8,6 +8,7 @@
 //! - [`als`]: implicit-feedback ALS training (CPU solvers; the `Solver` seam for GPU ones).
 //! - [`eval`]: ranking metrics against held-out listens and the popularity baseline.
 //! - [`infer`]: exact top-K scoring (the `Scorer` seam) and item similarity.
+//! - [`recommend`]: original ids in, named tracks out; shared by the CLI and the server.
 //! - [`bench`]: self-measurement (throughput, peak memory) for the `encore bench` commands.
 
 pub mod als;
@@ -16,6 +17,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod infer;
+pub mod recommend;
 pub mod synth;
 pub mod util;
 

@@ -56,13 +56,15 @@ fn brute_force(items: &Factors, q: &[f32], exclude: &[u32], k: usize) -> Ranked 
     }
 }
 
-/// Runs `scorer` and checks every query against the oracle exactly (integer factors only).
-fn assert_exact(scorer: &CpuScorer, q: &Factors, exclude: &[Vec<u32>], k: usize, what: &str) {
-    let ex: Vec<&[u32]> = exclude.iter().map(Vec::as_slice).collect();
-    let got = scorer.top_k(&q.data, Some(&ex), k).unwrap();
+/// Runs a scorer over `items` with `tile` and checks every query against the oracle exactly
+/// (integer factors only).
+fn assert_exact(items: &Factors, tile: usize, q: &Factors, ex: &[Vec<u32>], k: usize, what: &str) {
+    let scorer = CpuScorer::with_tile(items, tile).unwrap();
+    let exclude: Vec<&[u32]> = ex.iter().map(Vec::as_slice).collect();
+    let got = scorer.top_k(&q.data, Some(&exclude), k).unwrap();
     assert_eq!(got.len(), q.n, "{what}");
     for (b, r) in got.iter().enumerate() {
-        let want = brute_force(scorer.items(), q.row(b), &exclude[b], k);
+        let want = brute_force(items, q.row(b), &ex[b], k);
         assert_eq!(r, &want, "{what}, query {b}");
     }
 }
@@ -80,17 +82,19 @@ fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 fn tiled_top_k_equals_a_full_sort_over_many_shapes() {
     let mut rng = Pcg64Mcg::seed_from_u64(1);
     // (B, factors, n_items, tile, K): tiles that divide n_items and tiles that do not, a tile of
-    // one item, a tile larger than the catalogue, batches around the 64-query chunk size.
+    // one item, a tile larger than the catalogue, batches around the 256-query chunk size.
     let cases = [
         (1, 4, 100, 7, 5),
         (1, 8, 1000, 64, 10),
         (3, 1, 50, 1, 3),
         (5, 16, 2049, 256, 20),
-        (64, 8, 640, 64, 10),
-        (65, 8, 641, 100, 1),
+        (256, 8, 640, 64, 10),
+        (257, 8, 641, 100, 1),
         (130, 3, 300, 1000, 7),
         (7, 32, 3000, CpuScorer::default_tile(32), 50),
         (2, 5, 999, 333, 998),
+        (4, 300, 500, 128, 10),
+        (6, 300, 500, 128, 10),
     ];
     for (i, &(b, f, n, tile, k)) in cases.iter().enumerate() {
         let items = int_factors(n, f, 20, &mut rng);
@@ -98,8 +102,7 @@ fn tiled_top_k_equals_a_full_sort_over_many_shapes() {
         let exclude: Vec<Vec<u32>> = (0..b)
             .map(|u| random_exclude(n, [0.0, 0.05, 0.5][u % 3], &mut rng))
             .collect();
-        let scorer = CpuScorer::with_tile(&items, tile).unwrap();
-        assert_exact(&scorer, &q, &exclude, k, &format!("case {i}"));
+        assert_exact(&items, tile, &q, &exclude, k, &format!("case {i}"));
     }
 }
 
@@ -123,10 +126,10 @@ fn k_of_1000_and_k_beyond_the_remaining_items() {
     let exclude: Vec<Vec<u32>> = (0..3)
         .map(|_| random_exclude(1500, 0.4, &mut rng))
         .collect();
-    let scorer = CpuScorer::with_tile(&items, 512).unwrap();
-    assert_exact(&scorer, &q, &exclude, 1000, "K = 1000");
+    assert_exact(&items, 512, &q, &exclude, 1000, "K = 1000");
     // K larger than what is left: every remaining item, in order.
-    assert_exact(&scorer, &q, &exclude, 5000, "K > items");
+    assert_exact(&items, 512, &q, &exclude, 5000, "K > items");
+    let scorer = CpuScorer::with_tile(&items, 512).unwrap();
     let ex: Vec<&[u32]> = exclude.iter().map(Vec::as_slice).collect();
     let got = scorer.top_k(&q.data, Some(&ex), usize::MAX).unwrap();
     for (r, e) in got.iter().zip(&exclude) {
@@ -156,8 +159,14 @@ fn heavy_ties_break_by_lower_item_index() {
         .map(|_| random_exclude(5000, 0.3, &mut rng))
         .collect();
     for (tile, k) in [(1, 3), (97, 1), (2048, 100), (333, 1000)] {
-        let scorer = CpuScorer::with_tile(&items, tile).unwrap();
-        assert_exact(&scorer, &q, &exclude, k, &format!("tile {tile}, K {k}"));
+        assert_exact(
+            &items,
+            tile,
+            &q,
+            &exclude,
+            k,
+            &format!("tile {tile}, K {k}"),
+        );
     }
     // All-equal scores: the answer is the lowest ids not excluded.
     let ones = Factors {
@@ -175,7 +184,7 @@ fn heavy_ties_break_by_lower_item_index() {
 fn results_are_identical_on_1_and_4_threads() {
     let mut rng = Pcg64Mcg::seed_from_u64(6);
     let items = float_factors(3000, 16, &mut rng);
-    for b in [1, 5, 200] {
+    for b in [1, 5, 300] {
         let q = float_factors(b, 16, &mut rng);
         let exclude: Vec<Vec<u32>> = (0..b)
             .map(|_| random_exclude(3000, 0.02, &mut rng))
@@ -190,15 +199,31 @@ fn results_are_identical_on_1_and_4_threads() {
 
 #[test]
 fn a_query_gets_the_same_answer_alone_or_in_a_batch() {
+    // Alone, a query is scored by the GEMV kernel (where the CPU has FMA); in a batch, by GEMM.
     let mut rng = Pcg64Mcg::seed_from_u64(7);
-    let items = float_factors(2000, 24, &mut rng);
-    let q = float_factors(100, 24, &mut rng);
-    let scorer = CpuScorer::new(&items).unwrap();
-    let batch = scorer.top_k(&q.data, None, 20).unwrap();
-    for b in [0, 1, 63, 64, 99] {
-        let alone = scorer.top_k(q.row(b), None, 20).unwrap();
-        assert_eq!(alone[0], batch[b], "query {b}");
+    for f in [24, 64, 257] {
+        let items = float_factors(1500, f, &mut rng);
+        let q = float_factors(300, f, &mut rng);
+        let scorer = CpuScorer::new(&items).unwrap();
+        let batch = scorer.top_k(&q.data, None, 20).unwrap();
+        for b in [0, 1, 255, 256, 299] {
+            let alone = scorer.top_k(q.row(b), None, 20).unwrap();
+            assert_eq!(alone[0], batch[b], "{f} factors, query {b}");
+            let pair = scorer.top_k(&q.data[b * f..(b + 1) * f].repeat(2), None, 20);
+            assert_eq!(pair.unwrap()[1], batch[b], "{f} factors, query {b} twice");
+        }
     }
+}
+
+#[test]
+fn the_scorer_gives_back_each_items_factors() {
+    let mut rng = Pcg64Mcg::seed_from_u64(10);
+    let items = float_factors(1001, 7, &mut rng);
+    let scorer = CpuScorer::with_tile(&items, 100).unwrap();
+    for i in [0, 99, 100, 999, 1000] {
+        assert_eq!(scorer.item(i).unwrap(), items.row(i), "item {i}");
+    }
+    assert_eq!(scorer.item(1001), None);
 }
 
 #[test]

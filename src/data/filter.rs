@@ -132,10 +132,7 @@ fn compact(m: &mut Interactions, user_alive: &[bool], item_alive: &[bool]) {
     let mut user_ids = Vec::new();
     let mut cutoff = Vec::new();
     // In-place compaction: the write position never passes the read position.
-    for u in 0..m.n_users() {
-        if !user_alive[u] {
-            continue;
-        }
+    for (u, _) in user_alive.iter().enumerate().filter(|(_, alive)| **alive) {
         for k in row(m, u) {
             let ni = new_item[m.items[k] as usize];
             if ni != u32::MAX {

@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn random_split_partitions_every_pair() {
         let rows: Vec<Vec<(u32, u32, u32)>> = (0..50)
-            .map(|u| (0..(u % 10) as u32).map(|i| (i, i + u, 0)).collect())
+            .map(|u| (0..u % 10).map(|i| (i, i + u, 0)).collect())
             .collect();
         let m = table(&rows, vec![]);
         let total: f64 = m.counts.iter().map(|&c| f64::from(c)).sum();

@@ -1,43 +1,47 @@
-//! The CPU scorer: SGEMM over item tiles into a bounded scratch buffer, then threshold-filtered
-//! selection ([`super::select`]).
+//! The CPU scorer: item tiles scored by SGEMM (or, for a few queries, an equivalent GEMV) into a
+//! bounded scratch buffer, then threshold-filtered selection ([`super::select`]).
 //!
 //! Work is a grid, fixed by the inputs alone: queries in chunks of [`QUERIES_PER_CHUNK`], items
-//! in tiles of `tile` rows. For each (chunk, tile) one GEMM writes the chunk × tile scores into a
-//! per-thread scratch buffer, and each query's heap scans its row while it is still in cache. So
-//! memory is O(threads · chunk · tile + B · K), never O(B · n_items).
+//! in tiles of `tile` rows (stored as panels, see [`super::kernel`]). For each (chunk, tile) one
+//! product writes the chunk × tile scores into a per-thread scratch buffer, and each query's heap
+//! scans its row while it is still in cache. So memory is O(threads · chunk · tile + B · K),
+//! never O(B · n_items).
 //!
 //! Parallelism: a task is one query chunk against a contiguous range of tiles. With many chunks
 //! (a large batch) each task takes all tiles, so threads split the users; with few (B = 1, a
 //! server answering one request) the tiles are split into ranges so threads split the items, and
 //! the per-range heaps are merged. The number of ranges depends on the thread count, but the
-//! result does not: every score comes from the same GEMM call on the same fixed grid, and the
-//! merge of exact per-range top-Ks under a strict total order is exact.
+//! result does not: every score is computed the same way on the same fixed grid, and the merge
+//! of exact per-range top-Ks under a strict total order is exact.
 //!
-//! A query's scores also do not depend on the rest of its batch: matrixmultiply computes each
-//! output element as one sequential FMA chain over the factors, whatever the matrix shapes and
-//! wherever the element sits in its micro-tile (edge tiles run the same kernel into a buffer).
+//! A query's scores also do not depend on the rest of its batch: each is one fused
+//! multiply-add chain over the factors, whether GEMM or GEMV computed it (see [`super::kernel`]).
 
 use std::cell::RefCell;
 use std::ops::Range;
 
-use ndarray::linalg::general_mat_mul;
 use rayon::prelude::*;
 
+use super::kernel::{self, GEMV_MAX_QUERIES};
 use super::select::TopK;
 use super::{Ranked, Scorer, validate_query};
 use crate::als::Factors;
-use crate::als::linalg::{view, view_mut};
 use crate::error::{Error, Result};
 
-/// Queries scored by one GEMM call. 64 is matrixmultiply's `MC` (rows of A packed at a time), so
-/// a chunk's queries are packed once per tile, and 1000 users still make 16 tasks for balance.
-pub const QUERIES_PER_CHUNK: usize = 64;
+/// Queries scored by one GEMM call. matrixmultiply re-packs the item tile (B) on every call, so
+/// the cost of streaming the items is shared by the chunk's queries: on a 2-core Xeon (AVX2
+/// kernel), 200,000 items × 64 factors ran GEMM + selection at 70, 89 and 95 GFLOP/s with 64,
+/// 128 and 256 queries per chunk. Beyond 256 the gain is small and a 1000-user batch would make
+/// too few chunks to share among threads without splitting the items.
+pub const QUERIES_PER_CHUNK: usize = 256;
 
 /// Cache budget for one step's working set. A step touches the chunk's scores (Q·T floats,
 /// written by the GEMM and read back by the selection) and the tile's item rows (T·k floats,
 /// streamed through by matrixmultiply's packer into its own ≤ 256 KiB panel). Keeping the two
 /// within 1 MiB leaves them, plus the packed panel, in a 2 MiB L2 (this Xeon's; current x86
 /// server cores have 1–2 MiB), so the selection pass reads scores from L2, not L3 or DRAM.
+/// For Q = 256 and k = 64 that is 768 items; measured, 512–1024 were equally fast and 4096
+/// (scores spilling out of L2) 10–15% slower.
 const TILE_BUDGET_BYTES: usize = 1 << 20;
 
 /// Bounds on the default tile: below 256 items per-call GEMM overhead shows, above 8192 the
@@ -46,7 +50,7 @@ const MIN_DEFAULT_TILE: usize = 256;
 const MAX_DEFAULT_TILE: usize = 8192;
 
 /// Largest tile [`CpuScorer::with_tile`] accepts (a 16 MiB scratch buffer per thread).
-pub const MAX_TILE: usize = 1 << 16;
+pub const MAX_TILE: usize = 1 << 14;
 
 /// Tasks per rayon thread when a batch has few chunks: enough to even out uneven ranges.
 const TASKS_PER_THREAD: usize = 4;
@@ -70,20 +74,23 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Exact top-K on the CPU. Owns a copy of the item factors.
+/// Exact top-K on the CPU. Owns the item factors, rearranged into panels of `tile` items.
 #[derive(Debug, Clone)]
 pub struct CpuScorer {
-    items: Factors,
+    n: usize,
+    k: usize,
     tile: usize,
+    panels: Vec<f32>,
 }
 
 impl CpuScorer {
-    /// A scorer over `items` (n × k, row-major) with the default tile for k.
+    /// A scorer over `items` (n × k, row-major) with the default tile for k. Factors whose data
+    /// is not n × k, with k = 0, or with more than 2³² items are [`Error::Config`].
     pub fn new(items: &Factors) -> Result<Self> {
         Self::with_tile(items, Self::default_tile(items.k))
     }
 
-    /// A scorer with an explicit tile size (items per GEMM call), 1..=[`MAX_TILE`]. The result
+    /// A scorer with an explicit tile size (items per product), 1..=[`MAX_TILE`]. The result
     /// does not depend on the tile; only speed does.
     pub fn with_tile(items: &Factors, tile: usize) -> Result<Self> {
         let bad = |m: String| Err(Error::Config(m));
@@ -105,26 +112,34 @@ impl CpuScorer {
             return bad(format!("tile must be 1..={MAX_TILE} items, got {tile}"));
         }
         Ok(Self {
-            items: items.clone(),
+            n: items.n,
+            k: items.k,
             tile,
+            panels: kernel::to_panels(&items.data, items.n, items.k, tile),
         })
     }
 
     /// The default tile for `k` factors: the largest multiple of 64 items whose scores and factor
-    /// rows fit [`TILE_BUDGET_BYTES`], within 256..=8192 (2048 for k = 64).
+    /// rows fit [`TILE_BUDGET_BYTES`], within 256..=8192 (768 for k = 64).
     pub fn default_tile(k: usize) -> usize {
         let per_item = 4 * (QUERIES_PER_CHUNK + k);
         (TILE_BUDGET_BYTES / per_item / 64 * 64).clamp(MIN_DEFAULT_TILE, MAX_DEFAULT_TILE)
     }
 
-    /// Items per GEMM call.
+    /// Items per product (GEMM or GEMV call).
     pub fn tile(&self) -> usize {
         self.tile
     }
 
-    /// The item factors scored against.
-    pub fn items(&self) -> &Factors {
-        &self.items
+    /// The factors of item `i` (None when out of range), gathered from its panel.
+    pub fn item(&self, i: usize) -> Option<Vec<f32>> {
+        if i >= self.n {
+            return None;
+        }
+        let (lo, k) = (i / self.tile * self.tile, self.k);
+        let w = self.tile.min(self.n - lo);
+        let panel = &self.panels[lo * k..(lo + w) * k];
+        Some((0..k).map(|p| panel[p * w + (i - lo)]).collect())
     }
 
     /// Heaps for the queries `q` (row-major) over the item tiles `tiles`, in tile order.
@@ -135,17 +150,21 @@ impl CpuScorer {
         tiles: Range<usize>,
         cap: usize,
     ) -> Vec<TopK> {
-        let (n, f) = (self.items.n, self.items.k);
+        let (n, f) = (self.n, self.k);
         let m = q.len() / f;
+        let product: fn(&[f32], usize, usize, &[f32], usize, &mut [f32]) =
+            if m <= GEMV_MAX_QUERIES && kernel::gemv_matches_gemm(f) {
+                kernel::gemv
+            } else {
+                kernel::gemm
+            };
         let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(cap)).collect();
-        let qv = view(q, m, f);
         with_scratch(m * self.tile, |scratch| {
             for t in tiles {
                 let lo = t * self.tile;
                 let hi = (lo + self.tile).min(n);
                 let w = hi - lo;
-                let yv = view(&self.items.data[lo * f..hi * f], w, f);
-                general_mat_mul(1.0, &qv, &yv.t(), 0.0, &mut view_mut(scratch, m, w));
+                product(q, m, f, &self.panels[lo * f..hi * f], w, scratch);
                 for (u, heap) in heaps.iter_mut().enumerate() {
                     let ex = exclude.map_or(&[][..], |e| in_range(e[u], lo, hi));
                     heap.scan(&scratch[u * w..(u + 1) * w], lo as u32, ex);
@@ -169,15 +188,15 @@ impl Scorer for CpuScorer {
     }
 
     fn n_items(&self) -> usize {
-        self.items.n
+        self.n
     }
 
     fn n_factors(&self) -> usize {
-        self.items.k
+        self.k
     }
 
     fn top_k(&self, queries: &[f32], exclude: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>> {
-        let (n, f) = (self.items.n, self.items.k);
+        let (n, f) = (self.n, self.k);
         let b = validate_query(n, f, queries, exclude, k)?;
         let cap = k.min(n);
         let n_chunks = b.div_ceil(QUERIES_PER_CHUNK);

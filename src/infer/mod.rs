@@ -16,10 +16,11 @@
 //! row-normalised factors ([`CpuSimilar`] bundles the two for the CPU).
 
 mod cpu;
+mod kernel;
 mod select;
 mod similar;
 
-pub use cpu::CpuScorer;
+pub use cpu::{CpuScorer, MAX_TILE, QUERIES_PER_CHUNK};
 pub use similar::{CpuSimilar, normalize_rows, similar_items};
 
 use crate::error::{Error, Result};

@@ -49,21 +49,34 @@ pub fn similar_items(
             scorer.n_factors()
         )));
     }
-    if let Some(&bad) = items.iter().find(|&&i| i as usize >= unit.n) {
-        return Err(Error::Config(format!(
-            "item {bad} out of range ({} items)",
-            unit.n
-        )));
-    }
-    let mut queries = Vec::with_capacity(items.len() * unit.k);
+    similar_by(scorer, items, k, |i| {
+        (i < unit.n && unit.data.len() >= (i + 1) * unit.k).then(|| unit.row(i).to_vec())
+    })
+}
+
+/// Top-K for the unit vectors of `items` (read by `row`), each excluding itself.
+fn similar_by(
+    scorer: &dyn Scorer,
+    items: &[u32],
+    k: usize,
+    row: impl Fn(usize) -> Option<Vec<f32>>,
+) -> Result<Vec<Ranked>> {
+    let mut queries = Vec::with_capacity(items.len() * scorer.n_factors());
     for &i in items {
-        queries.extend_from_slice(unit.row(i as usize));
+        let r = row(i as usize).ok_or_else(|| {
+            Error::Config(format!(
+                "item {i} out of range ({} items)",
+                scorer.n_items()
+            ))
+        })?;
+        queries.extend_from_slice(&r);
     }
     let exclude: Vec<&[u32]> = items.iter().map(std::slice::from_ref).collect();
     scorer.top_k(&queries, Some(&exclude), k)
 }
 
-/// Cosine similarity on the CPU: a [`CpuScorer`] over the row-normalised item factors.
+/// Cosine similarity on the CPU: a [`CpuScorer`] over the row-normalised item factors (the query
+/// vectors are gathered from its panels, so the factors are held once).
 #[derive(Debug, Clone)]
 pub struct CpuSimilar {
     scorer: CpuScorer,
@@ -79,7 +92,7 @@ impl CpuSimilar {
 
     /// The `k` items most similar to each of `items` (see [`similar_items`]).
     pub fn similar_items(&self, items: &[u32], k: usize) -> Result<Vec<Ranked>> {
-        similar_items(&self.scorer, self.scorer.items(), items, k)
+        similar_by(&self.scorer, items, k, |i| self.scorer.item(i))
     }
 
     /// The scorer over the normalised factors.

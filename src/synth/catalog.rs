@@ -1,11 +1,12 @@
 //! The synthetic catalog: genres own artists, artists own albums, albums own tracks.
 //!
 //! Everything is laid out in one *dense* order, genre-major and then by popularity rank, so a
-//! genre, an artist or the whole catalog is a contiguous range. One prefix sum of track
-//! popularity then serves as the sampler for all three (binary search, O(log n) per draw) and the
-//! tables stay a few hundred MB even at LFM-1b scale. External ids follow a *different*, shuffled
-//! artist order, so ids reveal nothing about genre or popularity; an artist's albums and tracks get
-//! consecutive ids, as when a crawler meets a discography.
+//! genre or an artist is a contiguous range: per-genre alias tables (O(1) draws) and per-artist
+//! prefix sums cover every sampler the listeners need, and a global draw is a genre draw followed
+//! by a draw within it. External ids follow a *different*, shuffled artist order, so ids reveal
+//! nothing about genre or popularity; an artist's albums and tracks get consecutive ids, as when
+//! a crawler meets a discography. Each track's LEs fields (`artist\talbum\ttrack\t`) are
+//! pre-formatted once, so writing a billion events copies bytes instead of formatting numbers.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -14,6 +15,8 @@ use rand_pcg::Pcg64Mcg;
 
 use super::SynthConfig;
 use super::ids::{ALBUM_IDS, ARTIST_IDS, TRACK_IDS};
+use super::sampler::{AliasSlot, build_alias, prefix, sample_alias, sample_range};
+use super::write::put_decimal;
 use crate::util::mix64;
 
 /// Zipf exponent of genre sizes (a few big genres, a long tail of niches).
@@ -29,6 +32,9 @@ const CATALOG_RANK_DAMPING: f64 = 0.25;
 /// Album sizes are 1 + Geometric(p): mean ~3 tracks, many singles, like LFM-1b's 2 per album.
 const ALBUM_GEOMETRIC_P: f64 = 0.3;
 const MAX_ALBUM: u32 = 24;
+/// Bytes copied per pre-formatted track field group: three ids of at most 9 digits
+/// (validation keeps ids below 10^9) and three tabs fit.
+pub(crate) const FIELDS_COPY: usize = 32;
 
 const SALT_SIZE: u64 = 0x51_2E;
 const SALT_ALBUM: u64 = 0xA1_B0;
@@ -49,19 +55,22 @@ pub(crate) struct Catalog {
     pub(crate) artist_cum: Vec<f64>,
     /// Dense track range of each dense artist (len `artists + 1`).
     pub(crate) artist_tracks: Vec<u32>,
-    /// Popularity prefix over dense tracks (len `tracks + 1`, ends at 1).
-    pub(crate) track_cum: Vec<f64>,
+    /// Per dense track: cumulative popularity within its artist, ending at 1 on the artist's last.
+    in_artist_cum: Vec<f32>,
+    /// Per dense track: the alias table of its genre (indices relative to the genre's start).
+    genre_alias: Vec<AliasSlot>,
     /// Dense artist at each id position (the id order).
     pub(crate) artist_at_pos: Vec<u32>,
     /// External id of each dense artist.
     pub(crate) artist_ids: Vec<u32>,
-    /// First album position and album count of each dense artist.
+    /// First track position, first album position and album count of each dense artist.
+    pub(crate) artist_track_pos: Vec<u32>,
     pub(crate) artist_album_pos: Vec<u32>,
     pub(crate) artist_album_count: Vec<u32>,
-    /// External ids per dense track: the track, its album and its artist.
-    pub(crate) track_ids: Vec<u32>,
-    pub(crate) track_album_ids: Vec<u32>,
-    pub(crate) track_artist_ids: Vec<u32>,
+    /// Per dense track `t`: `fields[field_at[t]..field_at[t + 1]]` is `artist\talbum\ttrack\t`;
+    /// `fields` has [`FIELDS_COPY`] bytes of padding at the end.
+    fields: Vec<u8>,
+    field_at: Vec<u32>,
 }
 
 impl Catalog {
@@ -84,7 +93,7 @@ impl Catalog {
         let mut size_w = Vec::with_capacity(a);
         for (gi, &n) in per_genre.iter().enumerate() {
             let norm: f64 = (0..n as usize).map(|r| zipf(r, ARTIST_ZIPF)).sum();
-            let share = genre_w[gi] / genre_cum[g];
+            let share = genre_cum[gi + 1] - genre_cum[gi];
             for r in 0..n as usize {
                 let dense = artist_w.len() as u64;
                 artist_w.push(share * zipf(r, ARTIST_ZIPF) / norm);
@@ -115,30 +124,51 @@ impl Catalog {
             next_album += artist_album_count[d];
         }
 
-        // Per-track tables and the popularity prefix, in dense order.
+        // Per-track popularity and pre-formatted fields, in dense order.
         let max_size = sizes.iter().copied().max().unwrap_or(1) as usize;
         let rank_w: Vec<f64> = (0..max_size).map(|k| zipf(k, TRACK_ZIPF)).collect();
-        let mut track_cum = Vec::with_capacity(t + 1);
-        track_cum.push(0.0);
-        let mut track_ids = Vec::with_capacity(t);
-        let mut track_album_ids = Vec::with_capacity(t);
-        let mut track_artist_ids = Vec::with_capacity(t);
-        let mut acc = 0.0f64;
+        let mut track_w = Vec::with_capacity(t);
+        let mut in_artist_cum = Vec::with_capacity(t);
+        let mut fields = Vec::with_capacity(t * 24 + FIELDS_COPY);
+        let mut field_at = Vec::with_capacity(t + 1);
+        let mut line = [0u8; FIELDS_COPY];
         for d in 0..a {
             let n = sizes[d] as usize;
             let norm: f64 = rank_w[..n].iter().sum();
+            let mut acc = 0.0;
+            let mut albums = album_sizes(seed, d as u32, sizes[d]).enumerate();
+            let (mut album, mut album_left) = (0u64, 0u32);
             for (k, w) in rank_w[..n].iter().enumerate() {
-                acc += artist_w[d] * w / norm;
-                track_cum.push(acc);
-                track_ids.push(TRACK_IDS.id(seed, u64::from(artist_track_pos[d]) + k as u64));
-                track_artist_ids.push(artist_ids[d]);
-            }
-            for (j, len) in album_sizes(seed, d as u32, sizes[d]).enumerate() {
-                let id = ALBUM_IDS.id(seed, u64::from(artist_album_pos[d]) + j as u64);
-                track_album_ids.extend(std::iter::repeat_n(id, len as usize));
+                track_w.push(artist_w[d] * w / norm);
+                acc += w / norm;
+                in_artist_cum.push(if k + 1 == n { 1.0 } else { acc as f32 });
+                if album_left == 0
+                    && let Some((j, len)) = albums.next()
+                {
+                    (album, album_left) = (j as u64, len);
+                }
+                album_left -= 1;
+                let track_id = TRACK_IDS.id(seed, u64::from(artist_track_pos[d]) + k as u64);
+                let album_id = ALBUM_IDS.id(seed, u64::from(artist_album_pos[d]) + album);
+                let mut at = put_decimal(&mut line, 0, u64::from(artist_ids[d]));
+                line[at] = b'\t';
+                at = put_decimal(&mut line, at + 1, u64::from(album_id));
+                line[at] = b'\t';
+                at = put_decimal(&mut line, at + 1, u64::from(track_id));
+                line[at] = b'\t';
+                field_at.push(fields.len() as u32);
+                fields.extend_from_slice(&line[..=at]);
             }
         }
-        normalize(&mut track_cum);
+        field_at.push(fields.len() as u32);
+        fields.resize(fields.len() + FIELDS_COPY, 0);
+
+        let mut genre_alias = vec![AliasSlot::default(); t];
+        for gi in 0..g {
+            let lo = artist_tracks[genre_artists[gi] as usize] as usize;
+            let hi = artist_tracks[genre_artists[gi + 1] as usize] as usize;
+            build_alias(&track_w[lo..hi], &mut genre_alias[lo..hi]);
+        }
 
         Self {
             genres: g,
@@ -149,22 +179,16 @@ impl Catalog {
             genre_artists,
             artist_cum,
             artist_tracks,
-            track_cum,
+            in_artist_cum,
+            genre_alias,
             artist_at_pos,
             artist_ids,
+            artist_track_pos,
             artist_album_pos,
             artist_album_count,
-            track_ids,
-            track_album_ids,
-            track_artist_ids,
+            fields,
+            field_at,
         }
-    }
-
-    /// Dense track range of genre `g`.
-    pub(crate) fn genre_tracks(&self, g: usize) -> (usize, usize) {
-        let lo = self.artist_tracks[self.genre_artists[g] as usize] as usize;
-        let hi = self.artist_tracks[self.genre_artists[g + 1] as usize] as usize;
-        (lo, hi)
     }
 
     /// Dense track range of dense artist `a`.
@@ -174,14 +198,43 @@ impl Catalog {
             self.artist_tracks[a + 1] as usize,
         )
     }
-}
 
-/// Draws an item in `lo..hi` with probability proportional to its weight, given the prefix sum
-/// `cum` of weights (`cum[i + 1] - cum[i]` is item `i`'s weight) and a uniform `u` in [0, 1).
-pub(crate) fn sample_range(cum: &[f64], lo: usize, hi: usize, u: f64) -> usize {
-    let x = cum[lo] + u * (cum[hi] - cum[lo]);
-    let i = lo + cum[lo + 1..=hi].partition_point(|&c| c <= x);
-    i.min(hi - 1)
+    /// A track of genre `g` by popularity, from one random `u64`.
+    #[inline]
+    pub(crate) fn genre_track(&self, g: usize, r: u64) -> usize {
+        let lo = self.artist_tracks[self.genre_artists[g] as usize] as usize;
+        let hi = self.artist_tracks[self.genre_artists[g + 1] as usize] as usize;
+        lo + sample_alias(&self.genre_alias[lo..hi], r)
+    }
+
+    /// A track of the whole catalog by popularity: a genre by its share, then a track in it.
+    #[inline]
+    pub(crate) fn any_track(&self, u: f64, r: u64) -> usize {
+        self.genre_track(sample_range(&self.genre_cum, 0, self.genres, u), r)
+    }
+
+    /// A track of dense artist `a` by popularity within the artist.
+    #[inline]
+    pub(crate) fn artist_track(&self, a: usize, u: f32) -> usize {
+        let (lo, hi) = self.artist_track_range(a);
+        let k = self.in_artist_cum[lo..hi].partition_point(|&c| c <= u);
+        lo + k.min(hi - lo - 1)
+    }
+
+    /// `artist\talbum\ttrack\t` of dense track `t`, followed by padding up to [`FIELDS_COPY`]
+    /// bytes: copy the fixed-size block, then advance by the returned length.
+    #[inline]
+    pub(crate) fn fields(&self, t: usize) -> (&[u8], usize) {
+        let at = self.field_at[t] as usize;
+        let len = self.field_at[t + 1] as usize - at;
+        (&self.fields[at..at + FIELDS_COPY], len)
+    }
+
+    /// The id of dense track `t` of dense artist `a` (for the tracks file).
+    pub(crate) fn track_id(&self, seed: u64, a: usize, t: usize) -> u32 {
+        let k = t - self.artist_tracks[a] as usize;
+        TRACK_IDS.id(seed, u64::from(self.artist_track_pos[a]) + k as u64)
+    }
 }
 
 /// The album sizes of an artist with `n` tracks: 1 + Geometric, the last one truncated.
@@ -202,27 +255,6 @@ fn album_sizes(seed: u64, artist: u32, n: u32) -> impl Iterator<Item = u32> {
 
 fn zipf(rank: usize, s: f64) -> f64 {
     (rank as f64 + 1.0).powf(-s)
-}
-
-/// Prefix sums of `w`, normalised to end at 1.
-fn prefix(w: &[f64]) -> Vec<f64> {
-    let mut cum = Vec::with_capacity(w.len() + 1);
-    cum.push(0.0);
-    let mut acc = 0.0;
-    for x in w {
-        acc += x;
-        cum.push(acc);
-    }
-    normalize(&mut cum);
-    cum
-}
-
-fn normalize(cum: &mut [f64]) {
-    if let Some(&total) = cum.last()
-        && total > 0.0
-    {
-        cum.iter_mut().for_each(|c| *c /= total);
-    }
 }
 
 fn prefix_u32(counts: &[u32]) -> Vec<u32> {
@@ -268,6 +300,7 @@ fn apportion(total: u64, w: &[f64]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Scale;
     use super::*;
 
     #[test]
@@ -281,28 +314,37 @@ mod tests {
     }
 
     #[test]
-    fn sample_range_stays_in_range_and_follows_weights() {
-        let cum = prefix(&[1.0, 0.0001, 3.0, 6.0]);
-        assert_eq!(sample_range(&cum, 0, 4, 0.0), 0);
-        assert_eq!(sample_range(&cum, 0, 4, 0.999_999), 3);
-        assert_eq!(sample_range(&cum, 1, 3, 0.5), 2);
-        assert_eq!(sample_range(&cum, 2, 3, 0.7), 2);
-    }
-
-    #[test]
     fn catalog_tables_are_consistent() {
         let cfg = SynthConfig {
             tracks: 5_000,
             artists: 400,
             genres: 8,
-            ..SynthConfig::from_scale(super::super::Scale::Tiny, 3)
+            ..SynthConfig::from_scale(Scale::Tiny, 3)
         };
         let c = Catalog::build(&cfg);
-        assert_eq!(c.track_ids.len(), 5_000);
-        assert_eq!(c.track_album_ids.len(), 5_000);
-        assert_eq!(*c.artist_tracks.last().unwrap_or(&0), 5_000);
+        assert_eq!(c.artist_tracks.last(), Some(&5_000));
+        assert_eq!(c.field_at.len(), 5_001);
         assert_eq!(c.artist_album_count.iter().sum::<u32>() as usize, c.albums);
-        assert!((c.track_cum[5_000] - 1.0).abs() < 1e-12);
-        assert!(c.track_cum.windows(2).all(|w| w[0] <= w[1]));
+        for a in 0..c.artists {
+            let (lo, hi) = c.artist_track_range(a);
+            assert_eq!(c.in_artist_cum[hi - 1], 1.0);
+            for t in lo..hi {
+                let (block, len) = c.fields(t);
+                let text = std::str::from_utf8(&block[..len]).expect("ascii");
+                let f: Vec<&str> = text.split('\t').collect();
+                assert_eq!(f.len(), 4, "{text:?}");
+                assert_eq!(f[0], c.artist_ids[a].to_string());
+                assert_eq!(f[2], c.track_id(cfg.seed, a, t).to_string());
+                assert!(len <= FIELDS_COPY);
+            }
+            assert!((lo..hi).contains(&c.artist_track(a, 0.999)));
+        }
+        for g in 0..c.genres {
+            let lo = c.artist_tracks[c.genre_artists[g] as usize] as usize;
+            let hi = c.artist_tracks[c.genre_artists[g + 1] as usize] as usize;
+            for r in 0..100u64 {
+                assert!((lo..hi).contains(&c.genre_track(g, mix64(r))));
+            }
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! track (from a favourite artist, from one of the user's genres, or from global popularity) or
 //! *repeats* one. Every discovered track gets an affinity: zero for a good share of them (heard
 //! once, never chosen again) and Pareto-distributed otherwise; repeats pick a known track by
-//! affinity, or now and then one of the last few listens (an album or a song on repeat). This
+//! affinity (O(1): each track holds tickets in proportion to its affinity, and a repeat draws a
+//! ticket), or now and then one of the last few listens (an album or a song on repeat). This
 //! gives heavy-tailed per-(user, track) play counts with many single plays, a mean fixed by the
 //! discovery rate, and no rich-get-richer lock-in on the first track. The taste mixture plants the
 //! structure a recommender should find. Timestamps come from sessions: a few minutes between
@@ -18,8 +19,9 @@ use rand_distr::Exp1;
 use rand_pcg::Pcg64Mcg;
 
 use super::SynthConfig;
-use super::catalog::{Catalog, sample_range};
+use super::catalog::{Catalog, FIELDS_COPY};
 use super::ids::USER_IDS;
+use super::sampler::sample_range;
 use super::users::{LISTEN_END, LISTEN_FIRST, SETTLE_IN, registered, user_rng};
 use super::write::{MAX_DECIMAL, put_decimal};
 
@@ -31,6 +33,10 @@ const RECENT_SHARE: f64 = 0.15;
 /// affinity of the others (smaller = heavier tail).
 const SKIP_SHARE: f64 = 0.4;
 const AFFINITY_PARETO: f64 = 1.6;
+/// Repeat tickets per unit of affinity (stochastically rounded), and the affinity cap that bounds
+/// one track's tickets.
+const TICKETS_PER_UNIT: f64 = 4.0;
+const MAX_AFFINITY: f64 = 1_000.0;
 /// A new user explores first: the discovery probability of listen `i` is at least
 /// `EARLY / (i + EARLY)`.
 const EARLY: f64 = 5.0;
@@ -53,8 +59,8 @@ pub(crate) struct Scratch {
     seq: Vec<u32>,
     gaps: Vec<u64>,
     distinct: Vec<u32>,
-    /// Running sum of the affinities of `distinct`, for weighted repeats.
-    affinity: Vec<f64>,
+    /// Known tracks, each repeated in proportion to its affinity: a uniform pick is a weighted one.
+    tickets: Vec<u32>,
     seen: Vec<u64>,
     favourites: Vec<(u32, f64)>,
 }
@@ -65,7 +71,7 @@ impl Scratch {
             seq: Vec::new(),
             gaps: Vec::new(),
             distinct: Vec::new(),
-            affinity: Vec::new(),
+            tickets: Vec::new(),
             seen: vec![0; tracks.div_ceil(64)],
             favourites: Vec::new(),
         }
@@ -96,18 +102,15 @@ impl Listener<'_> {
 
         let discover = 1.0 / self.cfg.repeat_target;
         s.seq.clear();
-        s.affinity.clear();
+        s.tickets.clear();
         for i in 0..n {
             let explore = discover.max(EARLY / (i as f64 + EARLY));
-            let total = s.affinity.last().copied().unwrap_or(0.0);
             let track = if i == 0 || rng.random::<f64>() < explore {
                 self.discover(&mut rng, &taste, s)
-            } else if total == 0.0 || rng.random::<f64>() < RECENT_SHARE {
+            } else if s.tickets.is_empty() || rng.random::<f64>() < RECENT_SHARE {
                 s.seq[i - 1 - rng.random_range(0..i.min(RECENT_WINDOW))]
             } else {
-                let x = rng.random::<f64>() * total;
-                let k = s.affinity.partition_point(|&c| c <= x);
-                s.distinct[k.min(s.distinct.len() - 1)]
+                s.tickets[rng.random_range(0..s.tickets.len())]
             };
             s.seq.push(track);
         }
@@ -198,13 +201,12 @@ impl Listener<'_> {
             if s.seen[word] & bit == 0 {
                 s.seen[word] |= bit;
                 s.distinct.push(track);
-                let affinity = if rng.random::<f64>() < SKIP_SHARE {
-                    0.0
-                } else {
-                    (1.0 - rng.random::<f64>()).powf(-1.0 / AFFINITY_PARETO)
-                };
-                let total = s.affinity.last().copied().unwrap_or(0.0);
-                s.affinity.push(total + affinity);
+                if rng.random::<f64>() >= SKIP_SHARE {
+                    let pareto = (1.0 - rng.random::<f64>()).powf(-1.0 / AFFINITY_PARETO);
+                    let x = pareto.min(MAX_AFFINITY) * TICKETS_PER_UNIT;
+                    let k = x as usize + usize::from(rng.random::<f64>() < x.fract());
+                    s.tickets.extend(std::iter::repeat_n(track, k));
+                }
                 return track;
             }
         }
@@ -215,19 +217,18 @@ impl Listener<'_> {
     fn draw(&self, rng: &mut Pcg64Mcg, taste: &Taste, favourites: &[(u32, f64)]) -> usize {
         let c = self.catalog;
         let u: f64 = rng.random();
-        let (lo, hi) = if u < self.cfg.favourite_share {
+        if u < self.cfg.favourite_share {
             let v: f64 = rng.random();
             let k = favourites
                 .iter()
                 .position(|f| v < f.1)
                 .unwrap_or(favourites.len() - 1);
-            c.artist_track_range(favourites[k].0 as usize)
+            c.artist_track(favourites[k].0 as usize, rng.random())
         } else if u < 1.0 - self.cfg.global_share {
-            c.genre_tracks(Self::pick_genre(rng, taste))
+            c.genre_track(Self::pick_genre(rng, taste), rng.random())
         } else {
-            (0, c.tracks)
-        };
-        sample_range(&c.track_cum, lo, hi, rng.random())
+            c.any_track(rng.random(), rng.random())
+        }
     }
 
     /// Fills `gaps` with seconds since the previous listen (the first entry is the start time).
@@ -272,27 +273,27 @@ impl Listener<'_> {
     }
 
     fn format(&self, s: &mut Scratch, user: usize, out: &mut Vec<u8>) {
-        // Four ids of at most 10 digits, a timestamp, five separators.
-        const MAX_LINE: usize = 4 * 10 + MAX_DECIMAL + 5;
+        // Every field is written as a fixed-size block (compiled to plain vector stores) and the
+        // cursor then advances by the real length; this bounds how far one line can reach.
+        const USER_BLOCK: usize = 16;
+        const MAX_LINE: usize = USER_BLOCK + FIELDS_COPY + MAX_DECIMAL + 1;
         let c = self.catalog;
+        let mut user_block = [0u8; USER_BLOCK];
         let uid = u64::from(USER_IDS.id(self.cfg.seed, user as u64));
+        let user_len = put_decimal(&mut user_block, 0, uid);
+        user_block[user_len] = b'\t';
         let start = out.len();
         out.resize(start + s.seq.len() * MAX_LINE, 0);
         let buf = &mut out[start..];
         let mut at = 0;
         let mut ts = 0u64;
         for (&t, &gap) in s.seq.iter().zip(&s.gaps) {
-            let t = t as usize;
             ts += gap;
-            at = put_decimal(buf, at, uid);
-            buf[at] = b'\t';
-            at = put_decimal(buf, at + 1, u64::from(c.track_artist_ids[t]));
-            buf[at] = b'\t';
-            at = put_decimal(buf, at + 1, u64::from(c.track_album_ids[t]));
-            buf[at] = b'\t';
-            at = put_decimal(buf, at + 1, u64::from(c.track_ids[t]));
-            buf[at] = b'\t';
-            at = put_decimal(buf, at + 1, ts);
+            buf[at..at + USER_BLOCK].copy_from_slice(&user_block);
+            at += user_len + 1;
+            let (fields, len) = c.fields(t as usize);
+            buf[at..at + FIELDS_COPY].copy_from_slice(fields);
+            at = put_decimal(buf, at + len, ts);
             buf[at] = b'\n';
             at += 1;
         }

@@ -19,6 +19,7 @@ mod catalog;
 mod ids;
 mod listen;
 mod names;
+mod sampler;
 mod users;
 mod write;
 

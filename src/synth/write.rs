@@ -163,7 +163,7 @@ pub(crate) fn write_catalog(
                 CatalogFile::Tracks => {
                     let (first, last) = c.artist_track_range(a);
                     for t in first..last {
-                        out.extend_from_slice(num.format(c.track_ids[t]).as_bytes());
+                        out.extend_from_slice(num.format(c.track_id(seed, a, t)).as_bytes());
                         out.push(b'\t');
                         push_name(out, seed, NameKind::Track, t as u64);
                         out.push(b'\t');

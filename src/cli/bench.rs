@@ -1,0 +1,106 @@
+//! `bench`: Encore measuring itself.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use encore::bench::{self, Machine};
+use encore::eval::eval_users;
+
+use super::model::load_recommender;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Ingest throughput (MB/s) and peak memory of `prep`, per thread count, each run in a fresh
+    /// process so peak RSS is its own.
+    Ingest(bench::IngestArgs),
+    /// CPU top-K latency for a batch of users (the first N users with held-out tracks), with
+    /// already-listened filtering, median of repeated runs after a warm-up.
+    Recommend(RecommendBenchArgs),
+}
+
+/// Runs one benchmark subcommand.
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Ingest(a) => {
+            let report = bench::ingest(&a)?;
+            println!("{}", report.render(a.json)?);
+            Ok(())
+        }
+        BenchCommand::Recommend(a) => bench_recommend(&a),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendBenchArgs {
+    /// Model directory.
+    pub model: PathBuf,
+    /// Dataset directory the model was trained on.
+    pub dataset: PathBuf,
+    /// Batch size (users per call).
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// Tracks per user.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Keep already-listened tracks.
+    #[arg(long)]
+    pub no_filter: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bench_recommend(a: &RecommendBenchArgs) -> Result<()> {
+    anyhow::ensure!(a.repeats >= 1, "--repeats must be at least 1");
+    let rec = load_recommender(&a.model, Some(&a.dataset))?;
+    let mut users: Vec<usize> = eval_users(&rec.dataset.valid)
+        .into_iter()
+        .map(|u| u as usize)
+        .collect();
+    if users.is_empty() {
+        users = (0..rec.dataset.train.n_rows).collect();
+    }
+    users.truncate(a.users);
+    let filter = !a.no_filter;
+    rec.recommend_rows(&users, a.k, filter)?;
+    let mut runs = Vec::with_capacity(a.repeats);
+    for _ in 0..a.repeats {
+        let t = Instant::now();
+        let r = rec.recommend_rows(&users, a.k, filter)?;
+        runs.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(r);
+    }
+    let mut sorted = runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let v = serde_json::json!({
+        "users": users.len(), "k": a.k, "filter": filter, "threads": rayon::current_num_threads(),
+        "items": rec.dataset.train.n_cols, "factors": rec.model.users.k,
+        "scorer": rec.scorer.name(), "median_ms": median, "runs_ms": runs, "machine": Machine::detect(),
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "bench recommend: {} users x {} tracks (k={}), K={}, filter {}, {} threads, scorer {}: \
+             median {:.2} ms over {} runs ({:.1} µs/user)",
+            users.len(),
+            rec.dataset.train.n_cols,
+            rec.model.users.k,
+            a.k,
+            filter,
+            rayon::current_num_threads(),
+            rec.scorer.name(),
+            median,
+            a.repeats,
+            median * 1e3 / users.len().max(1) as f64
+        );
+    }
+    Ok(())
+}

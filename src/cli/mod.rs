@@ -1,0 +1,20 @@
+//! The subcommands of the `encore` binary, one module per pipeline stage. Each parses its flags
+//! into the library's configuration types, calls the library, and prints.
+
+pub mod bench;
+pub mod data;
+pub mod demo;
+pub mod model;
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

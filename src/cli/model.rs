@@ -1,0 +1,377 @@
+//! `train`, `eval`, `recommend` and `similar`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use encore::als::fit::fit;
+use encore::als::model::Model;
+use encore::als::{AlsConfig, Confidence, SolverKind};
+use encore::data::dataset::Dataset;
+use encore::eval;
+use encore::recommend::{Recommender, Track};
+
+use super::thousands;
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Dataset directory written by `encore prep`.
+    pub dataset: PathBuf,
+    /// Output model directory (user_factors.npy, item_factors.npy, model.json).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Latent factors k.
+    #[arg(long, default_value_t = 64)]
+    pub factors: usize,
+    /// ALS iterations (each solves all users, then all items).
+    #[arg(long, default_value_t = 15)]
+    pub iterations: usize,
+    /// L2 regularization λ.
+    #[arg(long, default_value_t = 0.1)]
+    pub regularization: f32,
+    /// Confidence scale α: c = 1 + α·f(plays).
+    #[arg(long, default_value_t = 2.0)]
+    pub alpha: f32,
+    /// f(plays): log = log(1 + plays/ε), linear = plays.
+    #[arg(long, value_enum, default_value = "log")]
+    pub confidence: Confidence,
+    /// ε of the log confidence.
+    #[arg(long, default_value_t = 1.0)]
+    pub epsilon: f32,
+    /// Per-row solver: cholesky (exact reference) or cg (conjugate gradient, warm-started).
+    #[arg(long, value_enum, default_value = "cg")]
+    pub solver: SolverKind,
+    /// Conjugate-gradient steps per row and half-step.
+    #[arg(long, default_value_t = 3)]
+    pub cg_steps: usize,
+    /// Seed of the factor initialization.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Compute the exact training loss after every iteration (costs about one CG half-step).
+    #[arg(long)]
+    pub loss: bool,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> AlsConfig {
+        AlsConfig {
+            factors: self.factors,
+            iterations: self.iterations,
+            regularization: self.regularization,
+            alpha: self.alpha,
+            confidence: self.confidence,
+            epsilon: self.epsilon,
+            solver: self.solver,
+            cg_steps: self.cg_steps,
+            seed: self.seed,
+            compute_loss: self.loss,
+        }
+    }
+}
+
+pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
+    let ds = Dataset::load(&a.dataset)
+        .with_context(|| format!("loading dataset {}", a.dataset.display()))?;
+    if a.out.exists() && !a.force {
+        anyhow::bail!(
+            "{} already exists (pass --force to replace it)",
+            a.out.display()
+        );
+    }
+    let cfg = a.config();
+    println!(
+        "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {:?}{}, {} threads",
+        thousands(ds.train.n_rows as u64),
+        thousands(ds.train.n_cols as u64),
+        thousands(ds.train.nnz() as u64),
+        cfg.factors,
+        cfg.iterations,
+        cfg.solver,
+        if cfg.solver == SolverKind::Cg {
+            format!(" ({} steps)", cfg.cg_steps)
+        } else {
+            String::new()
+        },
+        rayon::current_num_threads()
+    );
+    let model = fit(&ds, &cfg, quiet, |s| {
+        if quiet {
+            return;
+        }
+        let loss = s
+            .loss
+            .map(|l| format!("  loss {l:.6e}"))
+            .unwrap_or_default();
+        eprintln!("  iteration {:>3}  {:>8.3} s{loss}", s.iteration, s.seconds);
+    })?;
+    model
+        .save(&a.out, a.force)
+        .with_context(|| format!("saving the model to {}", a.out.display()))?;
+    let its = &model.meta.iterations;
+    let steady: Vec<f64> = its.iter().skip(1).map(|s| s.seconds).collect();
+    println!(
+        "train: {:.2} s total, first iteration {:.3} s, steady {:.3} s/iteration; wrote {}",
+        model.meta.train_seconds,
+        its.first().map(|s| s.seconds).unwrap_or(0.0),
+        if steady.is_empty() {
+            0.0
+        } else {
+            steady.iter().sum::<f64>() / steady.len() as f64
+        },
+        a.out.display()
+    );
+    Ok(model)
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Dataset directory (its valid.npz holds the held-out listens).
+    pub dataset: PathBuf,
+    /// Model directory written by `encore train` on that dataset.
+    pub model: PathBuf,
+    /// Cut-off K of the metrics.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    /// Model directory written by `encore train`.
+    pub model: PathBuf,
+    /// Dataset directory (default: the one recorded in the model's model.json).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Original user id (as in the input logs).
+    #[arg(
+        long,
+        required_unless_present = "users_file",
+        conflicts_with = "users_file"
+    )]
+    pub user: Option<u64>,
+    /// Batch mode: a file of original user ids, one per line (`-` for stdin); writes JSON lines.
+    #[arg(long)]
+    pub users_file: Option<PathBuf>,
+    /// How many tracks.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Keep tracks the user already listened to.
+    #[arg(long)]
+    pub no_filter: bool,
+    /// Print JSON (single-user mode) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SimilarArgs {
+    /// Model directory written by `encore train`.
+    pub model: PathBuf,
+    /// Dataset directory (default: the one recorded in the model's model.json).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Original track id.
+    #[arg(long)]
+    pub item: u64,
+    /// How many tracks.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads a model and its dataset (given, or the one model.json names) into a recommender.
+pub fn load_recommender(model: &Path, dataset: Option<&Path>) -> Result<Recommender> {
+    let m = Model::load(model).with_context(|| format!("loading model {}", model.display()))?;
+    let dir = dataset
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| m.meta.dataset.dir.clone());
+    let ds = Dataset::load(&dir).with_context(|| format!("loading dataset {}", dir.display()))?;
+    Recommender::cpu(m, ds).with_context(|| {
+        format!(
+            "model {} does not belong to dataset {}",
+            model.display(),
+            dir.display()
+        )
+    })
+}
+
+pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
+    let rec = load_recommender(&a.model, Some(&a.dataset))?;
+    let t = Instant::now();
+    let model = eval::evaluate(&rec, a.k)?;
+    let model_s = t.elapsed().as_secs_f64();
+    let pop = eval::popularity(&rec.dataset.train, &rec.dataset.valid, a.k)?;
+    if a.json {
+        let v = serde_json::json!({
+            "k": a.k,
+            "dataset": rec.dataset.dir,
+            "model_dir": a.model,
+            "model": model,
+            "popularity": pop,
+            "ranking_seconds": model_s,
+            "threads": rayon::current_num_threads(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "eval @{}: {} users with held-out tracks, {} tracks (ranked all {} users in {:.2} s)",
+        a.k,
+        thousands(model.users),
+        thousands(rec.dataset.train.n_cols as u64),
+        thousands(model.users),
+        model_s
+    );
+    println!(
+        "{:<12} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "", "precision", "recall", "nDCG", "MAP", "coverage"
+    );
+    for (name, m) in [("model", &model), ("popularity", &pop)] {
+        println!(
+            "{:<12} {:>11.4} {:>11.4} {:>11.4} {:>11.4} {:>11.4}",
+            name, m.precision, m.recall, m.ndcg, m.map, m.coverage
+        );
+    }
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}x", a / b)
+        } else {
+            "n/a".into()
+        }
+    };
+    println!(
+        "{:<12} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "model/pop",
+        ratio(model.precision, pop.precision),
+        ratio(model.recall, pop.recall),
+        ratio(model.ndcg, pop.ndcg),
+        ratio(model.map, pop.map),
+        ratio(model.coverage, pop.coverage)
+    );
+    Ok(())
+}
+
+fn print_tracks(tracks: &[Track]) {
+    println!("{:>4} {:>9}  {:<40} artist", "rank", "score", "track");
+    for (r, t) in tracks.iter().enumerate() {
+        let name = t.name.clone().unwrap_or_else(|| format!("track {}", t.id));
+        let artist = t.artist.clone().unwrap_or_else(|| {
+            t.artist_id
+                .map(|a| format!("artist {a}"))
+                .unwrap_or_else(|| "-".into())
+        });
+        println!("{:>4} {:>9.4}  {:<40} {}", r + 1, t.score, name, artist);
+    }
+}
+
+pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
+    let rec = load_recommender(&a.model, a.dataset.as_deref())?;
+    let filter = !a.no_filter;
+    if let Some(user) = a.user {
+        let row = rec.user_index(user)?;
+        let ranked = rec.recommend_rows(&[row], a.k, filter)?;
+        let tracks = rec.describe(&ranked[0]);
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"user": user, "tracks": tracks}))?
+            );
+        } else {
+            println!(
+                "Top {} for user {user}{}:",
+                a.k,
+                if filter {
+                    " (already-played tracks removed)"
+                } else {
+                    ""
+                }
+            );
+            print_tracks(&tracks);
+        }
+        return Ok(());
+    }
+    let Some(path) = &a.users_file else {
+        anyhow::bail!("give --user ID or --users-file FILE");
+    };
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading user ids from stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let id: u64 = t
+            .parse()
+            .with_context(|| format!("{}:{}: not a user id: {t:?}", path.display(), n + 1))?;
+        ids.push(id);
+    }
+    let rows: Vec<Option<usize>> = ids.iter().map(|&u| rec.user_index(u).ok()).collect();
+    let known: Vec<usize> = rows.iter().flatten().copied().collect();
+    let ranked = rec.recommend_rows(&known, a.k, filter)?;
+    let mut next = ranked.iter();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut unknown = 0usize;
+    for (&id, row) in ids.iter().zip(&rows) {
+        let line = match row {
+            Some(_) => match next.next() {
+                Some(r) => serde_json::json!({"user": id, "tracks": rec.describe(r)}),
+                None => anyhow::bail!("internal error: fewer results than users"),
+            },
+            None => {
+                unknown += 1;
+                serde_json::json!({"user": id, "error": format!("unknown user id {id}")})
+            }
+        };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    if unknown > 0 {
+        eprintln!(
+            "recommend: {unknown} of {} user ids were unknown (reported inline)",
+            ids.len()
+        );
+    }
+    Ok(())
+}
+
+pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
+    let mut rec = load_recommender(&a.model, a.dataset.as_deref())?;
+    let col = rec.item_index(a.item)? as u32;
+    let ranked = rec.similar_rows(&[col], a.k)?;
+    let tracks = rec.describe(&ranked[0]);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"item": a.item, "tracks": tracks}))?
+        );
+    } else {
+        let me = rec.describe(&encore::infer::Ranked {
+            items: vec![col],
+            scores: vec![1.0],
+        });
+        println!(
+            "Tracks most similar to {} (cosine):",
+            me[0]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("track {}", a.item))
+        );
+        print_tracks(&tracks);
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Recommendations in terms users understand: original ids in, tracks with names out.
+//!
+//! A [`Recommender`] joins a model with the dataset it was trained on (id maps, training rows for
+//! filtering, names) and a [`Scorer`]. The CLI's `recommend`, `similar` and `eval` use it, and the
+//! HTTP server will too, so every entry point filters, breaks ties and reports names the same way.
+
+use serde::Serialize;
+
+use crate::als::model::Model;
+use crate::data::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::infer::{CpuScorer, CpuSimilar, Ranked, Scorer};
+
+/// Users per `top_k` call when ranking many users (bounds scratch memory).
+pub const BATCH: usize = 4096;
+
+/// One recommended track.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Track {
+    /// Dense column index.
+    pub index: u32,
+    /// Original track id.
+    pub id: u64,
+    pub name: Option<String>,
+    pub artist_id: Option<u64>,
+    pub artist: Option<String>,
+    pub score: f32,
+}
+
+/// A model with its dataset and scorers.
+pub struct Recommender {
+    pub model: Model,
+    pub dataset: Dataset,
+    pub scorer: Box<dyn Scorer>,
+    similar: Option<CpuSimilar>,
+}
+
+impl Recommender {
+    /// Joins `model` and `dataset` (checked to match) with a CPU scorer.
+    pub fn cpu(model: Model, dataset: Dataset) -> Result<Self> {
+        model.check_dataset(&dataset)?;
+        let scorer = Box::new(CpuScorer::new(&model.items)?);
+        Ok(Self {
+            model,
+            dataset,
+            scorer,
+            similar: None,
+        })
+    }
+
+    /// Dense row of an original user id.
+    pub fn user_index(&self, original: u64) -> Result<usize> {
+        self.dataset
+            .user_ids
+            .binary_search(&original)
+            .map_err(|_| Error::Config(format!("unknown user id {original}")))
+    }
+
+    /// Dense column of an original track id.
+    pub fn item_index(&self, original: u64) -> Result<usize> {
+        self.dataset
+            .item_ids
+            .binary_search(&original)
+            .map_err(|_| Error::Config(format!("unknown track id {original}")))
+    }
+
+    /// Top `k` for each dense user row; `filter` removes their training tracks.
+    pub fn recommend_rows(&self, users: &[usize], k: usize, filter: bool) -> Result<Vec<Ranked>> {
+        let kf = self.model.users.k;
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(BATCH) {
+            let mut queries = Vec::with_capacity(chunk.len() * kf);
+            for &u in chunk {
+                if u >= self.model.users.n {
+                    return Err(Error::Config(format!("user row {u} out of range")));
+                }
+                queries.extend_from_slice(self.model.users.row(u));
+            }
+            let exclude: Vec<&[u32]> = chunk.iter().map(|&u| self.dataset.train.row(u).0).collect();
+            out.extend(self.scorer.top_k(
+                &queries,
+                if filter { Some(&exclude) } else { None },
+                k,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The `k` tracks most similar (cosine) to each dense track column.
+    pub fn similar_rows(&mut self, items: &[u32], k: usize) -> Result<Vec<Ranked>> {
+        if self.similar.is_none() {
+            self.similar = Some(CpuSimilar::new(&self.model.items)?);
+        }
+        match &self.similar {
+            Some(s) => s.similar_items(items, k),
+            None => Err(Error::Config("similarity index unavailable".into())),
+        }
+    }
+
+    /// Names and original ids for a ranked list.
+    pub fn describe(&self, r: &Ranked) -> Vec<Track> {
+        let names = self.dataset.names.as_ref();
+        r.items
+            .iter()
+            .zip(&r.scores)
+            .map(|(&i, &score)| {
+                let iu = i as usize;
+                let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
+                Track {
+                    index: i,
+                    id: self.dataset.item_ids[iu],
+                    name: names.and_then(|n| nonempty(&n.names[iu])),
+                    artist_id: names.and_then(|n| n.artist_ids[iu]),
+                    artist: names.and_then(|n| nonempty(&n.artist_names[iu])),
+                    score,
+                }
+            })
+            .collect()
+    }
+}
