@@ -259,7 +259,10 @@ fn summary() {
             });
         (secs > 0.0).then(|| bytes as f64 / 1e6 / secs)
     };
-    println!("\nsummary (MB/s of input text, one thread, mean over all timed iterations):");
+    println!(
+        "\nsummary: MB/s (10^6 bytes of input text per second; criterion's thrpt above is MiB/s),\n\
+         one thread, total bytes over total time of every timed call, warm-up included:"
+    );
     for (group, chunks) in [
         ("lfm1b_les", &["parse_chunk", "parse_chunk_time"][..]),
         ("triples", &["parse_chunk"][..]),

@@ -53,6 +53,8 @@ const MAX_FAVOURITES: usize = 24;
 const SESSION_LISTENS: f64 = 12.0;
 const SONG_SECONDS: (u64, u64) = (120, 360);
 const MIN_SESSION_GAP: f64 = 1_800.0;
+/// Listens formatted per output-buffer extension.
+const FORMAT_CHUNK: usize = 4096;
 
 /// Reusable per-worker buffers; left clean after every user.
 pub(crate) struct Scratch {
@@ -282,21 +284,24 @@ impl Listener<'_> {
         let uid = u64::from(USER_IDS.id(self.cfg.seed, user as u64));
         let user_len = put_decimal(&mut user_block, 0, uid);
         user_block[user_len] = b'\t';
-        let start = out.len();
-        out.resize(start + s.seq.len() * MAX_LINE, 0);
-        let buf = &mut out[start..];
-        let mut at = 0;
         let mut ts = 0u64;
-        for (&t, &gap) in s.seq.iter().zip(&s.gaps) {
-            ts += gap;
-            buf[at..at + USER_BLOCK].copy_from_slice(&user_block);
-            at += user_len + 1;
-            let (fields, len) = c.fields(t as usize);
-            buf[at..at + FIELDS_COPY].copy_from_slice(fields);
-            at = put_decimal(buf, at + len, ts);
-            buf[at] = b'\n';
-            at += 1;
+        // Chunks bound the zeroed slack that `resize` adds beyond the real text.
+        for (seq, gaps) in s.seq.chunks(FORMAT_CHUNK).zip(s.gaps.chunks(FORMAT_CHUNK)) {
+            let start = out.len();
+            out.resize(start + seq.len() * MAX_LINE, 0);
+            let buf = &mut out[start..];
+            let mut at = 0;
+            for (&t, &gap) in seq.iter().zip(gaps) {
+                ts += gap;
+                buf[at..at + USER_BLOCK].copy_from_slice(&user_block);
+                at += user_len + 1;
+                let (fields, len) = c.fields(t as usize);
+                buf[at..at + FIELDS_COPY].copy_from_slice(fields);
+                at = put_decimal(buf, at + len, ts);
+                buf[at] = b'\n';
+                at += 1;
+            }
+            out.truncate(start + at);
         }
-        out.truncate(start + at);
     }
 }

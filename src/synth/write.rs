@@ -33,8 +33,9 @@ where
     F: Fn(usize, &mut Vec<u8>) -> S + Sync,
 {
     let mut file = File::create(path).at(path)?;
-    // Enough batches per group to keep every worker busy; bounded so memory stays small.
-    let group = (4 * rayon::current_num_threads()).clamp(8, 64);
+    // Enough batches per group to keep every worker busy; bounded so memory stays small (two
+    // groups of ~1.4 MB batches are alive at a time).
+    let group = (2 * rayon::current_num_threads()).clamp(4, 32);
     let mut ready: Vec<(Vec<u8>, S)> = Vec::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
     let (mut bytes, mut total) = (0u64, S::default());

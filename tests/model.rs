@@ -1,0 +1,147 @@
+//! Training end to end: model files round-trip, bad model files are rejected clearly, and on real
+//! data (HetRec 2011) the model beats the popularity baseline.
+
+use std::path::{Path, PathBuf};
+
+use encore::als::fit::fit;
+use encore::als::model::{ITEM_FACTORS, MODEL_JSON, Model, USER_FACTORS};
+use encore::als::{AlsConfig, SolverKind};
+use encore::data::dataset::Dataset;
+use encore::data::prep::{PrepConfig, prep};
+use encore::eval;
+use encore::recommend::Recommender;
+use encore::synth::{Scale, SynthConfig, generate};
+
+fn hetrec_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hetrec2011-lastfm-2k")
+}
+
+fn small_dataset(root: &Path) -> Dataset {
+    let mut cfg = SynthConfig::from_scale(Scale::Tiny, 3);
+    cfg.users = 200;
+    cfg.tracks = 2_000;
+    cfg.artists = 200;
+    cfg.events = 60_000;
+    let raw = root.join("raw");
+    generate(&cfg, &raw, false, true).unwrap();
+    let ds = root.join("ds");
+    prep(&PrepConfig::new(&raw, &ds)).unwrap();
+    Dataset::load(&ds).unwrap()
+}
+
+fn quick() -> AlsConfig {
+    AlsConfig {
+        factors: 8,
+        iterations: 3,
+        ..AlsConfig::default()
+    }
+}
+
+#[test]
+fn model_files_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = small_dataset(dir.path());
+    let model = fit(&ds, &quick(), true, |_| {}).unwrap();
+    assert_eq!(model.meta.iterations.len(), 3);
+    let out = dir.path().join("model");
+    model.save(&out, false).unwrap();
+    let back = Model::load(&out).unwrap();
+    assert_eq!(back.users, model.users);
+    assert_eq!(back.items, model.items);
+    assert_eq!(back.meta.config, model.meta.config);
+    assert_eq!(back.meta.dataset, model.meta.dataset);
+    back.check_dataset(&ds).unwrap();
+    // Saving over an existing model needs force.
+    assert!(model.save(&out, false).is_err());
+    model.save(&out, true).unwrap();
+}
+
+#[test]
+fn bad_model_files_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = small_dataset(dir.path());
+    let model = fit(&ds, &quick(), true, |_| {}).unwrap();
+    let fresh = |name: &str| {
+        let p = dir.path().join(name);
+        model.save(&p, true).unwrap();
+        p
+    };
+    // Truncated factors.
+    let p = fresh("truncated");
+    let f = p.join(ITEM_FACTORS);
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
+    let e = Model::load(&p).unwrap_err().to_string();
+    assert!(e.contains(ITEM_FACTORS) && e.contains("truncated"), "{e}");
+    // Factors of the wrong shape (users file swapped for items).
+    let p = fresh("swapped");
+    std::fs::copy(p.join(ITEM_FACTORS), p.join(USER_FACTORS)).unwrap();
+    let e = Model::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains(USER_FACTORS) && e.contains("does not match"),
+        "{e}"
+    );
+    // Missing or corrupt model.json.
+    let p = fresh("nojson");
+    std::fs::remove_file(p.join(MODEL_JSON)).unwrap();
+    assert!(
+        Model::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains(MODEL_JSON)
+    );
+    let p = fresh("badjson");
+    std::fs::write(p.join(MODEL_JSON), "{").unwrap();
+    assert!(
+        Model::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid model.json")
+    );
+    // A model checked against a different dataset.
+    let other = tempfile::tempdir().unwrap();
+    let ds2 = {
+        let raw = other.path().join("raw");
+        let mut cfg = SynthConfig::from_scale(Scale::Tiny, 4);
+        cfg.users = 200;
+        cfg.tracks = 2_000;
+        cfg.artists = 200;
+        cfg.events = 60_000;
+        generate(&cfg, &raw, false, true).unwrap();
+        prep(&PrepConfig::new(&raw, other.path().join("ds"))).unwrap();
+        Dataset::load(&other.path().join("ds")).unwrap()
+    };
+    assert!(model.check_dataset(&ds2).is_err());
+    assert!(Recommender::cpu(model, ds2).is_err());
+}
+
+#[test]
+fn hetrec_model_beats_popularity() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ds");
+    prep(&PrepConfig::new(hetrec_dir(), &out)).unwrap();
+    let ds = Dataset::load(&out).unwrap();
+    for solver in [SolverKind::Cg, SolverKind::Cholesky] {
+        let cfg = AlsConfig {
+            factors: 32,
+            iterations: 8,
+            solver,
+            ..AlsConfig::default()
+        };
+        let model = fit(&ds, &cfg, true, |_| {}).unwrap();
+        let pop = eval::popularity(&ds.train, &ds.valid, 10).unwrap();
+        let rec = Recommender::cpu(model, ds.clone()).unwrap();
+        let m = eval::evaluate(&rec, 10).unwrap();
+        assert!(m.users > 1_500);
+        assert!(
+            m.precision > 1.5 * pop.precision && m.ndcg > 1.5 * pop.ndcg,
+            "{solver:?}: model {m:?} vs popularity {pop:?}"
+        );
+        // Recommendations never repeat training tracks.
+        let ranked = rec.recommend_rows(&[0, 1, 2], 10, true).unwrap();
+        for (u, r) in ranked.iter().enumerate() {
+            let (seen, _) = ds.train.row(u);
+            assert!(r.items.iter().all(|i| seen.binary_search(i).is_err()));
+        }
+    }
+}
