@@ -186,7 +186,7 @@ fn exact_als_loss_never_increases() {
         compute_loss: true,
         ..AlsConfig::default()
     };
-    let t = als::train(&m, &cfg, &mut CpuCholesky, |_| {}).unwrap();
+    let t = als::train(&m, &cfg, &mut CpuCholesky, |_, _, _| Ok(())).unwrap();
     let losses: Vec<f64> = t.iterations.iter().map(|s| s.loss.unwrap()).collect();
     for w in losses.windows(2) {
         assert!(w[1] <= w[0] * (1.0 + 1e-6), "loss rose: {losses:?}");
@@ -237,7 +237,7 @@ fn threads_do_not_change_cholesky_results() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| als::train(&m, &cfg, &mut CpuCholesky, |_| {}).unwrap())
+            .install(|| als::train(&m, &cfg, &mut CpuCholesky, |_, _, _| Ok(())).unwrap())
     };
     let a = run(1);
     let b = run(4);
@@ -266,6 +266,6 @@ fn invalid_settings_are_rejected() {
             ..AlsConfig::default()
         },
     ] {
-        assert!(als::train(&m, &cfg, &mut CpuCholesky, |_| {}).is_err());
+        assert!(als::train(&m, &cfg, &mut CpuCholesky, |_, _, _| Ok(())).is_err());
     }
 }

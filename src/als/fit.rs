@@ -5,17 +5,21 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::als::model::{DatasetRef, Model, ModelMeta};
-use crate::als::{AlsConfig, IterationStats, cpu_solver, train};
+use crate::als::{AlsConfig, Factors, IterationStats, ValidPoint, cpu_solver, train};
 use crate::bench::Machine;
 use crate::data::dataset::Dataset;
 use crate::error::Result;
+use crate::eval::{eval_users, metrics};
+use crate::infer::{CpuScorer, Scorer};
 use crate::util::unix_now;
 
 /// Trains on `ds.train` with the CPU solver `cfg` selects; `on_iteration` sees each iteration.
+/// With `eval_k`, precision@K and nDCG@K on `ds.valid` are measured after every iteration.
 pub fn fit(
     ds: &Dataset,
     cfg: &AlsConfig,
     quiet: bool,
+    eval_k: Option<usize>,
     mut on_iteration: impl FnMut(&IterationStats),
 ) -> Result<Model> {
     cfg.validate()?;
@@ -33,14 +37,23 @@ pub fn fit(
         pb
     };
     let started = Instant::now();
-    let trained = train(&ds.train, cfg, solver.as_mut(), |s| {
+    let users_to_eval = eval_users(&ds.valid);
+    let trained = train(&ds.train, cfg, solver.as_mut(), |s, users, items| {
+        if let Some(k) = eval_k {
+            s.valid = Some(validate(ds, &users_to_eval, users, items, k)?);
+        }
         pb.set_position(s.iteration as u64);
         let loss = s
             .loss
             .map(|l| format!(", loss {l:.6e}"))
             .unwrap_or_default();
-        pb.set_message(format!("{:.3} s/iteration{loss}", s.seconds));
+        let valid = s
+            .valid
+            .map(|v| format!(", p@{} {:.4}", v.k, v.precision))
+            .unwrap_or_default();
+        pb.set_message(format!("{:.3} s/iteration{loss}{valid}", s.seconds));
         on_iteration(s);
+        Ok(())
     })?;
     pb.finish_and_clear();
     let meta = ModelMeta {
@@ -65,5 +78,32 @@ pub fn fit(
         meta,
         users: trained.users,
         items: trained.items,
+    })
+}
+
+/// precision@K and nDCG@K of the current factors on the validation listens.
+fn validate(
+    ds: &Dataset,
+    users: &[u32],
+    uf: &Factors,
+    items: &Factors,
+    k: usize,
+) -> Result<ValidPoint> {
+    let scorer = CpuScorer::new(items)?;
+    let mut ranked = Vec::with_capacity(users.len());
+    for chunk in users.chunks(crate::recommend::BATCH) {
+        let mut q = Vec::with_capacity(chunk.len() * uf.k);
+        let mut ex = Vec::with_capacity(chunk.len());
+        for &u in chunk {
+            q.extend_from_slice(uf.row(u as usize));
+            ex.push(ds.train.row(u as usize).0);
+        }
+        ranked.extend(scorer.top_k(&q, Some(&ex), k)?.into_iter().map(|r| r.items));
+    }
+    let m = metrics(users, &ranked, &ds.valid, k)?;
+    Ok(ValidPoint {
+        k,
+        precision: m.precision,
+        ndcg: m.ndcg,
     })
 }

@@ -188,12 +188,23 @@ pub fn cpu_solver(cfg: &AlsConfig) -> Box<dyn Solver> {
     }
 }
 
-/// Timing and loss of one iteration.
+/// Timing, loss and (optionally) validation quality of one iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct IterationStats {
     pub iteration: usize,
+    /// Wall-clock seconds of the two half-steps (loss and validation not included).
     pub seconds: f64,
     pub loss: Option<f64>,
+    /// Validation precision@K and nDCG@K after this iteration, when asked for.
+    pub valid: Option<ValidPoint>,
+}
+
+/// Validation metrics at one iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValidPoint {
+    pub k: usize,
+    pub precision: f64,
+    pub ndcg: f64,
 }
 
 /// A trained model's factors.
@@ -221,13 +232,13 @@ pub fn prepare(train: &Csr, cfg: &AlsConfig) -> Prepared {
     Prepared { by_user, by_item }
 }
 
-/// Trains on `train` (users × items play counts) with `solver`, calling `on_iteration` after each
-/// iteration.
+/// Trains on `train` (users × items play counts) with `solver`. After each iteration
+/// `on_iteration` sees the stats (and may fill in `valid`) with the current user and item factors.
 pub fn train(
     train: &Csr,
     cfg: &AlsConfig,
     solver: &mut dyn Solver,
-    mut on_iteration: impl FnMut(&IterationStats),
+    mut on_iteration: impl FnMut(&mut IterationStats, &Factors, &Factors) -> Result<()>,
 ) -> Result<Trained> {
     cfg.validate()?;
     let k = cfg.factors;
@@ -266,12 +277,13 @@ pub fn train(
         let loss = cfg
             .compute_loss
             .then(|| loss(&p.by_user, &users, &items, cfg.regularization));
-        let s = IterationStats {
+        let mut s = IterationStats {
             iteration: it,
             seconds,
             loss,
+            valid: None,
         };
-        on_iteration(&s);
+        on_iteration(&mut s, &users, &items)?;
         stats.push(s);
     }
     Ok(Trained {

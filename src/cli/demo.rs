@@ -61,6 +61,7 @@ pub fn cmd_demo(a: &DemoArgs, quiet: bool) -> Result<()> {
         cg_steps: 3,
         seed: 42,
         loss: true,
+        eval_k: None,
         force: true,
     };
     cmd_train(&train, true)?;

@@ -53,6 +53,9 @@ pub struct TrainArgs {
     /// Compute the exact training loss after every iteration (costs about one CG half-step).
     #[arg(long)]
     pub loss: bool,
+    /// Measure precision@K and nDCG@K on valid.npz after every iteration.
+    #[arg(long, value_name = "K")]
+    pub eval_k: Option<usize>,
     /// Replace the output directory if it exists.
     #[arg(long)]
     pub force: bool,
@@ -100,7 +103,7 @@ pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
         },
         rayon::current_num_threads()
     );
-    let model = fit(&ds, &cfg, quiet, |s| {
+    let model = fit(&ds, &cfg, quiet, a.eval_k, |s| {
         if quiet {
             return;
         }
@@ -108,7 +111,14 @@ pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
             .loss
             .map(|l| format!("  loss {l:.6e}"))
             .unwrap_or_default();
-        eprintln!("  iteration {:>3}  {:>8.3} s{loss}", s.iteration, s.seconds);
+        let valid = s
+            .valid
+            .map(|v| format!("  p@{} {:.4}  nDCG@{} {:.4}", v.k, v.precision, v.k, v.ndcg))
+            .unwrap_or_default();
+        eprintln!(
+            "  iteration {:>3}  {:>8.3} s{loss}{valid}",
+            s.iteration, s.seconds
+        );
     })?;
     model
         .save(&a.out, a.force)

@@ -36,8 +36,8 @@ use crate::error::{Error, Result};
 pub const QUERIES_PER_CHUNK: usize = 256;
 
 /// Cache budget for one step's working set. A step touches the chunk's scores (Q·T floats,
-/// written by the GEMM and read back by the selection) and the tile's item rows (T·k floats,
-/// streamed through by matrixmultiply's packer into its own ≤ 256 KiB panel). Keeping the two
+/// written by the GEMM and read back by the selection) and the tile's k × T panel (streamed
+/// through by matrixmultiply's packer into its own ≤ 256 KiB buffer). Keeping the two
 /// within 1 MiB leaves them, plus the packed panel, in a 2 MiB L2 (this Xeon's; current x86
 /// server cores have 1–2 MiB), so the selection pass reads scores from L2, not L3 or DRAM.
 /// For Q = 256 and k = 64 that is 768 items; measured, 512–1024 were equally fast and 4096
@@ -152,12 +152,11 @@ impl CpuScorer {
     ) -> Vec<TopK> {
         let (n, f) = (self.n, self.k);
         let m = q.len() / f;
-        let product: fn(&[f32], usize, usize, &[f32], usize, &mut [f32]) =
-            if m <= GEMV_MAX_QUERIES && kernel::gemv_matches_gemm(f) {
-                kernel::gemv
-            } else {
-                kernel::gemm
-            };
+        let product: kernel::Product = if m <= GEMV_MAX_QUERIES && kernel::gemv_matches_gemm(f) {
+            kernel::gemv
+        } else {
+            kernel::gemm
+        };
         let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(cap)).collect();
         with_scratch(m * self.tile, |scratch| {
             for t in tiles {

@@ -31,6 +31,10 @@ const GEMV_MAX_FACTORS: usize = 256;
 /// 200,000 × 64 items), GEMV was faster for 1, 2 and 4 queries and slower for 8.
 pub const GEMV_MAX_QUERIES: usize = 4;
 
+/// A scoring kernel: `(q, m, k, panel, w, out)` writes the m × w scores of `q` (m × k) against
+/// one panel (k × w) into `out`.
+pub type Product = fn(&[f32], usize, usize, &[f32], usize, &mut [f32]);
+
 /// Row-major n × k factors rearranged into panels of `tile` items (see the module doc).
 pub fn to_panels(rows: &[f32], n: usize, k: usize, tile: usize) -> Vec<f32> {
     let mut panels = vec![0.0f32; n * k];

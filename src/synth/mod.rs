@@ -11,9 +11,9 @@
 //! seeded stream, so the bytes do not depend on the number of threads. Memory is bounded by the
 //! catalog tables plus two groups of output buffers, independent of the number of events.
 //!
-//! Layout: [`catalog`] builds genres → artists → albums → tracks and the popularity samplers,
-//! [`users`] plans per-user activity and writes the users file, [`listen`] generates one user's
-//! history, [`write`] runs the parallel in-order writer, [`names`] and [`ids`] make names and ids.
+//! Layout: `catalog` builds genres → artists → albums → tracks, with `sampler`'s alias tables for
+//! popularity; `users` plans per-user activity and writes the users file; `listen` generates one
+//! user's history; `write` runs the parallel in-order writer; `names` and `ids` make names and ids.
 
 mod catalog;
 mod ids;
@@ -47,12 +47,13 @@ pub const ARTISTS_FILE: &str = "LFM-1b_artists.txt";
 pub const ALBUMS_FILE: &str = "LFM-1b_albums.txt";
 /// Tracks file: `track_id, track_name, artist_id`.
 pub const TRACKS_FILE: &str = "LFM-1b_tracks.txt";
-/// Config, report and model description of a generated dataset.
+/// Config, dataset statistics and model description of a generated dataset (no timings, so it is
+/// as reproducible as the data).
 pub const META_FILE: &str = "encore-synth.json";
 
 /// Most events any user has; LFM-1b kept at most 20,000 per user.
 pub const USER_EVENT_CAP: u32 = 20_000;
-/// Largest catalog accepted (the tables take ~20 bytes per track).
+/// Largest catalog accepted (the tables take ~50 bytes per track, so this is ~5 GB).
 pub const MAX_TRACKS: u32 = 100_000_000;
 /// Largest user count accepted.
 pub const MAX_USERS: u32 = 10_000_000;
