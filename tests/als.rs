@@ -269,3 +269,37 @@ fn invalid_settings_are_rejected() {
         assert!(als::train(&m, &cfg, &mut CpuCholesky, |_, _, _| Ok(())).is_err());
     }
 }
+
+#[test]
+fn cg_solves_rows_with_few_tracks_exactly() {
+    // Rows with at most `steps` tracks take the exact Woodbury path.
+    let m = random_csr(60, 40, 50, 21);
+    let cfg = AlsConfig {
+        factors: 6,
+        regularization: 0.05,
+        alpha: 3.0,
+        ..AlsConfig::default()
+    };
+    let conf = als::prepare(&m, &cfg).by_user;
+    let (_, _, _, y) = setup();
+    let start = Factors::random(60, 6, 5);
+    let x = half_step(&mut CpuCg { steps: 3 }, &conf, &y, &cfg, &start);
+    let mut checked = 0;
+    for u in 0..60 {
+        let n = m.row(u).0.len();
+        if n > 3 {
+            continue;
+        }
+        checked += 1;
+        let want = brute_force_row(&m, &cfg, &y, u);
+        for d in 0..6 {
+            assert_relative_eq!(
+                f64::from(x.row(u)[d]),
+                want[d],
+                epsilon = 1e-4,
+                max_relative = 2e-3
+            );
+        }
+    }
+    assert!(checked > 30, "only {checked} sparse rows");
+}

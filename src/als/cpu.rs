@@ -132,11 +132,90 @@ impl Solver for CpuCg {
 
     fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()> {
         let steps = self.steps;
+        let k = target.k;
+        // Rows with at most `steps` tracks are solved exactly by Woodbury from M = (G + λI)⁻¹,
+        // which costs n_u matrix-vector products instead of CG's steps + 1.
+        let m = inverse_shifted(step.gram, step.regularization, k)?;
         run_rows(step, target, |u, x, s| {
             let (items, w) = step.conf.row(u);
-            cg_row(step, items, w, x, s, steps);
+            if items.len() <= steps && w.iter().all(|&wi| wi > 0.0) {
+                woodbury_row(step, &m, items, w, x, s);
+            } else {
+                cg_row(step, items, w, x, s, steps);
+            }
             Ok(())
         })
+    }
+}
+
+/// M = (G + λI)⁻¹ (row-major f32), computed in f64 column by column with one factorisation.
+fn inverse_shifted(g: &[f32], reg: f32, k: usize) -> Result<Vec<f32>> {
+    let mut a: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
+    for d in 0..k {
+        a[d * k + d] += f64::from(reg);
+    }
+    let mut inv = vec![0.0f32; k * k];
+    let mut col = vec![0.0f64; k];
+    let mut factor = a.clone();
+    for j in 0..k {
+        col.fill(0.0);
+        col[j] = 1.0;
+        factor.copy_from_slice(&a);
+        cholesky_solve(&mut factor, &mut col, k).map_err(|e| {
+            Error::Numerical(format!(
+                "YᵀY + λI is not positive definite (pivot {}); raise the regularization",
+                e.pivot
+            ))
+        })?;
+        for (d, &v) in col.iter().enumerate() {
+            inv[d * k + j] = v as f32;
+        }
+    }
+    Ok(inv)
+}
+
+/// Exact solve for a row with few tracks via the Woodbury identity. With Z = M Yᵀ (k × n),
+/// S = Y Z and W = diag(w): A⁻¹ Yᵀ = Z (W⁻¹ + S)⁻¹ W⁻¹, and b = Yᵀ c, so x = Z t where
+/// (W⁻¹ + S) t = W⁻¹ c — an n × n system (n ≤ CG steps). Needs every w_i > 0.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn woodbury_row(
+    step: &HalfStep<'_>,
+    m: &[f32],
+    items: &[u32],
+    w: &[f32],
+    x: &mut [f32],
+    s: &mut Scratch,
+) {
+    let k = x.len();
+    let n = items.len();
+    if n == 0 {
+        x.fill(0.0);
+        return;
+    }
+    s.gathered.resize(n * k, 0.0);
+    for (&i, z) in items.iter().zip(s.gathered.chunks_exact_mut(k)) {
+        symv(m, step.fixed.row(i as usize), z, k);
+    }
+    s.a64.clear();
+    s.a64.resize(n * n, 0.0);
+    s.b64.clear();
+    for (a, (&i, &wa)) in items.iter().zip(w).enumerate() {
+        let ya = step.fixed.row(i as usize);
+        for b in 0..n {
+            s.a64[a * n + b] = f64::from(dot(ya, &s.gathered[b * k..(b + 1) * k]));
+        }
+        let inv_w = 1.0 / f64::from(wa);
+        s.a64[a * n + a] += inv_w;
+        s.b64.push((1.0 + f64::from(wa)) * inv_w);
+    }
+    if cholesky_solve(&mut s.a64, &mut s.b64, n).is_err() {
+        // Cannot happen for w > 0 (W⁻¹ + S is positive definite); fall back to CG to be safe.
+        cg_row(step, items, w, x, s, n.max(1));
+        return;
+    }
+    x.fill(0.0);
+    for (t, z) in s.b64.iter().zip(s.gathered.chunks_exact(k)) {
+        axpy(*t as f32, z, x);
     }
 }
 
