@@ -121,11 +121,11 @@ fn cholesky_matches_a_dense_solve_of_the_full_normal_equations() {
         let x = half_step(&mut CpuCholesky, &conf, &y, &cfg, &Factors::zeros(25, 6));
         for u in 0..25 {
             let want = brute_force_row(&m, &cfg, &y, u);
-            for d in 0..6 {
+            for (d, &wd) in want.iter().enumerate() {
                 // f32 Gram/GEMM accumulation, f64 factorisation: 1e-3 relative is ample.
                 assert_relative_eq!(
                     f64::from(x.row(u)[d]),
-                    want[d],
+                    wd,
                     epsilon = 1e-5,
                     max_relative = 1e-3
                 );
@@ -292,10 +292,10 @@ fn cg_solves_rows_with_few_tracks_exactly() {
         }
         checked += 1;
         let want = brute_force_row(&m, &cfg, &y, u);
-        for d in 0..6 {
+        for (d, &wd) in want.iter().enumerate() {
             assert_relative_eq!(
                 f64::from(x.row(u)[d]),
-                want[d],
+                wd,
                 epsilon = 1e-4,
                 max_relative = 2e-3
             );
