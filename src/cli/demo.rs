@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use encore::als::{Confidence, SolverKind};
+use encore::als::AlsConfig;
 use encore::data::prep::{PrepConfig, prep};
 use encore::infer::Ranked;
 use encore::synth::Scale;
 
 use super::data::{SynthArgs, cmd_synth, print_manifest};
-use super::model::{EvalArgs, TrainArgs, cmd_eval, cmd_train, load_recommender};
+use super::model::{EvalArgs, cmd_eval, load_recommender, train_to_dir};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -48,23 +48,11 @@ pub fn cmd_demo(a: &DemoArgs, quiet: bool) -> Result<()> {
     print_manifest(&m, &data);
 
     println!("\n== 3/5 train: implicit ALS on the CPU");
-    let train = TrainArgs {
-        dataset: data.clone(),
-        out: model_dir.clone(),
-        factors: 64,
-        iterations: 15,
-        regularization: 0.1,
-        alpha: 2.0,
-        confidence: Confidence::Log,
-        epsilon: 1.0,
-        solver: SolverKind::Cg,
-        cg_steps: 3,
-        seed: 42,
-        loss: true,
-        eval_k: None,
-        force: true,
+    let cfg = AlsConfig {
+        compute_loss: true,
+        ..AlsConfig::default()
     };
-    cmd_train(&train, true)?;
+    train_to_dir(&data, &model_dir, &cfg, None, true, true)?;
 
     println!("\n== 4/5 eval: held-out listens vs the popularity baseline");
     cmd_eval(&EvalArgs {

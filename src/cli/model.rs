@@ -24,31 +24,31 @@ pub struct TrainArgs {
     #[arg(long, short)]
     pub out: PathBuf,
     /// Latent factors k.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = AlsConfig::default().factors)]
     pub factors: usize,
     /// ALS iterations (each solves all users, then all items).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = AlsConfig::default().iterations)]
     pub iterations: usize,
     /// L2 regularization λ.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = AlsConfig::default().regularization)]
     pub regularization: f32,
     /// Confidence scale α: c = 1 + α·f(plays).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = AlsConfig::default().alpha)]
     pub alpha: f32,
     /// f(plays): log = log(1 + plays/ε), linear = plays.
     #[arg(long, value_enum, default_value = "log")]
     pub confidence: Confidence,
     /// ε of the log confidence.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = AlsConfig::default().epsilon)]
     pub epsilon: f32,
     /// Per-row solver: cholesky (exact reference) or cg (conjugate gradient, warm-started).
     #[arg(long, value_enum, default_value = "cg")]
     pub solver: SolverKind,
     /// Conjugate-gradient steps per row and half-step.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = AlsConfig::default().cg_steps)]
     pub cg_steps: usize,
     /// Seed of the factor initialization.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = AlsConfig::default().seed)]
     pub seed: u64,
     /// Compute the exact training loss after every iteration (costs about one CG half-step).
     #[arg(long)]
@@ -79,15 +79,26 @@ impl TrainArgs {
 }
 
 pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
-    let ds = Dataset::load(&a.dataset)
-        .with_context(|| format!("loading dataset {}", a.dataset.display()))?;
-    if a.out.exists() && !a.force {
+    train_to_dir(&a.dataset, &a.out, &a.config(), a.eval_k, a.force, quiet)
+}
+
+/// Loads `dataset`, trains with `cfg`, prints progress and a summary, and saves to `out`.
+pub fn train_to_dir(
+    dataset: &Path,
+    out: &Path,
+    cfg: &AlsConfig,
+    eval_k: Option<usize>,
+    force: bool,
+    quiet: bool,
+) -> Result<Model> {
+    let ds =
+        Dataset::load(dataset).with_context(|| format!("loading dataset {}", dataset.display()))?;
+    if out.exists() && !force {
         anyhow::bail!(
             "{} already exists (pass --force to replace it)",
-            a.out.display()
+            out.display()
         );
     }
-    let cfg = a.config();
     println!(
         "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {:?}{}, {} threads",
         thousands(ds.train.n_rows as u64),
@@ -103,7 +114,7 @@ pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
         },
         rayon::current_num_threads()
     );
-    let model = fit(&ds, &cfg, quiet, a.eval_k, |s| {
+    let model = fit(&ds, cfg, quiet, eval_k, |s| {
         if quiet {
             return;
         }
@@ -121,8 +132,8 @@ pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
         );
     })?;
     model
-        .save(&a.out, a.force)
-        .with_context(|| format!("saving the model to {}", a.out.display()))?;
+        .save(out, force)
+        .with_context(|| format!("saving the model to {}", out.display()))?;
     let its = &model.meta.iterations;
     let steady: Vec<f64> = its.iter().skip(1).map(|s| s.seconds).collect();
     println!(
@@ -134,7 +145,7 @@ pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
         } else {
             steady.iter().sum::<f64>() / steady.len() as f64
         },
-        a.out.display()
+        out.display()
     );
     Ok(model)
 }
