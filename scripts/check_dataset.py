@@ -43,8 +43,8 @@ def main(d: Path) -> None:
     assert lines["records"] + lines["header"] + lines["blank"] + lines["bad_skipped"] == lines["total"]
     print(
         f"ok: {d}: {train.shape[0]} users x {train.shape[1]} tracks, "
-        f"train nnz {train.nnz}, valid nnz {valid.nnz}, indptr {train.indptr.dtype}, scipy {sp.__name__} "
-        f"{__import__('scipy').__version__}"
+        f"train nnz {train.nnz}, valid nnz {valid.nnz}, indptr {train.indptr.dtype}, "
+        f"scipy {__import__('scipy').__version__}"
     )
 
 

@@ -166,8 +166,8 @@ pub fn print_manifest(m: &Manifest, out: &Path) {
     let parse = m.timings_s.get("parse").copied().unwrap_or(0.0);
     let total = m.timings_s.get("total").copied().unwrap_or(0.0);
     println!(
-        "prep: {:?} input {} ({}), parsed in {:.2} s ({:.0} MB/s), total {:.2} s, peak RSS {}",
-        m.input.format,
+        "prep: {} input {} ({}), parsed in {:.2} s ({:.0} MB/s), total {:.2} s, peak RSS {}",
+        m.input.format.name(),
         m.input.data_file.display(),
         human_bytes(m.input.bytes),
         parse,

@@ -27,7 +27,12 @@ pub fn cmd_demo(a: &DemoArgs, quiet: bool) -> Result<()> {
     let raw = a.dir.join("raw");
     let data = a.dir.join("dataset");
     let model_dir = a.dir.join("model");
-    println!("== 1/5 synth: {:?} synthetic LFM-1b logs", a.scale);
+    println!(
+        "== 1/5 synth: {} synthetic LFM-1b logs",
+        clap::ValueEnum::to_possible_value(&a.scale)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    );
     cmd_synth(
         &SynthArgs {
             out: raw.clone(),

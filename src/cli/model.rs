@@ -100,13 +100,15 @@ pub fn train_to_dir(
         );
     }
     println!(
-        "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {:?}{}, {} threads",
+        "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {}{}, {} threads",
         thousands(ds.train.n_rows as u64),
         thousands(ds.train.n_cols as u64),
         thousands(ds.train.nnz() as u64),
         cfg.factors,
         cfg.iterations,
-        cfg.solver,
+        clap::ValueEnum::to_possible_value(&cfg.solver)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
         if cfg.solver == SolverKind::Cg {
             format!(" ({} steps)", cfg.cg_steps)
         } else {

@@ -54,6 +54,26 @@ impl BlockReader {
         if meta.is_dir() {
             return Err(Error::bad_input(path, "is a directory, expected a file"));
         }
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if let Some(tool) = match ext.as_str() {
+            "bz2" => Some("bunzip2 -k"),
+            "xz" => Some("unxz -k"),
+            "zst" => Some("unzstd"),
+            "zip" => Some("unzip"),
+            _ => None,
+        } {
+            return Err(Error::bad_input(
+                path,
+                format!(
+                    ".{ext} files are not read directly (only plain text and .gz): \
+                     decompress first, e.g. `{tool} {}`",
+                    path.display()
+                ),
+            ));
+        }
         let raw_read = Arc::new(AtomicU64::new(0));
         let counted = Counting {
             inner: file,
@@ -234,6 +254,18 @@ mod tests {
         enc.write_all(b"1\t2\t3\n4\t5\t6\n").unwrap();
         enc.finish().unwrap();
         assert_eq!(read_all(&p, 1024).concat(), b"1\t2\t3\n4\t5\t6\n");
+    }
+
+    #[test]
+    fn unsupported_compression_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("listening-counts.tsv.bz2");
+        std::fs::write(&p, b"BZh91AY&SY").unwrap();
+        let e = BlockReader::open(&p, 1024).err().unwrap().to_string();
+        assert!(
+            e.contains("decompress first") && e.contains("bunzip2"),
+            "{e}"
+        );
     }
 
     #[test]

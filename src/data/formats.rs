@@ -30,6 +30,19 @@ pub enum Format {
     Triples,
 }
 
+impl Format {
+    /// The name used on the command line (`lfm1b`, `hetrec`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Lfm1b => "lfm1b",
+            Format::Lfm2b => "lfm2b",
+            Format::Hetrec => "hetrec",
+            Format::Triples => "triples",
+        }
+    }
+}
+
 /// Field delimiter of `triples` inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

@@ -190,6 +190,14 @@ fn finish(vals: &[u64; MAX_FIELDS], s: &Schema) -> Result<Record, LineError> {
         })?,
         None => 0,
     };
+    // Ids are stored as numpy int64; larger user ids would wrap.
+    if vals[s.user] > i64::MAX as u64 {
+        return Err(LineError::TooLarge {
+            field: s.name(s.user),
+            value: vals[s.user].to_string(),
+            max: i64::MAX as u64,
+        });
+    }
     Ok(Record {
         user: vals[s.user],
         item,
@@ -373,9 +381,11 @@ mod tests {
         assert!(matches!(e, LineError::TooLarge { ref field, .. } if field == "item"));
         let e = parse_line(b"1\t2\t99999999999999999999999", &triples(b'\t')).unwrap_err();
         assert!(matches!(e, LineError::TooLarge { .. }));
-        // Users may use the full 64-bit range.
-        let r = parse_line(b"18446744073709551615\t2\t3", &triples(b'\t')).unwrap();
-        assert_eq!(r.user, u64::MAX);
+        // Users may use the full int64 range (ids are stored as numpy int64), no more.
+        let r = parse_line(b"9223372036854775807\t2\t3", &triples(b'\t')).unwrap();
+        assert_eq!(r.user, i64::MAX as u64);
+        let e = parse_line(b"9223372036854775808\t2\t3", &triples(b'\t')).unwrap_err();
+        assert!(matches!(e, LineError::TooLarge { ref field, .. } if field == "user"));
     }
 
     #[test]

@@ -97,8 +97,8 @@ pub fn parse_input(cfg: &PrepConfig) -> Result<Parsed> {
     let keep_time = matches!(cfg.split, Split::Time { .. });
     if keep_time && input.schema.ts.is_none() {
         return Err(Error::Config(format!(
-            "--split time needs timestamps, and {:?} input has none; use --split random",
-            input.format
+            "--split time needs timestamps, and {} input has none; use --split random",
+            input.format.name()
         )));
     }
     let opts = ChunkOpts {

@@ -69,7 +69,7 @@ pub enum Scale {
     Small,
     /// 30,000 users, 1 M tracks, 150 M events.
     Medium,
-    /// 120,322 users, 5.6 M tracks, 1,088,161,692 events (~41 GB of LEs text).
+    /// 120,322 users, 5.6 M tracks, 1,088,161,692 events (~47.8 GB of LEs text).
     Lfm1b,
 }
 
