@@ -70,7 +70,7 @@ pub fn validate_query(
     if n_factors == 0 {
         return bad("the item factors have no columns".into());
     }
-    if queries.len() % n_factors != 0 {
+    if !queries.len().is_multiple_of(n_factors) {
         return bad(format!(
             "{} query values is not a multiple of the {n_factors} factors",
             queries.len()
