@@ -32,6 +32,7 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, measurem
 use encore::bench::Machine;
 use encore::data::aggregate::{ChunkOpts, parse_chunk};
 use encore::data::blocks::{DEFAULT_BLOCK_BYTES, lines};
+use encore::data::formats;
 use encore::data::lines::{Schema, parse_line};
 use encore::util::mix64;
 
@@ -119,32 +120,14 @@ fn triples_block(bytes: usize) -> (Vec<u8>, u64) {
     (out, n_lines)
 }
 
-/// The schema `prep` uses for `LFM-1b_LEs.txt` (see `data::formats`).
+/// The schema `prep` uses for `LFM-1b_LEs.txt`.
 fn les_schema() -> Schema {
-    Schema {
-        delim: b'\t',
-        n_fields: 5,
-        user: 0,
-        item: 3,
-        count: None,
-        ts: Some(4),
-        names: ["user_id", "artist_id", "album_id", "track_id", "timestamp"]
-            .map(String::from)
-            .to_vec(),
-    }
+    formats::les_schema(b'\t')
 }
 
 /// The schema `prep` uses for tab-separated count files.
 fn triples_schema() -> Schema {
-    Schema {
-        delim: b'\t',
-        n_fields: 3,
-        user: 0,
-        item: 1,
-        count: Some(2),
-        ts: None,
-        names: ["user", "item", "count"].map(String::from).to_vec(),
-    }
+    formats::count_schema(b'\t', ["user", "item", "count"])
 }
 
 fn opts(schema: Schema, tail_n: usize) -> ChunkOpts {

@@ -101,16 +101,10 @@ fn cholesky_row(
     s.gathered.resize(items.len() * k, 0.0);
     s.b64.clear();
     s.b64.resize(k, 0.0);
-    for (j, ((&i, &wi), g)) in items
-        .iter()
+    for ((y, &wi), g) in rows_prefetched(step.fixed, items)
         .zip(w)
         .zip(s.gathered.chunks_exact_mut(k))
-        .enumerate()
     {
-        if let Some(&ahead) = items.get(j + PREFETCH_ROWS) {
-            prefetch_row(step.fixed.row(ahead as usize));
-        }
-        let y = step.fixed.row(i as usize);
         let sw = wi.sqrt();
         let c = f64::from(1.0 + wi);
         for ((gd, &yd), bd) in g.iter_mut().zip(y).zip(s.b64.iter_mut()) {
@@ -231,6 +225,18 @@ fn woodbury_row(
 /// nanoseconds of work per row.
 const PREFETCH_ROWS: usize = 8;
 
+/// The factor rows of `items` in order, prefetching [`PREFETCH_ROWS`] ahead (the rows are
+/// scattered over a matrix far larger than cache, so each would otherwise wait on DRAM).
+#[inline(always)]
+fn rows_prefetched<'a>(f: &'a Factors, items: &'a [u32]) -> impl Iterator<Item = &'a [f32]> {
+    items.iter().enumerate().map(move |(j, &i)| {
+        if let Some(&ahead) = items.get(j + PREFETCH_ROWS) {
+            prefetch_row(f.row(ahead as usize));
+        }
+        f.row(i as usize)
+    })
+}
+
 /// Hints the CPU to fetch a factor row into cache (a no-op off x86-64).
 #[inline(always)]
 fn prefetch_row(row: &[f32]) {
@@ -272,16 +278,10 @@ fn cg_row(
     // The track rows are scattered over the factor matrix; copy them into one contiguous block
     // while they are in cache, so the CG steps stream from L1/L2 instead of gathering again.
     s.gathered.resize(items.len() * k, 0.0);
-    for (j, ((&i, &wi), g)) in items
-        .iter()
+    for ((y, &wi), g) in rows_prefetched(step.fixed, items)
         .zip(w)
         .zip(s.gathered.chunks_exact_mut(k))
-        .enumerate()
     {
-        if let Some(&ahead) = items.get(j + PREFETCH_ROWS) {
-            prefetch_row(step.fixed.row(ahead as usize));
-        }
-        let y = step.fixed.row(i as usize);
         g.copy_from_slice(y);
         let coef = (1.0 + wi) - wi * dot(y, x);
         axpy(coef, y, &mut s.r);

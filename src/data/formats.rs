@@ -124,22 +124,11 @@ pub fn resolve(path: &Path, format: Format, delim: Delimiter, header: HeaderMode
             d => pick_delim(d, &first),
         },
     };
-    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let schema = match format {
-        Format::Lfm1b => Schema {
-            delim: delim_byte,
-            n_fields: 5,
-            user: 0,
-            item: 3,
-            count: None,
-            ts: Some(4),
-            names: names(&["user_id", "artist_id", "album_id", "track_id", "timestamp"]),
-        },
-        Format::Lfm2b => count_schema(delim_byte, names(&["user_id", "track_id", "count"])),
-        Format::Hetrec => count_schema(delim_byte, names(&["userID", "artistID", "weight"])),
-        Format::Triples | Format::Auto => {
-            count_schema(delim_byte, names(&["user", "item", "count"]))
-        }
+        Format::Lfm1b => les_schema(delim_byte),
+        Format::Lfm2b => count_schema(delim_byte, ["user_id", "track_id", "count"]),
+        Format::Hetrec => count_schema(delim_byte, ["userID", "artistID", "weight"]),
+        Format::Triples | Format::Auto => count_schema(delim_byte, ["user", "item", "count"]),
     };
     let header = detect_header(&first, &schema, header);
     let name_source = match format {
@@ -159,7 +148,24 @@ pub fn resolve(path: &Path, format: Format, delim: Delimiter, header: HeaderMode
     })
 }
 
-fn count_schema(delim: u8, names: Vec<String>) -> Schema {
+/// LFM-1b listening events: `user_id, artist_id, album_id, track_id, timestamp`, one per line.
+pub fn les_schema(delim: u8) -> Schema {
+    Schema {
+        delim,
+        n_fields: 5,
+        user: 0,
+        item: 3,
+        count: None,
+        ts: Some(4),
+        names: ["user_id", "artist_id", "album_id", "track_id", "timestamp"]
+            .map(String::from)
+            .to_vec(),
+    }
+}
+
+/// Play-count triples `user, item, count` with the given column names.
+pub fn count_schema(delim: u8, names: [&str; 3]) -> Schema {
+    let names = names.map(String::from).to_vec();
     Schema {
         delim,
         n_fields: 3,
