@@ -103,7 +103,7 @@ fn setup() -> (Csr, Csr, AlsConfig, Factors) {
         alpha: 3.0,
         ..AlsConfig::default()
     };
-    let conf = als::prepare(&m, &cfg).by_user;
+    let conf = als::prepare(m.clone(), &cfg).by_user;
     let y = Factors::random(40, 6, 11);
     let mut y_big = y.clone();
     for v in &mut y_big.data {
@@ -117,7 +117,7 @@ fn cholesky_matches_a_dense_solve_of_the_full_normal_equations() {
     for confidence in [Confidence::Log, Confidence::Linear] {
         let (m, _, mut cfg, y) = setup();
         cfg.confidence = confidence;
-        let conf = als::prepare(&m, &cfg).by_user;
+        let conf = als::prepare(m.clone(), &cfg).by_user;
         let x = half_step(&mut CpuCholesky, &conf, &y, &cfg, &Factors::zeros(25, 6));
         for u in 0..25 {
             let want = brute_force_row(&m, &cfg, &y, u);
@@ -186,7 +186,7 @@ fn exact_als_loss_never_increases() {
         compute_loss: true,
         ..AlsConfig::default()
     };
-    let t = als::train(&m, &cfg, &mut CpuCholesky, |_, _, _| Ok(())).unwrap();
+    let t = als::train(m.clone(), &cfg, &mut CpuCholesky, |_, _, _, _| Ok(())).unwrap();
     let losses: Vec<f64> = t.iterations.iter().map(|s| s.loss.unwrap()).collect();
     for w in losses.windows(2) {
         assert!(w[1] <= w[0] * (1.0 + 1e-6), "loss rose: {losses:?}");
@@ -237,7 +237,7 @@ fn threads_do_not_change_cholesky_results() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| als::train(&m, &cfg, &mut CpuCholesky, |_, _, _| Ok(())).unwrap())
+            .install(|| als::train(m.clone(), &cfg, &mut CpuCholesky, |_, _, _, _| Ok(())).unwrap())
     };
     let a = run(1);
     let b = run(4);
@@ -266,7 +266,7 @@ fn invalid_settings_are_rejected() {
             ..AlsConfig::default()
         },
     ] {
-        assert!(als::train(&m, &cfg, &mut CpuCholesky, |_, _, _| Ok(())).is_err());
+        assert!(als::train(m.clone(), &cfg, &mut CpuCholesky, |_, _, _, _| Ok(())).is_err());
     }
 }
 
@@ -280,7 +280,7 @@ fn cg_solves_rows_with_few_tracks_exactly() {
         alpha: 3.0,
         ..AlsConfig::default()
     };
-    let conf = als::prepare(&m, &cfg).by_user;
+    let conf = als::prepare(m.clone(), &cfg).by_user;
     let (_, _, _, y) = setup();
     let start = Factors::random(60, 6, 5);
     let x = half_step(&mut CpuCg { steps: 3 }, &conf, &y, &cfg, &start);

@@ -41,7 +41,7 @@ fn quick() -> AlsConfig {
 fn model_files_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let ds = small_dataset(dir.path());
-    let model = fit(&ds, &quick(), true, None, |_| {}).unwrap();
+    let model = fit(ds.clone(), &quick(), true, None, |_| {}).unwrap();
     assert_eq!(model.meta.iterations.len(), 3);
     let out = dir.path().join("model");
     model.save(&out, false).unwrap();
@@ -60,7 +60,7 @@ fn model_files_round_trip() {
 fn bad_model_files_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let ds = small_dataset(dir.path());
-    let model = fit(&ds, &quick(), true, None, |_| {}).unwrap();
+    let model = fit(ds.clone(), &quick(), true, None, |_| {}).unwrap();
     let fresh = |name: &str| {
         let p = dir.path().join(name);
         model.save(&p, true).unwrap();
@@ -128,7 +128,7 @@ fn hetrec_model_beats_popularity() {
             solver,
             ..AlsConfig::default()
         };
-        let model = fit(&ds, &cfg, true, None, |_| {}).unwrap();
+        let model = fit(ds.clone(), &cfg, true, None, |_| {}).unwrap();
         let pop = eval::popularity(&ds.train, &ds.valid, 10).unwrap();
         let rec = Recommender::cpu(model, ds.clone()).unwrap();
         let m = eval::evaluate(&rec, 10).unwrap();

@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::als::model::{DatasetRef, Model, ModelMeta};
 use crate::als::{AlsConfig, Factors, IterationStats, ValidPoint, cpu_solver, train};
 use crate::bench::Machine;
+use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::error::Result;
 use crate::eval::{eval_users, metrics};
@@ -15,8 +16,10 @@ use crate::util::unix_now;
 
 /// Trains on `ds.train` with the CPU solver `cfg` selects; `on_iteration` sees each iteration.
 /// With `eval_k`, precision@K and nDCG@K on `ds.valid` are measured after every iteration.
+/// The dataset is consumed: its play counts become the confidence matrix in place, so training
+/// holds the matrix, its transpose and the factors, not a further copy.
 pub fn fit(
-    ds: &Dataset,
+    ds: Dataset,
     cfg: &AlsConfig,
     quiet: bool,
     eval_k: Option<usize>,
@@ -37,10 +40,33 @@ pub fn fit(
         pb
     };
     let started = Instant::now();
-    let users_to_eval = eval_users(&ds.valid);
-    let trained = train(&ds.train, cfg, solver.as_mut(), |s, users, items| {
+    let Dataset {
+        dir,
+        manifest,
+        train: train_csr,
+        valid,
+        ..
+    } = ds;
+    let dataset = DatasetRef {
+        dir: std::fs::canonicalize(&dir).unwrap_or(dir),
+        content_hash: manifest.content_hash,
+        users: train_csr.n_rows,
+        items: train_csr.n_cols,
+        train_pairs: train_csr.nnz(),
+    };
+    let users_to_eval = eval_users(&valid);
+    let trained = train(train_csr, cfg, solver.as_mut(), |s, p, users, items| {
         if let Some(k) = eval_k {
-            s.valid = Some(validate(ds, &users_to_eval, users, items, k)?);
+            // The confidence matrix has the training matrix's structure: its rows are the
+            // tracks to exclude.
+            s.valid = Some(validate(
+                &p.by_user,
+                &valid,
+                &users_to_eval,
+                users,
+                items,
+                k,
+            )?);
         }
         pb.set_position(s.iteration as u64);
         let loss = s
@@ -64,13 +90,7 @@ pub fn fit(
         device: "cpu".into(),
         threads: rayon::current_num_threads(),
         machine: Machine::detect(),
-        dataset: DatasetRef {
-            dir: std::fs::canonicalize(&ds.dir).unwrap_or_else(|_| ds.dir.clone()),
-            content_hash: ds.manifest.content_hash.clone(),
-            users: ds.train.n_rows,
-            items: ds.train.n_cols,
-            train_pairs: ds.train.nnz(),
-        },
+        dataset,
         iterations: trained.iterations,
         train_seconds: started.elapsed().as_secs_f64(),
     };
@@ -83,7 +103,8 @@ pub fn fit(
 
 /// precision@K and nDCG@K of the current factors on the validation listens.
 fn validate(
-    ds: &Dataset,
+    seen: &Csr,
+    valid: &Csr,
     users: &[u32],
     uf: &Factors,
     items: &Factors,
@@ -96,11 +117,11 @@ fn validate(
         let mut ex = Vec::with_capacity(chunk.len());
         for &u in chunk {
             q.extend_from_slice(uf.row(u as usize));
-            ex.push(ds.train.row(u as usize).0);
+            ex.push(seen.row(u as usize).0);
         }
         ranked.extend(scorer.top_k(&q, Some(&ex), k)?.into_iter().map(|r| r.items));
     }
-    let m = metrics(users, &ranked, &ds.valid, k)?;
+    let m = metrics(users, &ranked, valid, k)?;
     Ok(ValidPoint {
         k,
         precision: m.precision,

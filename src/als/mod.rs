@@ -222,8 +222,10 @@ pub struct Prepared {
 }
 
 /// Turns play counts into c − 1 and builds the item-major copy.
-pub fn prepare(train: &Csr, cfg: &AlsConfig) -> Prepared {
-    let mut by_user = train.clone();
+/// The play counts are turned into c − 1 in place, so training holds one user-major and one
+/// item-major matrix, never a third copy.
+pub fn prepare(train: Csr, cfg: &AlsConfig) -> Prepared {
+    let mut by_user = train;
     by_user
         .data
         .par_iter_mut()
@@ -232,19 +234,21 @@ pub fn prepare(train: &Csr, cfg: &AlsConfig) -> Prepared {
     Prepared { by_user, by_item }
 }
 
-/// Trains on `train` (users × items play counts) with `solver`. After each iteration
-/// `on_iteration` sees the stats (and may fill in `valid`) with the current user and item factors.
+/// Trains on `train` (users × items play counts, consumed) with `solver`. After each iteration
+/// `on_iteration` sees the stats (and may fill in `valid`), the confidence matrices (whose
+/// structure is the training matrix's) and the current user and item factors.
 pub fn train(
-    train: &Csr,
+    train: Csr,
     cfg: &AlsConfig,
     solver: &mut dyn Solver,
-    mut on_iteration: impl FnMut(&mut IterationStats, &Factors, &Factors) -> Result<()>,
+    mut on_iteration: impl FnMut(&mut IterationStats, &Prepared, &Factors, &Factors) -> Result<()>,
 ) -> Result<Trained> {
     cfg.validate()?;
     let k = cfg.factors;
+    let (n_users, n_items) = (train.n_rows, train.n_cols);
     let p = prepare(train, cfg);
-    let mut users = Factors::random(train.n_rows, k, cfg.seed);
-    let mut items = Factors::random(train.n_cols, k, cfg.seed ^ 0x5EED_1735);
+    let mut users = Factors::random(n_users, k, cfg.seed);
+    let mut items = Factors::random(n_items, k, cfg.seed ^ 0x5EED_1735);
     let mut stats = Vec::with_capacity(cfg.iterations);
     for it in 1..=cfg.iterations {
         let t = Instant::now();
@@ -283,7 +287,7 @@ pub fn train(
             loss,
             valid: None,
         };
-        on_iteration(&mut s, &users, &items)?;
+        on_iteration(&mut s, &p, &users, &items)?;
         stats.push(s);
     }
     Ok(Trained {

@@ -116,7 +116,7 @@ pub fn train_to_dir(
         },
         rayon::current_num_threads()
     );
-    let model = fit(&ds, cfg, quiet, eval_k, |s| {
+    let model = fit(ds, cfg, quiet, eval_k, |s| {
         if quiet {
             return;
         }
