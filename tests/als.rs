@@ -95,14 +95,19 @@ fn half_step(
     x
 }
 
-fn setup() -> (Csr, Csr, AlsConfig, Factors) {
-    let m = random_csr(25, 40, 150, 3);
-    let cfg = AlsConfig {
+/// k = 6 with a strong confidence, for the brute-force comparisons.
+fn small_cfg() -> AlsConfig {
+    AlsConfig {
         factors: 6,
         regularization: 0.05,
         alpha: 3.0,
         ..AlsConfig::default()
-    };
+    }
+}
+
+fn setup() -> (Csr, Csr, AlsConfig, Factors) {
+    let m = random_csr(25, 40, 150, 3);
+    let cfg = small_cfg();
     let conf = als::prepare(m.clone(), &cfg).by_user;
     let y = Factors::random(40, 6, 11);
     let mut y_big = y.clone();
@@ -274,12 +279,7 @@ fn invalid_settings_are_rejected() {
 fn cg_solves_rows_with_few_tracks_exactly() {
     // Rows with at most `steps` tracks take the exact Woodbury path.
     let m = random_csr(60, 40, 50, 21);
-    let cfg = AlsConfig {
-        factors: 6,
-        regularization: 0.05,
-        alpha: 3.0,
-        ..AlsConfig::default()
-    };
+    let cfg = small_cfg();
     let conf = als::prepare(m.clone(), &cfg).by_user;
     let (_, _, _, y) = setup();
     let start = Factors::random(60, 6, 5);

@@ -16,8 +16,8 @@ fn hetrec_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hetrec2011-lastfm-2k")
 }
 
-fn small_dataset(root: &Path) -> Dataset {
-    let mut cfg = SynthConfig::from_scale(Scale::Tiny, 3);
+fn small_dataset(root: &Path, seed: u64) -> Dataset {
+    let mut cfg = SynthConfig::from_scale(Scale::Tiny, seed);
     cfg.users = 200;
     cfg.tracks = 2_000;
     cfg.artists = 200;
@@ -40,7 +40,7 @@ fn quick() -> AlsConfig {
 #[test]
 fn model_files_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = small_dataset(dir.path());
+    let ds = small_dataset(dir.path(), 3);
     let model = fit(ds.clone(), &quick(), true, None, |_| {}).unwrap();
     assert_eq!(model.meta.iterations.len(), 3);
     let out = dir.path().join("model");
@@ -59,7 +59,7 @@ fn model_files_round_trip() {
 #[test]
 fn bad_model_files_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = small_dataset(dir.path());
+    let ds = small_dataset(dir.path(), 3);
     let model = fit(ds.clone(), &quick(), true, None, |_| {}).unwrap();
     let fresh = |name: &str| {
         let p = dir.path().join(name);
@@ -100,17 +100,7 @@ fn bad_model_files_are_rejected() {
     );
     // A model checked against a different dataset.
     let other = tempfile::tempdir().unwrap();
-    let ds2 = {
-        let raw = other.path().join("raw");
-        let mut cfg = SynthConfig::from_scale(Scale::Tiny, 4);
-        cfg.users = 200;
-        cfg.tracks = 2_000;
-        cfg.artists = 200;
-        cfg.events = 60_000;
-        generate(&cfg, &raw, false, true).unwrap();
-        prep(&PrepConfig::new(&raw, other.path().join("ds"))).unwrap();
-        Dataset::load(&other.path().join("ds")).unwrap()
-    };
+    let ds2 = small_dataset(other.path(), 4);
     assert!(model.check_dataset(&ds2).is_err());
     assert!(Recommender::cpu(model, ds2).is_err());
 }

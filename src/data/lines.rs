@@ -276,29 +276,11 @@ mod tests {
     use super::*;
 
     fn les() -> Schema {
-        Schema {
-            delim: b'\t',
-            n_fields: 5,
-            user: 0,
-            item: 3,
-            count: None,
-            ts: Some(4),
-            names: ["user_id", "artist_id", "album_id", "track_id", "timestamp"]
-                .map(String::from)
-                .to_vec(),
-        }
+        crate::data::formats::les_schema(b'\t')
     }
 
     fn triples(delim: u8) -> Schema {
-        Schema {
-            delim,
-            n_fields: 3,
-            user: 0,
-            item: 1,
-            count: Some(2),
-            ts: None,
-            names: ["user", "item", "count"].map(String::from).to_vec(),
-        }
+        crate::data::formats::count_schema(delim, ["user", "item", "count"])
     }
 
     #[test]
