@@ -40,6 +40,9 @@ pub enum Error {
     /// A numerical failure (non-finite values, a matrix that is not positive definite).
     #[error("numerical problem: {0}")]
     Numerical(String),
+    /// A CUDA driver or cuBLAS failure, or no usable GPU.
+    #[error("GPU: {0}")]
+    Gpu(String),
     /// Writing or reading a `.npy`/`.npz` file failed.
     #[error("{path}: {reason}")]
     Npy { path: PathBuf, reason: String },

@@ -5,7 +5,9 @@
 //! - [`synth`]: synthetic listening logs in the exact LFM-1b file format, with planted taste structure.
 //! - [`data`]: input formats, the streaming parallel ingest (`prep`), CSR matrices and the dataset
 //!   directory format (scipy-compatible `.npz`).
-//! - [`als`]: implicit-feedback ALS training (CPU solvers; the `Solver` seam for GPU ones).
+//! - [`als`]: implicit-feedback ALS training; the `Solver` and `Backend` seams, CPU and GPU.
+//! - [`gpu`]: CUDA context, streams, device memory, the embedded kernels and cuBLAS (loaded at
+//!   run time, so the binary also runs where there is no GPU).
 //! - [`eval`]: ranking metrics against held-out listens and the popularity baseline.
 //! - [`infer`]: exact top-K scoring (the `Scorer` seam) and item similarity.
 //! - [`recommend`]: original ids in, named tracks out; shared by the CLI and the server.
@@ -16,6 +18,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod gpu;
 pub mod infer;
 pub mod recommend;
 pub mod synth;

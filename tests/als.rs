@@ -191,7 +191,14 @@ fn exact_als_loss_never_increases() {
         compute_loss: true,
         ..AlsConfig::default()
     };
-    let t = als::train(m.clone(), &cfg, &mut CpuCholesky, |_, _, _, _| Ok(())).unwrap();
+    let t = als::train(
+        m.clone(),
+        &cfg,
+        &mut cpu(CpuCholesky),
+        false,
+        |_, _, _, _| Ok(()),
+    )
+    .unwrap();
     let losses: Vec<f64> = t.iterations.iter().map(|s| s.loss.unwrap()).collect();
     for w in losses.windows(2) {
         assert!(w[1] <= w[0] * (1.0 + 1e-6), "loss rose: {losses:?}");
@@ -242,7 +249,16 @@ fn threads_do_not_change_cholesky_results() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| als::train(m.clone(), &cfg, &mut CpuCholesky, |_, _, _, _| Ok(())).unwrap())
+            .install(|| {
+                als::train(
+                    m.clone(),
+                    &cfg,
+                    &mut cpu(CpuCholesky),
+                    false,
+                    |_, _, _, _| Ok(()),
+                )
+                .unwrap()
+            })
     };
     let a = run(1);
     let b = run(4);
@@ -271,7 +287,16 @@ fn invalid_settings_are_rejected() {
             ..AlsConfig::default()
         },
     ] {
-        assert!(als::train(m.clone(), &cfg, &mut CpuCholesky, |_, _, _, _| Ok(())).is_err());
+        assert!(
+            als::train(
+                m.clone(),
+                &cfg,
+                &mut cpu(CpuCholesky),
+                false,
+                |_, _, _, _| Ok(())
+            )
+            .is_err()
+        );
     }
 }
 
@@ -302,4 +327,9 @@ fn cg_solves_rows_with_few_tracks_exactly() {
         }
     }
     assert!(checked > 30, "only {checked} sparse rows");
+}
+
+/// A CPU backend over `solver`.
+fn cpu(solver: impl Solver + 'static) -> als::CpuBackend {
+    als::CpuBackend::with_solver(Box::new(solver))
 }

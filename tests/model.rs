@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use encore::als::fit::fit;
+use encore::als::fit::{FitOptions, fit};
 use encore::als::model::{ITEM_FACTORS, MODEL_JSON, Model, USER_FACTORS};
 use encore::als::{AlsConfig, SolverKind};
 use encore::data::dataset::Dataset;
@@ -41,7 +41,7 @@ fn quick() -> AlsConfig {
 fn model_files_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let ds = small_dataset(dir.path(), 3);
-    let model = fit(ds.clone(), &quick(), true, None, |_| {}).unwrap();
+    let model = fit(ds.clone(), &quick(), &cpu_quiet(), |_| {}).unwrap();
     assert_eq!(model.meta.iterations.len(), 3);
     let out = dir.path().join("model");
     model.save(&out, false).unwrap();
@@ -60,7 +60,7 @@ fn model_files_round_trip() {
 fn bad_model_files_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let ds = small_dataset(dir.path(), 3);
-    let model = fit(ds.clone(), &quick(), true, None, |_| {}).unwrap();
+    let model = fit(ds.clone(), &quick(), &cpu_quiet(), |_| {}).unwrap();
     let fresh = |name: &str| {
         let p = dir.path().join(name);
         model.save(&p, true).unwrap();
@@ -118,7 +118,7 @@ fn hetrec_model_beats_popularity() {
             solver,
             ..AlsConfig::default()
         };
-        let model = fit(ds.clone(), &cfg, true, None, |_| {}).unwrap();
+        let model = fit(ds.clone(), &cfg, &cpu_quiet(), |_| {}).unwrap();
         let pop = eval::popularity(&ds.train, &ds.valid, 10).unwrap();
         let rec = Recommender::cpu(model, ds.clone()).unwrap();
         let m = eval::evaluate(&rec, 10).unwrap();
@@ -133,5 +133,14 @@ fn hetrec_model_beats_popularity() {
             let (seen, _) = ds.train.row(u);
             assert!(r.items.iter().all(|i| seen.binary_search(i).is_err()));
         }
+    }
+}
+
+/// Train on the CPU, no progress bar.
+fn cpu_quiet() -> FitOptions {
+    FitOptions {
+        device: encore::gpu::DeviceChoice::Cpu,
+        quiet: true,
+        ..FitOptions::default()
     }
 }

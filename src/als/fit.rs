@@ -1,32 +1,96 @@
-//! Training a model on a dataset: the CPU solvers, a progress bar, and the model's metadata.
+//! Training a model on a dataset: picking the CPU or GPU backend, a progress bar, and the model's
+//! metadata.
 
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::als::gpu::{GpuBackend, GpuOptions};
 use crate::als::model::{DatasetRef, Model, ModelMeta};
-use crate::als::{AlsConfig, Factors, IterationStats, ValidPoint, cpu_solver, train};
+use crate::als::{AlsConfig, Backend, CpuBackend, Factors, IterationStats, ValidPoint, train};
 use crate::bench::Machine;
 use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{eval_users, metrics};
+use crate::gpu::{DeviceChoice, resolve};
 use crate::infer::{CpuScorer, Scorer};
 use crate::util::unix_now;
 
-/// Trains on `ds.train` with the CPU solver `cfg` selects; `on_iteration` sees each iteration.
-/// With `eval_k`, precision@K and nDCG@K on `ds.valid` are measured after every iteration.
-/// The dataset is consumed: its play counts become the confidence matrix in place, so training
-/// holds the matrix, its transpose and the factors, not a further copy.
+/// How and where to train.
+#[derive(Debug, Clone, Default)]
+pub struct FitOptions {
+    pub device: DeviceChoice,
+    pub gpu: GpuOptions,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Measure precision@K and nDCG@K on the validation listens after every iteration.
+    pub eval_k: Option<usize>,
+}
+
+/// The backend for `cfg.solver` on `device`, and a note when `auto` fell back to the CPU.
+/// `auto` takes the GPU when one is usable and has the solver; `gpu` without a usable GPU, or a
+/// solver the chosen device lacks, is an error that says what to use instead.
+pub fn make_backend(
+    cfg: &AlsConfig,
+    device: DeviceChoice,
+    gpu: GpuOptions,
+) -> Result<(Box<dyn Backend>, Option<String>)> {
+    cfg.validate()?;
+    let device = match (device, cfg.solver.on_cpu(), cfg.solver.on_gpu()) {
+        (DeviceChoice::Auto, true, false) => DeviceChoice::Cpu,
+        (DeviceChoice::Cpu, false, _) => {
+            return Err(Error::Config(format!(
+                "solver {} needs a GPU (--device gpu); the CPU solvers are cholesky and cg",
+                cfg.solver.as_str()
+            )));
+        }
+        (DeviceChoice::Gpu(_), _, false) => {
+            return Err(Error::Config(format!(
+                "solver {} runs on the CPU only; on the GPU use cholesky-fused (exact), lu or cg",
+                cfg.solver.as_str()
+            )));
+        }
+        (d, _, _) => d,
+    };
+    let (found, note) = resolve(device)?;
+    match found {
+        Some(g) => Ok((Box::new(GpuBackend::new(g, cfg, gpu)?), note)),
+        None if cfg.solver.on_cpu() => Ok((Box::new(CpuBackend::new(cfg)?), note)),
+        None => Err(Error::Config(format!(
+            "solver {} needs a GPU, and {}",
+            cfg.solver.as_str(),
+            note.unwrap_or_else(|| "none is usable".into())
+        ))),
+    }
+}
+
+/// Trains on `ds.train` on the device and solver `cfg` and `opts` select; `on_iteration` sees
+/// each iteration. The dataset is consumed: its play counts become the confidence matrix in
+/// place, so training holds the matrix, its transpose and the factors, not a further copy.
 pub fn fit(
     ds: Dataset,
     cfg: &AlsConfig,
-    quiet: bool,
-    eval_k: Option<usize>,
+    opts: &FitOptions,
+    on_iteration: impl FnMut(&IterationStats),
+) -> Result<Model> {
+    let (mut backend, note) = make_backend(cfg, opts.device, opts.gpu)?;
+    if let (Some(n), false) = (note, opts.quiet) {
+        eprintln!("train: {n}");
+    }
+    fit_with(ds, cfg, backend.as_mut(), opts, on_iteration)
+}
+
+/// [`fit`] with a given backend.
+pub fn fit_with(
+    ds: Dataset,
+    cfg: &AlsConfig,
+    backend: &mut dyn Backend,
+    opts: &FitOptions,
     mut on_iteration: impl FnMut(&IterationStats),
 ) -> Result<Model> {
     cfg.validate()?;
-    let mut solver = cpu_solver(cfg);
+    let (quiet, eval_k) = (opts.quiet, opts.eval_k);
     let pb = if quiet {
         ProgressBar::hidden()
     } else {
@@ -55,39 +119,45 @@ pub fn fit(
         train_pairs: train_csr.nnz(),
     };
     let users_to_eval = eval_users(&valid);
-    let trained = train(train_csr, cfg, solver.as_mut(), |s, p, users, items| {
-        if let Some(k) = eval_k {
-            // The confidence matrix has the training matrix's structure: its rows are the
-            // tracks to exclude.
-            s.valid = Some(validate(
-                &p.by_user,
-                &valid,
-                &users_to_eval,
-                users,
-                items,
-                k,
-            )?);
-        }
-        pb.set_position(s.iteration as u64);
-        let loss = s
-            .loss
-            .map(|l| format!(", loss {l:.6e}"))
-            .unwrap_or_default();
-        let valid = s
-            .valid
-            .map(|v| format!(", p@{} {:.4}", v.k, v.precision))
-            .unwrap_or_default();
-        pb.set_message(format!("{:.3} s/iteration{loss}{valid}", s.seconds));
-        on_iteration(s);
-        Ok(())
-    })?;
+    let trained = train(
+        train_csr,
+        cfg,
+        backend,
+        eval_k.is_some(),
+        |s, p, users, items| {
+            if let Some(k) = eval_k {
+                // The confidence matrix has the training matrix's structure: its rows are the
+                // tracks to exclude.
+                s.valid = Some(validate(
+                    &p.by_user,
+                    &valid,
+                    &users_to_eval,
+                    users,
+                    items,
+                    k,
+                )?);
+            }
+            pb.set_position(s.iteration as u64);
+            let loss = s
+                .loss
+                .map(|l| format!(", loss {l:.6e}"))
+                .unwrap_or_default();
+            let valid = s
+                .valid
+                .map(|v| format!(", p@{} {:.4}", v.k, v.precision))
+                .unwrap_or_default();
+            pb.set_message(format!("{:.3} s/iteration{loss}{valid}", s.seconds));
+            on_iteration(s);
+            Ok(())
+        },
+    )?;
     pb.finish_and_clear();
     let meta = ModelMeta {
         encore_version: crate::VERSION.to_string(),
         created_unix: unix_now(),
         config: cfg.clone(),
-        solver: solver.name(),
-        device: "cpu".into(),
+        solver: backend.name(),
+        device: backend.device(),
         threads: rayon::current_num_threads(),
         machine: Machine::detect(),
         dataset,
@@ -101,8 +171,8 @@ pub fn fit(
     })
 }
 
-/// precision@K and nDCG@K of the current factors on the validation listens.
-fn validate(
+/// precision@K and nDCG@K of the factors on the validation listens of `users`.
+pub fn validate(
     seen: &Csr,
     valid: &Csr,
     users: &[u32],

@@ -8,10 +8,15 @@
 //!
 //! is minimised by alternately solving every user with items fixed and every item with users
 //! fixed. Each half-step shares one Gram matrix G = YᵀY, so a row costs O(n_u·k²), not O(n·k²).
-//! The [`Solver`] trait is the seam between the CPU solvers here and the GPU ones.
+//!
+//! Two seams: [`Solver`] solves one half-step on host data (the CPU solvers in [`cpu`]), and
+//! [`Backend`] runs whole iterations on a device — [`CpuBackend`] over a `Solver`, and the GPU
+//! backend in [`gpu`], which keeps the matrices and factors in device memory across iterations
+//! and copies factors back only when asked.
 
 pub mod cpu;
 pub mod fit;
+pub mod gpu;
 pub mod linalg;
 pub mod model;
 
@@ -40,10 +45,36 @@ pub enum Confidence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SolverKind {
-    /// Exact per-row Cholesky solve (the reference).
+    /// Exact per-row Cholesky solve (CPU; the reference).
     Cholesky,
-    /// Conjugate gradient warm-started from the current factors.
+    /// Conjugate gradient warm-started from the current factors (CPU and GPU).
     Cg,
+    /// GPU: per-row systems built into memory, solved by cuBLAS batched LU (the design card).
+    Lu,
+    /// GPU: one thread block per row builds and Cholesky-solves its system in shared memory.
+    CholeskyFused,
+}
+
+impl SolverKind {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cholesky => "cholesky",
+            Self::Cg => "cg",
+            Self::Lu => "lu",
+            Self::CholeskyFused => "cholesky-fused",
+        }
+    }
+
+    /// Whether the CPU backend has this solver.
+    pub fn on_cpu(self) -> bool {
+        matches!(self, Self::Cholesky | Self::Cg)
+    }
+
+    /// Whether the GPU backend has this solver.
+    pub fn on_gpu(self) -> bool {
+        matches!(self, Self::Cg | Self::Lu | Self::CholeskyFused)
+    }
 }
 
 /// Hyper-parameters of a training run.
@@ -178,14 +209,107 @@ pub trait Solver {
     fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()>;
 }
 
-/// The CPU solver for `cfg`.
-pub fn cpu_solver(cfg: &AlsConfig) -> Box<dyn Solver> {
+/// The CPU solver for `cfg`; the GPU-only solvers are an error that names the CPU ones.
+pub fn cpu_solver(cfg: &AlsConfig) -> Result<Box<dyn Solver>> {
     match cfg.solver {
-        SolverKind::Cholesky => Box::new(cpu::CpuCholesky),
-        SolverKind::Cg => Box::new(cpu::CpuCg {
+        SolverKind::Cholesky => Ok(Box::new(cpu::CpuCholesky)),
+        SolverKind::Cg => Ok(Box::new(cpu::CpuCg {
             steps: cfg.cg_steps,
-        }),
+        })),
+        other => Err(Error::Config(format!(
+            "solver {} runs on the GPU only; on the CPU use --solver cholesky or cg",
+            other.as_str()
+        ))),
     }
+}
+
+/// Runs ALS iterations on one device: the CPU/GPU seam of training.
+pub trait Backend {
+    /// Solver name for reports (`cholesky`, `cg3`, `lu`, `cholesky-fused`).
+    fn name(&self) -> String;
+    /// Where it runs (`cpu`, or the GPU's name and memory).
+    fn device(&self) -> String;
+    /// One iteration: users against the items, then items against the users. A backend may keep
+    /// the factors elsewhere (device memory); `users`/`items` are then current only after
+    /// [`Backend::sync_to_host`]. Fails on non-finite factors, naming the iteration.
+    fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()>;
+    /// Makes `users` and `items` current on the host.
+    fn sync_to_host(&mut self, users: &mut Factors, items: &mut Factors) -> Result<()>;
+    /// Backend-specific facts for reports (the GPU's residency, memory and traffic).
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// The CPU backend: a [`Solver`] for each half-step, factors in host memory.
+pub struct CpuBackend {
+    pub solver: Box<dyn Solver>,
+    iteration: usize,
+}
+
+impl CpuBackend {
+    /// The CPU backend for `cfg.solver`.
+    pub fn new(cfg: &AlsConfig) -> Result<Self> {
+        Ok(Self::with_solver(cpu_solver(cfg)?))
+    }
+
+    /// A CPU backend over any solver.
+    pub fn with_solver(solver: Box<dyn Solver>) -> Self {
+        Self {
+            solver,
+            iteration: 0,
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        self.solver.name()
+    }
+
+    fn device(&self) -> String {
+        "cpu".into()
+    }
+
+    fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()> {
+        self.iteration += 1;
+        let k = users.k;
+        let g = linalg::gram(&items.data, k);
+        self.solver.solve(
+            &HalfStep {
+                conf: &p.by_user,
+                fixed: items,
+                gram: &g,
+                regularization: p.regularization,
+            },
+            users,
+        )?;
+        let g = linalg::gram(&users.data, k);
+        self.solver.solve(
+            &HalfStep {
+                conf: &p.by_item,
+                fixed: users,
+                gram: &g,
+                regularization: p.regularization,
+            },
+            items,
+        )?;
+        if !users.all_finite() || !items.all_finite() {
+            return Err(non_finite(self.iteration));
+        }
+        Ok(())
+    }
+
+    fn sync_to_host(&mut self, _users: &mut Factors, _items: &mut Factors) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The error for factors that became NaN or infinite.
+pub fn non_finite(iteration: usize) -> Error {
+    Error::Numerical(format!(
+        "non-finite factors after iteration {iteration}; lower --alpha or raise --regularization"
+    ))
 }
 
 /// Timing, loss and (optionally) validation quality of one iteration.
@@ -215,10 +339,11 @@ pub struct Trained {
     pub iterations: Vec<IterationStats>,
 }
 
-/// The confidence matrices, user-major and item-major, values c − 1.
+/// The confidence matrices, user-major and item-major, values c − 1, and λ.
 pub struct Prepared {
     pub by_user: Csr,
     pub by_item: Csr,
+    pub regularization: f32,
 }
 
 /// Turns play counts into c − 1 and builds the item-major copy.
@@ -231,16 +356,23 @@ pub fn prepare(train: Csr, cfg: &AlsConfig) -> Prepared {
         .par_iter_mut()
         .for_each(|v| *v = cfg.confidence_minus_one(*v));
     let by_item = by_user.transpose();
-    Prepared { by_user, by_item }
+    Prepared {
+        by_user,
+        by_item,
+        regularization: cfg.regularization,
+    }
 }
 
-/// Trains on `train` (users × items play counts, consumed) with `solver`. After each iteration
+/// Trains on `train` (users × items play counts, consumed) with `backend`. After each iteration
 /// `on_iteration` sees the stats (and may fill in `valid`), the confidence matrices (whose
-/// structure is the training matrix's) and the current user and item factors.
+/// structure is the training matrix's) and the user and item factors. With `observe` false the
+/// factors it sees may be stale (a GPU backend copies them back only when asked); with
+/// `cfg.compute_loss` or `observe` they are current.
 pub fn train(
     train: Csr,
     cfg: &AlsConfig,
-    solver: &mut dyn Solver,
+    backend: &mut dyn Backend,
+    observe: bool,
     mut on_iteration: impl FnMut(&mut IterationStats, &Prepared, &Factors, &Factors) -> Result<()>,
 ) -> Result<Trained> {
     cfg.validate()?;
@@ -252,31 +384,10 @@ pub fn train(
     let mut stats = Vec::with_capacity(cfg.iterations);
     for it in 1..=cfg.iterations {
         let t = Instant::now();
-        let g = linalg::gram(&items.data, k);
-        solver.solve(
-            &HalfStep {
-                conf: &p.by_user,
-                fixed: &items,
-                gram: &g,
-                regularization: cfg.regularization,
-            },
-            &mut users,
-        )?;
-        let g = linalg::gram(&users.data, k);
-        solver.solve(
-            &HalfStep {
-                conf: &p.by_item,
-                fixed: &users,
-                gram: &g,
-                regularization: cfg.regularization,
-            },
-            &mut items,
-        )?;
+        backend.iterate(&p, &mut users, &mut items)?;
         let seconds = t.elapsed().as_secs_f64();
-        if !users.all_finite() || !items.all_finite() {
-            return Err(Error::Numerical(format!(
-                "non-finite factors after iteration {it}; lower --alpha or raise --regularization"
-            )));
+        if observe || cfg.compute_loss {
+            backend.sync_to_host(&mut users, &mut items)?;
         }
         let loss = cfg
             .compute_loss
@@ -290,6 +401,7 @@ pub fn train(
         on_iteration(&mut s, &p, &users, &items)?;
         stats.push(s);
     }
+    backend.sync_to_host(&mut users, &mut items)?;
     Ok(Trained {
         users,
         items,

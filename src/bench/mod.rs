@@ -4,6 +4,8 @@
 //! memory it reports (from the child's own manifest) is that run's alone, not the maximum over
 //! everything this process did before.
 
+pub mod train;
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use encore::bench::{self, Machine};
@@ -16,6 +16,10 @@ pub enum BenchCommand {
     /// Ingest throughput (MB/s) and peak memory of `prep`, per thread count, each run in a fresh
     /// process so peak RSS is its own.
     Ingest(bench::IngestArgs),
+    /// Training wall-clock: CPU 1 thread, CPU all threads and each GPU solver on one dataset,
+    /// at equal quality (p@10 and nDCG@10 on sampled validation users). JSON and an SVG chart
+    /// with --out.
+    Train(bench::train::TrainBenchArgs),
     /// CPU top-K latency for a batch of users (the first N users with held-out tracks), with
     /// already-listened filtering, median of repeated runs after a warm-up.
     Recommend(RecommendBenchArgs),
@@ -30,6 +34,19 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Recommend(a) => bench_recommend(&a),
+        BenchCommand::Train(a) => {
+            let report = bench::train::train_bench(&a)?;
+            println!("{}", report.render(a.json)?);
+            if let Some(dir) = &a.out {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join("results.json");
+                std::fs::write(&path, report.render(true)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("bench train: wrote {}", path.display());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -11,6 +11,8 @@ use encore::infer::Ranked;
 use encore::synth::Scale;
 
 use super::data::{SynthArgs, cmd_synth, print_manifest};
+use encore::als::fit::FitOptions;
+
 use super::model::{EvalArgs, cmd_eval, load_recommender, train_to_dir};
 
 #[derive(Args, Debug)]
@@ -52,12 +54,16 @@ pub fn cmd_demo(a: &DemoArgs, quiet: bool) -> Result<()> {
     let m = prep(&cfg).with_context(|| format!("preparing {}", raw.display()))?;
     print_manifest(&m, &data);
 
-    println!("\n== 3/5 train: implicit ALS on the CPU");
+    println!("\n== 3/5 train: implicit ALS (on the GPU when one is usable, else the CPU)");
     let cfg = AlsConfig {
         compute_loss: true,
         ..AlsConfig::default()
     };
-    train_to_dir(&data, &model_dir, &cfg, None, true, true)?;
+    let opts = FitOptions {
+        quiet: true,
+        ..FitOptions::default()
+    };
+    train_to_dir(&data, &model_dir, &cfg, &opts, true)?;
 
     println!("\n== 4/5 eval: held-out listens vs the popularity baseline");
     cmd_eval(&EvalArgs {

@@ -7,11 +7,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use encore::als::fit::fit;
+use encore::als::fit::{FitOptions, fit_with, make_backend};
+use encore::als::gpu::GpuOptions;
 use encore::als::model::Model;
 use encore::als::{AlsConfig, Confidence, SolverKind};
 use encore::data::dataset::Dataset;
 use encore::eval;
+use encore::gpu::DeviceChoice;
 use encore::recommend::{Recommender, Track};
 
 use super::thousands;
@@ -41,9 +43,17 @@ pub struct TrainArgs {
     /// ε of the log confidence.
     #[arg(long, default_value_t = AlsConfig::default().epsilon)]
     pub epsilon: f32,
-    /// Per-row solver: cholesky (exact reference) or cg (conjugate gradient, warm-started).
+    /// Per-row solver. CPU: cholesky (exact reference) or cg. GPU: cg, cholesky-fused (exact,
+    /// in shared memory) or lu (cuBLAS batched LU, the design card's pipeline).
     #[arg(long, value_enum, default_value = "cg")]
     pub solver: SolverKind,
+    /// Where to train: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Device memory to plan for, e.g. 2G or 512M (default: what is free, less a reserve). The
+    /// matrices stream through the GPU in chunks when they do not fit.
+    #[arg(long, value_name = "BYTES", value_parser = encore::util::parse_bytes)]
+    pub gpu_memory: Option<usize>,
     /// Conjugate-gradient steps per row and half-step.
     #[arg(long, default_value_t = AlsConfig::default().cg_steps)]
     pub cg_steps: usize,
@@ -79,7 +89,15 @@ impl TrainArgs {
 }
 
 pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
-    train_to_dir(&a.dataset, &a.out, &a.config(), a.eval_k, a.force, quiet)
+    let opts = FitOptions {
+        device: a.device,
+        gpu: GpuOptions {
+            memory_budget: a.gpu_memory,
+        },
+        quiet,
+        eval_k: a.eval_k,
+    };
+    train_to_dir(&a.dataset, &a.out, &a.config(), &opts, a.force)
 }
 
 /// Loads `dataset`, trains with `cfg`, prints progress and a summary, and saves to `out`.
@@ -87,10 +105,10 @@ pub fn train_to_dir(
     dataset: &Path,
     out: &Path,
     cfg: &AlsConfig,
-    eval_k: Option<usize>,
+    opts: &FitOptions,
     force: bool,
-    quiet: bool,
 ) -> Result<Model> {
+    let quiet = opts.quiet;
     let ds =
         Dataset::load(dataset).with_context(|| format!("loading dataset {}", dataset.display()))?;
     if out.exists() && !force {
@@ -99,8 +117,12 @@ pub fn train_to_dir(
             out.display()
         );
     }
+    let (mut backend, note) = make_backend(cfg, opts.device, opts.gpu)?;
+    if let Some(n) = note {
+        eprintln!("train: {n}");
+    }
     println!(
-        "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {}{}, {} threads",
+        "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {}{}, on {}{}",
         thousands(ds.train.n_rows as u64),
         thousands(ds.train.n_cols as u64),
         thousands(ds.train.nnz() as u64),
@@ -114,9 +136,14 @@ pub fn train_to_dir(
         } else {
             String::new()
         },
-        rayon::current_num_threads()
+        backend.device(),
+        if backend.device() == "cpu" {
+            format!(" ({} threads)", rayon::current_num_threads())
+        } else {
+            String::new()
+        }
     );
-    let model = fit(ds, cfg, quiet, eval_k, |s| {
+    let model = fit_with(ds, cfg, backend.as_mut(), opts, |s| {
         if quiet {
             return;
         }

@@ -1,0 +1,567 @@
+//! The GPU training backend: ALS half-steps as CUDA kernels and cuBLAS calls, with the confidence
+//! matrices either resident in device memory or streamed through a double-buffered pipeline.
+//!
+//! Per half-step: G = YᵀY by cuBLAS SGEMM, then the rows to solve go through the solver in
+//! chunks. Solvers (`cuda/als.cu`):
+//! - `cg`: one warp per row, conjugate gradient warm-started from the current factors;
+//! - `cholesky-fused`: one block per row builds A_u = G + λI + Σ w y yᵀ and b_u in shared memory
+//!   and solves by Cholesky there;
+//! - `lu` (the design card): the same build written to memory for a batch of rows, solved by
+//!   `cublasSgetrfBatched` + `cublasSgetrsBatched`, solutions landing in the factor matrix.
+//!
+//! Residency: when both CSR copies, both factor matrices and the solver's workspace fit the
+//! memory budget (free device memory, or `GpuOptions::memory_budget`), the matrices are uploaded
+//! once, during the first iteration, and stay. Otherwise every half-step streams its matrix in
+//! chunks: two device buffers and two pinned host staging buffers; while the compute stream
+//! solves chunk j, the host fills staging for chunk j+1 and the copy stream uploads it, ordered
+//! by events (`uploaded[b]` before the solve on buffer b, `consumed[b]` before buffer b is
+//! overwritten). This is what trains a CSR larger than the GPU.
+
+use rayon::prelude::*;
+
+use crate::als::{AlsConfig, Backend, Factors, Prepared, SolverKind, non_finite};
+use crate::data::csr::Csr;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{ChunkArgs, SideArgs};
+use crate::gpu::memory::{DeviceBuffer, PinnedBuffer};
+use crate::gpu::{Gpu, driver_err};
+use crate::util::human_bytes;
+
+/// Device memory left free for cuBLAS's workspace, the module and the driver's own use.
+const RESERVE_BYTES: usize = 768 << 20;
+/// Rows per cuBLAS batched-LU call: 32 Ki systems of k = 64 take 512 MiB of workspace.
+const LU_MAX_BATCH_ROWS: usize = 32 << 10;
+/// Bytes per stored non-zero on the device: a u32 index and an f32 value.
+const NNZ_BYTES: usize = 8;
+
+/// How the GPU backend may use the device.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GpuOptions {
+    /// Bytes of device memory to plan for; `None` = free memory minus a reserve. A small value
+    /// forces the streaming path (tests use this).
+    pub memory_budget: Option<usize>,
+}
+
+/// What the backend decided and moved, for reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GpuStats {
+    pub device: String,
+    /// Whether the matrices stayed in device memory (false: streamed every half-step).
+    pub resident: bool,
+    /// Chunks per half-step (users, items).
+    pub chunks: (usize, usize),
+    /// Device bytes Encore allocated (matrices, factors, workspace).
+    pub device_bytes: usize,
+    /// Host→device bytes copied so far.
+    pub uploaded_bytes: u64,
+}
+
+/// One side's matrix when resident.
+struct ResidentCsr {
+    indptr: DeviceBuffer<u64>,
+    indices: DeviceBuffer<u32>,
+    conf: DeviceBuffer<f32>,
+}
+
+/// A chunk: rows `rows.0..rows.1`, non-zeros `nnz.0..nnz.1` (global).
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    rows: (usize, usize),
+    nnz: (u64, u64),
+}
+
+/// Double buffers of the streaming path.
+struct Streaming {
+    dev_indptr: [DeviceBuffer<u64>; 2],
+    dev_indices: [DeviceBuffer<u32>; 2],
+    dev_conf: [DeviceBuffer<f32>; 2],
+    host_indptr: [PinnedBuffer<u64>; 2],
+    host_indices: [PinnedBuffer<u32>; 2],
+    host_conf: [PinnedBuffer<f32>; 2],
+    uploaded: [cudarc::driver::CudaEvent; 2],
+    consumed: [cudarc::driver::CudaEvent; 2],
+}
+
+/// Workspace of the `lu` solver for one batch.
+struct LuWork {
+    matrices: DeviceBuffer<f32>,
+    pivots: DeviceBuffer<i32>,
+    info: DeviceBuffer<i32>,
+    a_ptrs: DeviceBuffer<u64>,
+    b_ptrs: DeviceBuffer<u64>,
+    rows: usize,
+}
+
+/// Everything allocated on the first iteration.
+struct State {
+    users: DeviceBuffer<f32>,
+    items: DeviceBuffer<f32>,
+    gram: DeviceBuffer<f32>,
+    /// Set by kernels: 1 = a non-positive pivot (exact solvers) or a failed LU.
+    bad_pivot: DeviceBuffer<i32>,
+    /// Set by the finiteness check.
+    bad_value: DeviceBuffer<i32>,
+    resident: Option<(ResidentCsr, ResidentCsr)>,
+    streaming: Option<Streaming>,
+    user_chunks: Vec<Chunk>,
+    item_chunks: Vec<Chunk>,
+    lu: Option<LuWork>,
+}
+
+/// ALS on one GPU.
+pub struct GpuBackend {
+    gpu: Gpu,
+    solver: SolverKind,
+    cg_steps: usize,
+    k: usize,
+    options: GpuOptions,
+    iteration: usize,
+    state: Option<State>,
+    pub stats: GpuStats,
+}
+
+impl GpuBackend {
+    /// A backend for `cfg` on `gpu`; fails for solvers the GPU does not have.
+    pub fn new(gpu: Gpu, cfg: &AlsConfig, options: GpuOptions) -> Result<Self> {
+        cfg.validate()?;
+        if !cfg.solver.on_gpu() {
+            return Err(Error::Config(format!(
+                "solver {} runs on the CPU only; on the GPU use --solver cg, cholesky-fused or lu",
+                cfg.solver.as_str()
+            )));
+        }
+        let stats = GpuStats {
+            device: gpu.describe(),
+            ..GpuStats::default()
+        };
+        Ok(Self {
+            gpu,
+            solver: cfg.solver,
+            cg_steps: cfg.cg_steps,
+            k: cfg.factors,
+            options,
+            iteration: 0,
+            state: None,
+            stats,
+        })
+    }
+
+    /// The GPU this backend runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Plans residency and chunks, allocates, and uploads factors (and resident matrices).
+    fn setup(&mut self, p: &Prepared, users: &Factors, items: &Factors) -> Result<State> {
+        let gpu = &self.gpu;
+        gpu.bind()?;
+        let k = self.k;
+        let (free, _) = gpu.memory()?;
+        let budget = match self.options.memory_budget {
+            Some(b) => b.min(free),
+            None => free.saturating_sub(RESERVE_BYTES),
+        };
+        let csr_bytes = |m: &Csr| (m.n_rows + 1) * 8 + m.nnz() * NNZ_BYTES;
+        let factor_bytes = (users.data.len() + items.data.len()) * 4 + k * k * 4 + 64;
+        let lu_rows = if self.solver == SolverKind::Lu {
+            LU_MAX_BATCH_ROWS
+                .min(p.by_user.n_rows.max(p.by_item.n_rows))
+                .max(1)
+        } else {
+            0
+        };
+        let lu_bytes = |rows: usize| rows * (k * k * 4 + k * 4 + 4 + 16);
+        let mut fixed = factor_bytes + lu_bytes(lu_rows);
+        if fixed > budget {
+            return Err(Error::Gpu(format!(
+                "the factors and workspace need {} of device memory; {} is available",
+                human_bytes(fixed as u64),
+                human_bytes(budget as u64)
+            )));
+        }
+        let resident_bytes = csr_bytes(&p.by_user) + csr_bytes(&p.by_item);
+        let resident = fixed + resident_bytes <= budget;
+        let ctx = &gpu.ctx;
+        let lu = if lu_rows > 0 {
+            Some(LuWork {
+                matrices: DeviceBuffer::new(ctx, lu_rows * k * k, "LU workspace")?,
+                pivots: DeviceBuffer::new(ctx, lu_rows * k, "LU pivots")?,
+                info: DeviceBuffer::new(ctx, lu_rows, "LU status")?,
+                a_ptrs: DeviceBuffer::new(ctx, lu_rows, "LU pointers")?,
+                b_ptrs: DeviceBuffer::new(ctx, lu_rows, "LU pointers")?,
+                rows: lu_rows,
+            })
+        } else {
+            None
+        };
+        let users_dev = DeviceBuffer::from_host(ctx, &users.data, "user factors")?;
+        let items_dev = DeviceBuffer::from_host(ctx, &items.data, "item factors")?;
+        let mut uploaded = ((users.data.len() + items.data.len()) * 4) as u64;
+        let (resident_csr, streaming, user_chunks, item_chunks);
+        if resident {
+            let up = |m: &Csr, what: &str| -> Result<ResidentCsr> {
+                Ok(ResidentCsr {
+                    indptr: DeviceBuffer::from_host(ctx, &m.indptr, what)?,
+                    indices: DeviceBuffer::from_host(ctx, &m.indices, what)?,
+                    conf: DeviceBuffer::from_host(ctx, &m.data, what)?,
+                })
+            };
+            resident_csr = Some((
+                up(&p.by_user, "user-major matrix")?,
+                up(&p.by_item, "item-major matrix")?,
+            ));
+            uploaded += resident_bytes as u64;
+            streaming = None;
+            let cap_rows = if lu_rows > 0 { lu_rows } else { usize::MAX };
+            user_chunks = plan_chunks(&p.by_user, u64::MAX, cap_rows)?;
+            item_chunks = plan_chunks(&p.by_item, u64::MAX, cap_rows)?;
+        } else {
+            // Two buffers of `cap_nnz` non-zeros and `cap_rows` rows each fill what is left.
+            let avail = budget - fixed;
+            let max_rows = p.by_user.n_rows.max(p.by_item.n_rows);
+            let mut cap_rows = if lu_rows > 0 {
+                lu_rows
+            } else {
+                max_rows.min(1 << 20)
+            };
+            cap_rows = cap_rows.min(avail / 2 / 8 / 4).max(1);
+            let cap_nnz = ((avail / 2).saturating_sub((cap_rows + 1) * 8) / NNZ_BYTES) as u64;
+            let longest = longest_row(&p.by_user).max(longest_row(&p.by_item));
+            if cap_nnz < longest {
+                return Err(Error::Gpu(format!(
+                    "streaming needs room for the longest row ({longest} non-zeros) twice: at least {} \
+                     of device memory; {} is available",
+                    human_bytes(
+                        (fixed + 2 * ((cap_rows + 1) * 8 + longest as usize * NNZ_BYTES)) as u64
+                    ),
+                    human_bytes(budget as u64)
+                )));
+            }
+            user_chunks = plan_chunks(&p.by_user, cap_nnz, cap_rows)?;
+            item_chunks = plan_chunks(&p.by_item, cap_nnz, cap_rows)?;
+            let rows_cap = user_chunks
+                .iter()
+                .chain(&item_chunks)
+                .map(|c| c.rows.1 - c.rows.0)
+                .max()
+                .unwrap_or(0);
+            let nnz_cap = user_chunks
+                .iter()
+                .chain(&item_chunks)
+                .map(|c| c.nnz.1 - c.nnz.0)
+                .max()
+                .unwrap_or(0) as usize;
+            streaming = Some(Streaming {
+                dev_indptr: [
+                    DeviceBuffer::new(ctx, rows_cap + 1, "chunk row offsets")?,
+                    DeviceBuffer::new(ctx, rows_cap + 1, "chunk row offsets")?,
+                ],
+                dev_indices: [
+                    DeviceBuffer::new(ctx, nnz_cap, "chunk indices")?,
+                    DeviceBuffer::new(ctx, nnz_cap, "chunk indices")?,
+                ],
+                dev_conf: [
+                    DeviceBuffer::new(ctx, nnz_cap, "chunk values")?,
+                    DeviceBuffer::new(ctx, nnz_cap, "chunk values")?,
+                ],
+                host_indptr: [
+                    PinnedBuffer::new(ctx, rows_cap + 1)?,
+                    PinnedBuffer::new(ctx, rows_cap + 1)?,
+                ],
+                host_indices: [
+                    PinnedBuffer::new(ctx, nnz_cap)?,
+                    PinnedBuffer::new(ctx, nnz_cap)?,
+                ],
+                host_conf: [
+                    PinnedBuffer::new(ctx, nnz_cap)?,
+                    PinnedBuffer::new(ctx, nnz_cap)?,
+                ],
+                uploaded: [gpu.event()?, gpu.event()?],
+                consumed: [gpu.event()?, gpu.event()?],
+            });
+            resident_csr = None;
+            fixed += 2 * ((rows_cap + 1) * 8 + nnz_cap * NNZ_BYTES);
+        }
+        let state = State {
+            users: users_dev,
+            items: items_dev,
+            gram: DeviceBuffer::new(ctx, k * k, "Gram matrix")?,
+            bad_pivot: DeviceBuffer::new(ctx, 1, "status flag")?,
+            bad_value: DeviceBuffer::new(ctx, 1, "status flag")?,
+            resident: resident_csr,
+            streaming,
+            user_chunks,
+            item_chunks,
+            lu,
+        };
+        state.bad_pivot.zero_async(&gpu.stream)?;
+        state.bad_value.zero_async(&gpu.stream)?;
+        self.stats.resident = resident;
+        self.stats.chunks = (state.user_chunks.len(), state.item_chunks.len());
+        self.stats.device_bytes = fixed + if resident { resident_bytes } else { 0 };
+        self.stats.uploaded_bytes += uploaded;
+        Ok(state)
+    }
+}
+
+/// The number of non-zeros of the longest row.
+fn longest_row(m: &Csr) -> u64 {
+    m.indptr.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+}
+
+/// Splits `m`'s rows into consecutive chunks of at most `cap_nnz` non-zeros and `cap_rows` rows.
+fn plan_chunks(m: &Csr, cap_nnz: u64, cap_rows: usize) -> Result<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    let mut start = 0usize;
+    while start < m.n_rows {
+        let base = m.indptr[start];
+        let mut end = start;
+        while end < m.n_rows && end - start < cap_rows && m.indptr[end + 1] - base <= cap_nnz {
+            end += 1;
+        }
+        if end == start {
+            return Err(Error::Gpu(format!(
+                "row {start} has {} non-zeros, more than a chunk holds ({cap_nnz})",
+                m.indptr[start + 1] - base
+            )));
+        }
+        chunks.push(Chunk {
+            rows: (start, end),
+            nnz: (base, m.indptr[end]),
+        });
+        start = end;
+    }
+    Ok(chunks)
+}
+
+/// Copies `src` into the front of `dst` with all threads (pinned staging of a streamed chunk).
+fn par_copy<T: Copy + Send + Sync>(dst: &mut [T], src: &[T]) {
+    const PIECE: usize = 1 << 20;
+    dst[..src.len()]
+        .par_chunks_mut(PIECE)
+        .zip(src.par_chunks(PIECE))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// Which half-step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Users,
+    Items,
+}
+
+impl GpuBackend {
+    /// Solves one side: users against items, or items against users.
+    fn half_step(&mut self, p: &Prepared, side: Side) -> Result<()> {
+        let Some(st) = self.state.as_mut() else {
+            return Err(Error::Gpu("half-step before set-up".into()));
+        };
+        let gpu = &self.gpu;
+        let k = self.k;
+        let (m, target, fixed, chunks) = match side {
+            Side::Users => (&p.by_user, &st.users, &st.items, &st.user_chunks),
+            Side::Items => (&p.by_item, &st.items, &st.users, &st.item_chunks),
+        };
+        gpu.blas
+            .gram(fixed.ptr(), fixed.len() / k, k, st.gram.ptr())?;
+        let side_args = SideArgs {
+            fixed: fixed.ptr(),
+            gram: st.gram.ptr(),
+            target: target.ptr(),
+            k,
+            regularization: p.regularization,
+        };
+        let solver = self.solver;
+        let steps = self.cg_steps;
+        let solve = |c: &ChunkArgs| -> Result<()> {
+            match solver {
+                SolverKind::Cg => gpu.kernels.cg(&gpu.stream, c, &side_args, steps),
+                SolverKind::CholeskyFused => {
+                    gpu.kernels
+                        .fused(&gpu.stream, c, &side_args, st.bad_pivot.ptr())
+                }
+                SolverKind::Lu => {
+                    let lu = st
+                        .lu
+                        .as_ref()
+                        .ok_or_else(|| Error::Gpu("lu workspace missing".into()))?;
+                    let n = c.n_rows;
+                    if n as usize > lu.rows {
+                        return Err(Error::Gpu(format!(
+                            "lu chunk of {n} rows exceeds its workspace"
+                        )));
+                    }
+                    gpu.kernels
+                        .build_lu(&gpu.stream, c, &side_args, lu.matrices.ptr())?;
+                    gpu.kernels.lu_pointers(
+                        &gpu.stream,
+                        lu.matrices.ptr(),
+                        side_args.target,
+                        c.row0,
+                        k,
+                        n,
+                        lu.a_ptrs.ptr(),
+                        lu.b_ptrs.ptr(),
+                    )?;
+                    gpu.blas.getrf_batched(
+                        k,
+                        lu.a_ptrs.ptr(),
+                        lu.pivots.ptr(),
+                        lu.info.ptr(),
+                        n as usize,
+                    )?;
+                    // A singular matrix (info > 0) leaves NaN/Inf in the solution, which the
+                    // finiteness check after the iteration reports; `info` is kept for debugging.
+                    gpu.blas.getrs_batched(
+                        k,
+                        lu.a_ptrs.ptr(),
+                        lu.pivots.ptr(),
+                        lu.b_ptrs.ptr(),
+                        n as usize,
+                    )
+                }
+                SolverKind::Cholesky => Err(Error::Config("cholesky is a CPU solver".into())),
+            }
+        };
+        if let Some((by_user, by_item)) = &st.resident {
+            let r = if side == Side::Users {
+                by_user
+            } else {
+                by_item
+            };
+            for c in chunks {
+                solve(&ChunkArgs {
+                    indptr: r.indptr.ptr_at(c.rows.0),
+                    nnz_base: 0,
+                    indices: r.indices.ptr(),
+                    conf: r.conf.ptr(),
+                    n_rows: (c.rows.1 - c.rows.0) as u64,
+                    row0: c.rows.0 as u64,
+                })?;
+            }
+            return Ok(());
+        }
+        let Some(sm) = st.streaming.as_mut() else {
+            return Err(Error::Gpu("neither resident nor streaming".into()));
+        };
+        let mut uploaded = 0u64;
+        for (j, c) in chunks.iter().enumerate() {
+            let b = j % 2;
+            let (r0, r1) = c.rows;
+            let (n0, n1) = (c.nnz.0 as usize, c.nnz.1 as usize);
+            // Staging b is free once its previous upload (chunk j − 2) has finished.
+            sm.uploaded[b]
+                .synchronize()
+                .map_err(|e| driver_err("waiting for an upload", e))?;
+            par_copy(sm.host_indptr[b].as_mut_slice(), &m.indptr[r0..=r1]);
+            par_copy(sm.host_indices[b].as_mut_slice(), &m.indices[n0..n1]);
+            par_copy(sm.host_conf[b].as_mut_slice(), &m.data[n0..n1]);
+            // Device buffer b is free once the solve of chunk j − 2 has consumed it.
+            gpu.copy
+                .wait(&sm.consumed[b])
+                .map_err(|e| driver_err("ordering the copy stream", e))?;
+            sm.dev_indptr[b].upload_async(
+                0,
+                &sm.host_indptr[b].as_slice()[..=r1 - r0],
+                &gpu.copy,
+            )?;
+            sm.dev_indices[b].upload_async(
+                0,
+                &sm.host_indices[b].as_slice()[..n1 - n0],
+                &gpu.copy,
+            )?;
+            sm.dev_conf[b].upload_async(0, &sm.host_conf[b].as_slice()[..n1 - n0], &gpu.copy)?;
+            sm.uploaded[b]
+                .record(&gpu.copy)
+                .map_err(|e| driver_err("recording an event", e))?;
+            gpu.stream
+                .wait(&sm.uploaded[b])
+                .map_err(|e| driver_err("ordering the compute stream", e))?;
+            solve(&ChunkArgs {
+                indptr: sm.dev_indptr[b].ptr(),
+                nnz_base: c.nnz.0,
+                indices: sm.dev_indices[b].ptr(),
+                conf: sm.dev_conf[b].ptr(),
+                n_rows: (r1 - r0) as u64,
+                row0: r0 as u64,
+            })?;
+            sm.consumed[b]
+                .record(&gpu.stream)
+                .map_err(|e| driver_err("recording an event", e))?;
+            uploaded += ((r1 - r0 + 1) * 8 + (n1 - n0) * NNZ_BYTES) as u64;
+        }
+        self.stats.uploaded_bytes += uploaded;
+        Ok(())
+    }
+
+    /// Reads and clears the status flags; errors name the iteration.
+    fn check(&mut self) -> Result<()> {
+        let Some(st) = self.state.as_ref() else {
+            return Ok(());
+        };
+        let gpu = &self.gpu;
+        gpu.kernels.check_finite(
+            &gpu.stream,
+            st.users.ptr(),
+            st.users.len() as u64,
+            st.bad_value.ptr(),
+        )?;
+        gpu.kernels.check_finite(
+            &gpu.stream,
+            st.items.ptr(),
+            st.items.len() as u64,
+            st.bad_value.ptr(),
+        )?;
+        let mut flags = [0i32; 2];
+        st.bad_pivot.download(&mut flags[..1], &gpu.stream)?;
+        st.bad_value.download(&mut flags[1..], &gpu.stream)?;
+        if flags[0] != 0 {
+            return Err(Error::Numerical(format!(
+                "a system was not positive definite in iteration {}; raise --regularization",
+                self.iteration
+            )));
+        }
+        if flags[1] != 0 {
+            return Err(non_finite(self.iteration));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        match self.solver {
+            SolverKind::Cg => format!("cg{}", self.cg_steps),
+            other => other.as_str().to_string(),
+        }
+    }
+
+    fn device(&self) -> String {
+        self.gpu.describe()
+    }
+
+    fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()> {
+        self.iteration += 1;
+        if self.state.is_none() {
+            let st = self.setup(p, users, items)?;
+            self.state = Some(st);
+        }
+        self.gpu.bind()?;
+        self.half_step(p, Side::Users)?;
+        self.half_step(p, Side::Items)?;
+        self.check()
+    }
+
+    fn details(&self) -> serde_json::Value {
+        serde_json::to_value(&self.stats).unwrap_or_default()
+    }
+
+    fn sync_to_host(&mut self, users: &mut Factors, items: &mut Factors) -> Result<()> {
+        let Some(st) = self.state.as_ref() else {
+            return Ok(());
+        };
+        self.gpu.bind()?;
+        st.users.download(&mut users.data, &self.gpu.stream)?;
+        st.items.download(&mut items.data, &self.gpu.stream)
+    }
+}

@@ -1,0 +1,221 @@
+//! The GPU side of the CPU/GPU seams: device selection, the CUDA context and streams, device and
+//! pinned memory, the embedded kernels and cuBLAS.
+//!
+//! CUDA comes through cudarc with `dynamic-loading`: `libcuda` and `libcublas` are opened at run
+//! time, so the same binary runs on hosts without a GPU. Nothing here touches the driver before
+//! [`driver_present`] has said the library exists (cudarc panics on a missing library otherwise),
+//! and every driver and cuBLAS status becomes an [`Error::Gpu`] so the rest of the crate never
+//! names cudarc types.
+
+pub mod blas;
+pub mod kernels;
+pub mod memory;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cudarc::driver::result::DriverError;
+use cudarc::driver::sys::{CUdevice_attribute, CUresult};
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+
+use crate::error::{Error, Result};
+
+/// Where a stage runs, from `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// The first GPU when a CUDA driver and device are present, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// GPU number N (`gpu` is `gpu:0`).
+    Gpu(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "gpu" | "cuda" => Ok(Self::Gpu(0)),
+            _ => s
+                .strip_prefix("gpu:")
+                .or_else(|| s.strip_prefix("cuda:"))
+                .and_then(|n| n.parse().ok())
+                .map(Self::Gpu)
+                .ok_or_else(|| format!("unknown device {s:?}: use auto, cpu, gpu or gpu:N")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Gpu(n) => write!(f, "gpu:{n}"),
+        }
+    }
+}
+
+/// Whether the CUDA driver library can be loaded on this host.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to open the shared library by its candidate names; no driver call.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Maps a driver status to an error saying what was being done.
+pub(crate) fn driver_err(what: &str, e: DriverError) -> Error {
+    let hint = match e.0 {
+        CUresult::CUDA_ERROR_OUT_OF_MEMORY => " (out of device memory)",
+        CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION | CUresult::CUDA_ERROR_INVALID_PTX => {
+            " (the embedded PTX is newer than this NVIDIA driver supports: update the driver, or \
+             rebuild Encore with this host's CUDA toolkit so build.rs compiles cuda/ with its nvcc: \
+             NVCC=/usr/local/cuda/bin/nvcc cargo build --release)"
+        }
+        CUresult::CUDA_ERROR_NO_DEVICE => " (no CUDA device is visible)",
+        CUresult::CUDA_ERROR_INVALID_DEVICE => " (no such GPU number)",
+        _ => "",
+    };
+    Error::Gpu(format!("{what}: {e:?}{hint}"))
+}
+
+/// Whether an error is the device running out of memory.
+pub fn is_out_of_memory(e: &Error) -> bool {
+    matches!(e, Error::Gpu(m) if m.contains("CUDA_ERROR_OUT_OF_MEMORY"))
+}
+
+/// An open GPU: context, a compute stream and a copy stream, the ALS kernels and cuBLAS.
+pub struct Gpu {
+    pub ctx: Arc<CudaContext>,
+    /// Kernels and cuBLAS run here.
+    pub stream: Arc<CudaStream>,
+    /// Host→device uploads of streamed chunks run here, overlapping the compute stream.
+    pub copy: Arc<CudaStream>,
+    pub kernels: kernels::AlsKernels,
+    pub blas: blas::Blas,
+    pub ordinal: usize,
+    pub name: String,
+    pub total_memory: usize,
+    pub multiprocessors: usize,
+    pub compute_capability: (i32, i32),
+}
+
+impl Gpu {
+    /// Opens GPU `ordinal`: fails with a clear message when there is no driver, no such device,
+    /// no cuBLAS, or a driver too old for the embedded PTX.
+    pub fn open(ordinal: usize) -> Result<Self> {
+        if !driver_present() {
+            return Err(Error::Gpu(
+                "no CUDA driver found (libcuda.so could not be loaded): install the NVIDIA \
+                 driver, or use --device cpu"
+                    .into(),
+            ));
+        }
+        let count = CudaContext::device_count().map_err(|e| driver_err("cuDeviceGetCount", e))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Gpu(format!(
+                "gpu:{ordinal} requested but this host has {count} CUDA device(s)"
+            )));
+        }
+        let ctx =
+            CudaContext::new(ordinal).map_err(|e| driver_err("creating a CUDA context", e))?;
+        // Encore orders its streams with explicit events; cudarc's per-buffer tracking would
+        // add hidden waits (and we hand raw pointers to kernels and cuBLAS anyway).
+        // SAFETY: called before any buffer or stream of this context exists.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| driver_err("creating a stream", e))?;
+        let copy = ctx
+            .new_stream()
+            .map_err(|e| driver_err("creating a stream", e))?;
+        let kernels = kernels::AlsKernels::load(&ctx)?;
+        let blas = blas::Blas::new(stream.clone())?;
+        let name = ctx.name().map_err(|e| driver_err("cuDeviceGetName", e))?;
+        let total_memory = ctx
+            .total_mem()
+            .map_err(|e| driver_err("cuDeviceTotalMem", e))?;
+        let multiprocessors = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| driver_err("cuDeviceGetAttribute", e))?
+            .max(1) as usize;
+        let compute_capability = ctx
+            .compute_capability()
+            .map_err(|e| driver_err("cuDeviceGetAttribute", e))?;
+        Ok(Self {
+            ctx,
+            stream,
+            copy,
+            kernels,
+            blas,
+            ordinal,
+            name,
+            total_memory,
+            multiprocessors,
+            compute_capability,
+        })
+    }
+
+    /// "NVIDIA H200 (gpu:0, 139.8 GiB, compute 9.0, 132 SMs)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (gpu:{}, {:.1} GiB, compute {}.{}, {} SMs)",
+            self.name,
+            self.ordinal,
+            self.total_memory as f64 / (1u64 << 30) as f64,
+            self.compute_capability.0,
+            self.compute_capability.1,
+            self.multiprocessors
+        )
+    }
+
+    /// Free and total device memory in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.bind()?;
+        cudarc::driver::result::mem_get_info().map_err(|e| driver_err("cuMemGetInfo", e))
+    }
+
+    /// Makes this GPU's context current on the calling thread.
+    pub fn bind(&self) -> Result<()> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| driver_err("binding the CUDA context", e))
+    }
+
+    /// Waits for all work on both streams.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_err("synchronizing the compute stream", e))?;
+        self.copy
+            .synchronize()
+            .map_err(|e| driver_err("synchronizing the copy stream", e))
+    }
+
+    /// A new event (no timing).
+    pub fn event(&self) -> Result<CudaEvent> {
+        self.ctx
+            .new_event(None)
+            .map_err(|e| driver_err("creating an event", e))
+    }
+}
+
+/// Resolves `--device`: `Ok(None)` means the CPU. `auto` falls back to the CPU (and says why in
+/// the returned note) when no driver or device is usable; `gpu` fails instead.
+pub fn resolve(choice: DeviceChoice) -> Result<(Option<Gpu>, Option<String>)> {
+    match choice {
+        DeviceChoice::Cpu => Ok((None, None)),
+        DeviceChoice::Gpu(n) => Gpu::open(n).map(|g| (Some(g), None)),
+        DeviceChoice::Auto => {
+            if !driver_present() {
+                return Ok((None, Some("no CUDA driver found; using the CPU".into())));
+            }
+            match Gpu::open(0) {
+                Ok(g) => Ok((Some(g), None)),
+                Err(e) => Ok((None, Some(format!("GPU not usable ({e}); using the CPU")))),
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! GPU training against the CPU reference. The `#[ignore = "needs a CUDA GPU"]` tests run on the
+//! GPU host (`scripts/gpu-test.sh`); the rest pin down device selection on any host.
+//!
+//! Tolerances: the GPU builds each k×k system in f32 and factors it in f32; the CPU reference
+//! builds in f32 and factors in f64. For these problems (λ = 0.1, confidences up to ~8, so
+//! cond(A) ≲ 10⁴) f32 round-off gives relative errors around 10⁻⁵–10⁻⁴ per solve; 2·10⁻³ on
+//! the factor matrices (relative Frobenius norm) leaves room for that after a full iteration
+//! without letting a wrong term through (dropping one non-zero of a row moves it by far more).
+
+use encore::als::cpu::CpuCholesky;
+use encore::als::fit::{FitOptions, fit, make_backend};
+use encore::als::gpu::{GpuBackend, GpuOptions};
+use encore::als::{self, AlsConfig, Backend, Confidence, CpuBackend, Factors, SolverKind};
+use encore::data::csr::Csr;
+use encore::data::dataset::Dataset;
+use encore::data::prep::{PrepConfig, prep};
+use encore::error::Error;
+use encore::gpu::{DeviceChoice, Gpu, driver_present};
+use encore::synth::{Scale, SynthConfig, generate};
+use encore::util::mix64;
+
+/// A play-count matrix with heavy-tailed rows: some empty, most short, a few long (longer than
+/// a warp's 32-wide index batch and the exact solvers' 32-row tile, to cross both boundaries).
+fn heavy_tailed(rows: usize, cols: usize, seed: u64) -> Csr {
+    let mut m = Csr::empty(rows, cols);
+    m.indptr.clear();
+    m.indptr.push(0);
+    for r in 0..rows {
+        let h = mix64(seed ^ (r as u64).wrapping_mul(0x9E37));
+        let len = match h % 10 {
+            0 => 0,
+            1 => 70 + (h >> 8) as usize % 90,
+            _ => 1 + (h >> 8) as usize % 12,
+        }
+        .min(cols);
+        let mut cols_of_row: Vec<u32> = (0..len)
+            .map(|j| (mix64(h ^ j as u64) % cols as u64) as u32)
+            .collect();
+        cols_of_row.sort_unstable();
+        cols_of_row.dedup();
+        for c in cols_of_row {
+            m.indices.push(c);
+            m.data.push(1.0 + (mix64(h ^ u64::from(c)) % 40) as f32);
+        }
+        m.indptr.push(m.indices.len() as u64);
+    }
+    m
+}
+
+fn cfg(solver: SolverKind, k: usize, iterations: usize) -> AlsConfig {
+    AlsConfig {
+        factors: k,
+        iterations,
+        solver,
+        ..AlsConfig::default()
+    }
+}
+
+fn gpu() -> Gpu {
+    Gpu::open(0).expect("a CUDA GPU")
+}
+
+/// ‖a − b‖ / ‖b‖.
+fn rel_err(a: &Factors, b: &Factors) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in a.data.iter().zip(&b.data) {
+        num += f64::from(x - y).powi(2);
+        den += f64::from(*y).powi(2);
+    }
+    (num / den.max(1e-30)).sqrt()
+}
+
+fn train_on(m: &Csr, cfg: &AlsConfig, backend: &mut dyn Backend) -> als::Trained {
+    als::train(m.clone(), cfg, backend, false, |_, _, _, _| Ok(())).unwrap()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn exact_gpu_solvers_match_the_cpu_cholesky() {
+    let m = heavy_tailed(700, 500, 1);
+    for k in [8, 13, 64] {
+        let cpu = train_on(
+            &m,
+            &cfg(SolverKind::Cholesky, k, 1),
+            &mut CpuBackend::with_solver(Box::new(CpuCholesky)),
+        );
+        for solver in [SolverKind::CholeskyFused, SolverKind::Lu] {
+            let c = cfg(solver, k, 1);
+            let mut g = GpuBackend::new(gpu(), &c, GpuOptions::default()).unwrap();
+            let t = train_on(&m, &c, &mut g);
+            let (eu, ei) = (rel_err(&t.users, &cpu.users), rel_err(&t.items, &cpu.items));
+            assert!(
+                eu < 2e-3 && ei < 2e-3,
+                "{solver:?} k={k}: users {eu:.2e}, items {ei:.2e}"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn exact_gpu_solvers_track_the_cpu_loss_over_iterations() {
+    let m = heavy_tailed(600, 400, 2);
+    let mut cpu_cfg = cfg(SolverKind::Cholesky, 16, 6);
+    cpu_cfg.compute_loss = true;
+    let cpu = train_on(
+        &m,
+        &cpu_cfg,
+        &mut CpuBackend::with_solver(Box::new(CpuCholesky)),
+    );
+    for solver in [SolverKind::CholeskyFused, SolverKind::Lu] {
+        let mut c = cfg(solver, 16, 6);
+        c.compute_loss = true;
+        let mut g = GpuBackend::new(gpu(), &c, GpuOptions::default()).unwrap();
+        let t = train_on(&m, &c, &mut g);
+        for (a, b) in t.iterations.iter().zip(&cpu.iterations) {
+            let (la, lb) = (a.loss.unwrap(), b.loss.unwrap());
+            assert!(
+                ((la - lb) / lb).abs() < 1e-3,
+                "{solver:?} iteration {}: loss {la} vs CPU {lb}",
+                a.iteration
+            );
+        }
+    }
+}
+
+#[allow(clippy::needless_range_loop)] // index-for-index with the kernel's notation
+/// Reference CG for one half-step, the algorithm of `als_cg_p*` in f64: r = b − A x, p = r, then
+/// `steps` steps (stopping early when r·r ≤ 1e-20 or pᵀAp ≤ 0).
+fn reference_cg(m: &Csr, fixed: &Factors, target: &mut Factors, reg: f64, steps: usize) {
+    let k = fixed.k;
+    let g = encore::als::linalg::gram(&fixed.data, k);
+    let times_a = |u: usize, v: &[f64]| -> Vec<f64> {
+        let mut out: Vec<f64> = (0..k)
+            .map(|d| reg * v[d] + (0..k).map(|j| f64::from(g[d * k + j]) * v[j]).sum::<f64>())
+            .collect();
+        let (cols, w) = m.row(u);
+        for (&c, &w) in cols.iter().zip(w) {
+            let y = fixed.row(c as usize);
+            let s: f64 = (0..k).map(|d| f64::from(y[d]) * v[d]).sum();
+            for d in 0..k {
+                out[d] += f64::from(w) * s * f64::from(y[d]);
+            }
+        }
+        out
+    };
+    for u in 0..m.n_rows {
+        let mut x: Vec<f64> = target.row(u).iter().map(|&v| f64::from(v)).collect();
+        let ax = times_a(u, &x);
+        let mut b = vec![0.0f64; k];
+        let (cols, w) = m.row(u);
+        for (&c, &w) in cols.iter().zip(w) {
+            for (d, bd) in b.iter_mut().enumerate() {
+                *bd += (1.0 + f64::from(w)) * f64::from(fixed.row(c as usize)[d]);
+            }
+        }
+        let mut r: Vec<f64> = (0..k).map(|d| b[d] - ax[d]).collect();
+        let mut p = r.clone();
+        let mut rs: f64 = r.iter().map(|v| v * v).sum();
+        for _ in 0..steps {
+            if rs <= 1e-20 {
+                break;
+            }
+            let ap = times_a(u, &p);
+            let pap: f64 = p.iter().zip(&ap).map(|(a, b)| a * b).sum();
+            if pap <= 0.0 {
+                break;
+            }
+            let alpha = rs / pap;
+            for d in 0..k {
+                x[d] += alpha * p[d];
+                r[d] -= alpha * ap[d];
+            }
+            let rs_new: f64 = r.iter().map(|v| v * v).sum();
+            for d in 0..k {
+                p[d] = r[d] + rs_new / rs * p[d];
+            }
+            rs = rs_new;
+        }
+        for (t, v) in target.data[u * k..(u + 1) * k].iter_mut().zip(&x) {
+            *t = *v as f32;
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_cg_matches_the_same_algorithm_on_the_cpu() {
+    let m = heavy_tailed(500, 700, 3);
+    for (k, steps) in [(16, 3), (64, 3), (100, 2), (200, 1)] {
+        let mut c = cfg(SolverKind::Cg, k, 1);
+        c.cg_steps = steps;
+        let mut g = GpuBackend::new(gpu(), &c, GpuOptions::default()).unwrap();
+        let t = train_on(&m, &c, &mut g);
+        // The same start as `als::train`, then the reference's two half-steps.
+        let p = als::prepare(m.clone(), &c);
+        let mut users = Factors::random(m.n_rows, k, c.seed);
+        let mut items = Factors::random(m.n_cols, k, c.seed ^ 0x5EED_1735);
+        reference_cg(
+            &p.by_user,
+            &items,
+            &mut users,
+            f64::from(c.regularization),
+            steps,
+        );
+        reference_cg(
+            &p.by_item,
+            &users,
+            &mut items,
+            f64::from(c.regularization),
+            steps,
+        );
+        let (eu, ei) = (rel_err(&t.users, &users), rel_err(&t.items, &items));
+        assert!(
+            eu < 2e-3 && ei < 2e-3,
+            "k={k} steps={steps}: users {eu:.2e}, items {ei:.2e}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn streaming_through_a_small_memory_budget_gives_the_resident_result() {
+    let m = heavy_tailed(900, 800, 4);
+    let k = 16;
+    let factors = (m.n_rows + m.n_cols) * k * 4;
+    for solver in [SolverKind::Cg, SolverKind::CholeskyFused, SolverKind::Lu] {
+        let c = cfg(solver, k, 2);
+        let mut resident = GpuBackend::new(gpu(), &c, GpuOptions::default()).unwrap();
+        let a = train_on(&m, &c, &mut resident);
+        assert!(
+            resident.stats.resident,
+            "{solver:?}: the small problem should stay resident"
+        );
+        // Room for the factors and workspace plus a few thousand non-zeros per chunk buffer.
+        let workspace = if solver == SolverKind::Lu {
+            900 * (k * k * 4 + k * 4 + 20)
+        } else {
+            0
+        };
+        let budget = factors + k * k * 4 + 64 + workspace + 2 * 16_000;
+        let mut streamed = GpuBackend::new(
+            gpu(),
+            &c,
+            GpuOptions {
+                memory_budget: Some(budget),
+            },
+        )
+        .unwrap();
+        let b = train_on(&m, &c, &mut streamed);
+        assert!(
+            !streamed.stats.resident,
+            "{solver:?}: budget {budget} should force streaming"
+        );
+        let (cu, ci) = streamed.stats.chunks;
+        assert!(cu > 2 && ci > 2, "{solver:?}: only {cu}/{ci} chunks");
+        if solver == SolverKind::Lu {
+            // cuBLAS may pick another batched algorithm for another batch size.
+            assert!(rel_err(&b.users, &a.users) < 1e-5 && rel_err(&b.items, &a.items) < 1e-5);
+        } else {
+            assert_eq!(b.users, a.users, "{solver:?}: streamed users differ");
+            assert_eq!(b.items, a.items, "{solver:?}: streamed items differ");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_budget_below_the_longest_row_is_a_clear_error() {
+    let m = heavy_tailed(300, 200, 5);
+    let c = cfg(SolverKind::Cg, 8, 1);
+    let factors = (m.n_rows + m.n_cols) * 8 * 4;
+    let mut g = GpuBackend::new(
+        gpu(),
+        &c,
+        GpuOptions {
+            memory_budget: Some(factors + 8 * 8 * 4 + 64 + 200),
+        },
+    )
+    .unwrap();
+    let e = als::train(m, &c, &mut g, false, |_, _, _, _| Ok(())).unwrap_err();
+    assert!(e.to_string().contains("longest row"), "{e}");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn non_finite_factors_are_reported_with_the_iteration() {
+    let m = heavy_tailed(200, 150, 6);
+    for solver in [SolverKind::Cg, SolverKind::CholeskyFused, SolverKind::Lu] {
+        let c = AlsConfig {
+            alpha: 3e38,
+            confidence: Confidence::Linear,
+            ..cfg(solver, 8, 2)
+        };
+        let mut g = GpuBackend::new(gpu(), &c, GpuOptions::default()).unwrap();
+        let e = als::train(m.clone(), &c, &mut g, false, |_, _, _, _| Ok(())).unwrap_err();
+        assert!(
+            matches!(e, Error::Numerical(_)) && e.to_string().contains("iteration 1"),
+            "{solver:?}: {e}"
+        );
+    }
+}
+
+fn synth_dataset(root: &std::path::Path) -> Dataset {
+    let mut s = SynthConfig::from_scale(Scale::Tiny, 11);
+    s.users = 400;
+    s.tracks = 3_000;
+    s.artists = 300;
+    s.events = 150_000;
+    generate(&s, &root.join("raw"), false, true).unwrap();
+    prep(&PrepConfig::new(root.join("raw"), root.join("ds"))).unwrap();
+    Dataset::load(&root.join("ds")).unwrap()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_models_rank_as_well_as_the_cpu_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = synth_dataset(dir.path());
+    let opts = |device| FitOptions {
+        device,
+        quiet: true,
+        eval_k: Some(10),
+        ..FitOptions::default()
+    };
+    let c = cfg(SolverKind::Cg, 32, 8);
+    let cpu = fit(ds.clone(), &c, &opts(DeviceChoice::Cpu), |_| {}).unwrap();
+    let p_cpu = cpu.meta.iterations.last().unwrap().valid.unwrap().precision;
+    assert_eq!(cpu.meta.device, "cpu");
+    for solver in [SolverKind::Cg, SolverKind::CholeskyFused, SolverKind::Lu] {
+        let g = fit(
+            ds.clone(),
+            &cfg(solver, 32, 8),
+            &opts(DeviceChoice::Gpu(0)),
+            |_| {},
+        )
+        .unwrap();
+        assert!(g.meta.device.contains("gpu:0"), "{}", g.meta.device);
+        let p = g.meta.iterations.last().unwrap().valid.unwrap().precision;
+        assert!(
+            (p - p_cpu).abs() <= 0.01,
+            "{solver:?}: p@10 {p:.4} vs CPU cg {p_cpu:.4}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_gpu_number_that_does_not_exist_is_a_clear_error() {
+    let e = Gpu::open(99).err().expect("gpu:99 should not exist");
+    assert!(e.to_string().contains("gpu:99"), "{e}");
+}
+
+#[test]
+fn device_choices_parse() {
+    assert_eq!("auto".parse(), Ok(DeviceChoice::Auto));
+    assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
+    assert_eq!("gpu".parse(), Ok(DeviceChoice::Gpu(0)));
+    assert_eq!("gpu:3".parse(), Ok(DeviceChoice::Gpu(3)));
+    assert!("gpu:x".parse::<DeviceChoice>().is_err());
+    assert!("tpu".parse::<DeviceChoice>().is_err());
+}
+
+#[test]
+fn solvers_are_refused_on_devices_that_lack_them() {
+    let e = make_backend(
+        &cfg(SolverKind::Lu, 8, 1),
+        DeviceChoice::Cpu,
+        GpuOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("needs a GPU"), "{e}");
+    let e = make_backend(
+        &cfg(SolverKind::Cholesky, 8, 1),
+        DeviceChoice::Gpu(0),
+        GpuOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("CPU only"), "{e}");
+    // `auto` with a CPU-only solver trains on the CPU wherever it runs.
+    let (b, _) = make_backend(
+        &cfg(SolverKind::Cholesky, 8, 1),
+        DeviceChoice::Auto,
+        GpuOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(b.device(), "cpu");
+}
+
+#[test]
+fn without_a_driver_auto_uses_the_cpu_and_gpu_fails_clearly() {
+    if driver_present() {
+        return; // the GPU host: covered by the ignored tests above
+    }
+    let c = cfg(SolverKind::Cg, 8, 1);
+    let (b, note) = make_backend(&c, DeviceChoice::Auto, GpuOptions::default()).unwrap();
+    assert_eq!(b.device(), "cpu");
+    assert!(note.unwrap().contains("no CUDA driver"));
+    let e = make_backend(&c, DeviceChoice::Gpu(0), GpuOptions::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("no CUDA driver"), "{e}");
+}
