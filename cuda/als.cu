@@ -167,6 +167,13 @@ __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
         }
         rs = warp_sum(rs);
         for (int s = 0; s < steps; ++s) {
+            // Non-finite residual (overflowed confidences or factors): poison the row so the
+            // finiteness check after the iteration reports it, rather than keeping stale values.
+            if (!isfinite(rs)) {
+#pragma unroll
+                for (int q = 0; q < P; ++q) x[q] = __int_as_float(0x7fc00000);
+                break;
+            }
             if (!(rs > 1e-20f)) break;  // converged (uniform across the warp)
             gram_times<P>(g, k, reg, p, ap);
             sparse_pass<P, false>(indices, conf, begin, end, y, k, p, ap);
@@ -174,6 +181,11 @@ __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
 #pragma unroll
             for (int q = 0; q < P; ++q) pap = fmaf(p[q], ap[q], pap);
             pap = warp_sum(pap);
+            if (!isfinite(pap)) {
+#pragma unroll
+                for (int q = 0; q < P; ++q) x[q] = __int_as_float(0x7fc00000);
+                break;
+            }
             if (!(pap > 0.f)) break;
             const float alpha = rs / pap;
             float rs_new = 0.f;

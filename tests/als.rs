@@ -333,3 +333,27 @@ fn cg_solves_rows_with_few_tracks_exactly() {
 fn cpu(solver: impl Solver + 'static) -> als::CpuBackend {
     als::CpuBackend::with_solver(Box::new(solver))
 }
+
+#[test]
+fn overflowing_confidences_are_reported_not_silently_kept() {
+    // w = 3e38 · plays overflows to infinity: the CG residual is not finite, which must surface
+    // as a numerical error, not as rows that silently keep their previous values.
+    let m = random_csr(60, 50, 120, 9);
+    let cfg = AlsConfig {
+        factors: 6,
+        iterations: 2,
+        alpha: 3e38,
+        confidence: Confidence::Linear,
+        solver: SolverKind::Cg,
+        ..AlsConfig::default()
+    };
+    let e = als::train(
+        m,
+        &cfg,
+        &mut cpu(CpuCg { steps: 3 }),
+        false,
+        |_, _, _, _| Ok(()),
+    )
+    .unwrap_err();
+    assert!(matches!(e, encore::Error::Numerical(_)), "{e}");
+}

@@ -289,6 +289,12 @@ fn cg_row(
     s.p.copy_from_slice(&s.r);
     let mut rs_old = dot(&s.r, &s.r);
     for _ in 0..steps {
+        if !rs_old.is_finite() {
+            // Overflowed confidences or factors: poison the row so the iteration's finiteness
+            // check reports it instead of the row silently keeping its old value.
+            x.fill(f32::NAN);
+            return;
+        }
         if rs_old < 1e-20 {
             break;
         }
@@ -299,7 +305,11 @@ fn cg_row(
             axpy(wi * dot(y, &s.p), y, &mut s.ap);
         }
         let pap = dot(&s.p, &s.ap);
-        if pap <= 0.0 || !pap.is_finite() {
+        if !pap.is_finite() {
+            x.fill(f32::NAN);
+            return;
+        }
+        if pap <= 0.0 {
             break;
         }
         let alpha = rs_old / pap;

@@ -54,6 +54,9 @@ pub struct GpuStats {
     pub device_bytes: usize,
     /// Host→device bytes copied so far.
     pub uploaded_bytes: u64,
+    /// Device time of the last iteration's half-steps (users, items), in milliseconds, from
+    /// events on the compute stream.
+    pub half_step_ms: (f32, f32),
 }
 
 /// One side's matrix when resident.
@@ -106,6 +109,8 @@ struct State {
     user_chunks: Vec<Chunk>,
     item_chunks: Vec<Chunk>,
     lu: Option<LuWork>,
+    /// Timing events: before the user half-step, between the two, after the item half-step.
+    marks: [cudarc::driver::CudaEvent; 3],
 }
 
 /// ALS on one GPU.
@@ -293,6 +298,7 @@ impl GpuBackend {
             user_chunks,
             item_chunks,
             lu,
+            marks: [timing_event(gpu)?, timing_event(gpu)?, timing_event(gpu)?],
         };
         state.bad_pivot.zero_async(&gpu.stream)?;
         state.bad_value.zero_async(&gpu.stream)?;
@@ -302,6 +308,13 @@ impl GpuBackend {
         self.stats.uploaded_bytes += uploaded;
         Ok(state)
     }
+}
+
+/// An event that records time.
+fn timing_event(gpu: &Gpu) -> Result<cudarc::driver::CudaEvent> {
+    gpu.ctx
+        .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+        .map_err(|e| driver_err("creating an event", e))
 }
 
 /// The number of non-zeros of the longest row.
@@ -494,6 +507,16 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Records timing event `i` on the compute stream.
+    fn mark(&self, i: usize) -> Result<()> {
+        if let Some(st) = &self.state {
+            st.marks[i]
+                .record(&self.gpu.stream)
+                .map_err(|e| driver_err("recording an event", e))?;
+        }
+        Ok(())
+    }
+
     /// Reads and clears the status flags; errors name the iteration.
     fn check(&mut self) -> Result<()> {
         let Some(st) = self.state.as_ref() else {
@@ -547,9 +570,17 @@ impl Backend for GpuBackend {
             self.state = Some(st);
         }
         self.gpu.bind()?;
+        self.mark(0)?;
         self.half_step(p, Side::Users)?;
+        self.mark(1)?;
         self.half_step(p, Side::Items)?;
-        self.check()
+        self.mark(2)?;
+        self.check()?;
+        if let Some(st) = &self.state {
+            let ms = |a: usize, b: usize| st.marks[a].elapsed_ms(&st.marks[b]).unwrap_or(f32::NAN);
+            self.stats.half_step_ms = (ms(0, 1), ms(1, 2));
+        }
+        Ok(())
     }
 
     fn details(&self) -> serde_json::Value {
