@@ -24,7 +24,7 @@ use crate::data::csr::Csr;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{ChunkArgs, SideArgs};
 use crate::gpu::memory::{DeviceBuffer, PinnedBuffer};
-use crate::gpu::{Gpu, driver_err};
+use crate::gpu::{Gpu, driver_err, is_out_of_memory};
 use crate::util::human_bytes;
 
 /// Device memory left free for cuBLAS's workspace, the module and the driver's own use.
@@ -52,6 +52,12 @@ pub struct GpuStats {
     pub chunks: (usize, usize),
     /// Device bytes Encore allocated (matrices, factors, workspace).
     pub device_bytes: usize,
+    /// Device memory in use after set-up, all processes and the CUDA context included.
+    pub device_used_bytes: usize,
+    pub device_total_bytes: usize,
+    /// The device's theoretical DRAM bandwidth (GB/s) and FP32 rate (TFLOP/s).
+    pub peak_gb_per_s: f64,
+    pub peak_fp32_tflops: f64,
     /// Host→device bytes copied so far.
     pub uploaded_bytes: u64,
     /// Device time of the last iteration's half-steps (users, items), in milliseconds, from
@@ -137,6 +143,8 @@ impl GpuBackend {
         }
         let stats = GpuStats {
             device: gpu.describe(),
+            peak_gb_per_s: gpu.peak_bandwidth / 1e9,
+            peak_fp32_tflops: gpu.peak_fp32 / 1e12,
             ..GpuStats::default()
         };
         Ok(Self {
@@ -156,16 +164,48 @@ impl GpuBackend {
         &self.gpu
     }
 
-    /// Plans residency and chunks, allocates, and uploads factors (and resident matrices).
+    /// [`GpuBackend::setup_within`] the budget, halving it (down to streaming in smaller chunks)
+    /// when the device runs out of memory anyway — another process may hold some of it.
     fn setup(&mut self, p: &Prepared, users: &Factors, items: &Factors) -> Result<State> {
-        let gpu = &self.gpu;
-        gpu.bind()?;
-        let k = self.k;
-        let (free, _) = gpu.memory()?;
-        let budget = match self.options.memory_budget {
+        self.gpu.bind()?;
+        let (free, total) = self.gpu.memory()?;
+        let mut budget = match self.options.memory_budget {
             Some(b) => b.min(free),
             None => free.saturating_sub(RESERVE_BYTES),
         };
+        let mut tries = 0;
+        loop {
+            match self.setup_within(p, users, items, budget) {
+                Err(e) if is_out_of_memory(&e) && tries < 3 => {
+                    tries += 1;
+                    budget /= 2;
+                    eprintln!(
+                        "train: {e}; retrying with a {} budget",
+                        human_bytes(budget as u64)
+                    );
+                }
+                Ok(st) => {
+                    let (free_now, _) = self.gpu.memory()?;
+                    self.stats.device_used_bytes = total - free_now;
+                    self.stats.device_total_bytes = total;
+                    return Ok(st);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Plans residency and chunks within `budget` bytes, allocates, and uploads factors (and the
+    /// resident matrices).
+    fn setup_within(
+        &mut self,
+        p: &Prepared,
+        users: &Factors,
+        items: &Factors,
+        budget: usize,
+    ) -> Result<State> {
+        let gpu = &self.gpu;
+        let k = self.k;
         let csr_bytes = |m: &Csr| (m.n_rows + 1) * 8 + m.nnz() * NNZ_BYTES;
         let factor_bytes = (users.data.len() + items.data.len()) * 4 + k * k * 4 + 64;
         let lu_rows = if self.solver == SolverKind::Lu {

@@ -4,6 +4,7 @@
 //! memory it reports (from the child's own manifest) is that run's alone, not the maximum over
 //! everything this process did before.
 
+pub mod chart;
 pub mod train;
 
 use std::path::PathBuf;

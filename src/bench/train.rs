@@ -113,7 +113,43 @@ pub struct TrainRun {
     pub overhead_s: f64,
     pub precision_at_10: Option<f64>,
     pub ndcg_at_10: Option<f64>,
+    /// GPU runs: the user half-step's kernel rate against the device's peak (see [`kernel_rate`]).
+    pub kernel_rate: Option<String>,
     pub details: serde_json::Value,
+}
+
+/// The achieved rate of the user half-step (the side with long rows, where the per-row solve is
+/// a small share): for `cg`, the factor rows it gathers — (steps + 1) passes over every
+/// non-zero's k floats — per second against DRAM bandwidth (above 100% means L2 hits); for the
+/// exact solvers, the 2·nnz·k² FLOPs of building the systems per second against FP32 peak.
+pub fn kernel_rate(
+    solver: SolverKind,
+    cg_steps: usize,
+    nnz: usize,
+    k: usize,
+    details: &serde_json::Value,
+) -> Option<String> {
+    let ms = details.get("half_step_ms")?.get(0)?.as_f64()?;
+    let secs = ms / 1e3;
+    if secs.is_nan() || secs <= 0.0 {
+        return None;
+    }
+    let (nnz, k) = (nnz as f64, k as f64);
+    if solver == SolverKind::Cg {
+        let peak = details.get("peak_gb_per_s")?.as_f64()?;
+        let gbs = (cg_steps as f64 + 1.0) * nnz * k * 4.0 / secs / 1e9;
+        Some(format!(
+            "users half-step {ms:.1} ms: {gbs:.0} GB/s of factor gathers, {:.0}% of {peak:.0} GB/s DRAM peak",
+            100.0 * gbs / peak
+        ))
+    } else {
+        let peak = details.get("peak_fp32_tflops")?.as_f64()?;
+        let tf = 2.0 * nnz * k * k / secs / 1e12;
+        Some(format!(
+            "users half-step {ms:.1} ms: {tf:.1} TFLOP/s building systems, {:.0}% of {peak:.1} TFLOP/s FP32 peak",
+            100.0 * tf / peak
+        ))
+    }
 }
 
 /// All runs of one `bench train`.
@@ -210,6 +246,13 @@ pub fn train_bench(a: &TrainBenchArgs) -> Result<TrainReport> {
                 overhead_s: end_to_end_s - its.iter().sum::<f64>(),
                 precision_at_10: quality.map(|q| q.precision),
                 ndcg_at_10: quality.map(|q| q.ndcg),
+                kernel_rate: kernel_rate(
+                    spec.solver,
+                    cfg.cg_steps,
+                    ds.train.nnz(),
+                    cfg.factors,
+                    &backend.details(),
+                ),
                 details: backend.details(),
             })
         })?;
@@ -262,6 +305,9 @@ impl TrainReport {
         }
         for r in self.runs.iter().filter(|r| r.device != "cpu") {
             out += &format!("{}: {}\n", r.label, r.device);
+            if let Some(rate) = &r.kernel_rate {
+                out += &format!("  {rate}\n");
+            }
         }
         Ok(out)
     }

@@ -43,7 +43,37 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 let path = dir.join("results.json");
                 std::fs::write(&path, report.render(true)?)
                     .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!("bench train: wrote {}", path.display());
+                use encore::bench::chart::{Bar, bar_chart_svg};
+                let bars = |f: fn(&encore::bench::train::TrainRun) -> f64| -> Vec<Bar> {
+                    report
+                        .runs
+                        .iter()
+                        .map(|r| Bar {
+                            label: r.label.clone(),
+                            value: f(r),
+                        })
+                        .collect()
+                };
+                let shape = format!(
+                    "{} x {}, {} pairs, k={}",
+                    report.users, report.items, report.pairs, report.factors
+                );
+                bar_chart_svg(
+                    &dir.join("train.svg"),
+                    &format!("ALS steady-state iteration ({shape})"),
+                    "seconds per iteration",
+                    &bars(|r| r.steady_iteration_s),
+                )?;
+                bar_chart_svg(
+                    &dir.join("train-end-to-end.svg"),
+                    &format!("ALS end to end, all iterations ({shape})"),
+                    "seconds",
+                    &bars(|r| r.end_to_end_s),
+                )?;
+                eprintln!(
+                    "bench train: wrote {}, train.svg, train-end-to-end.svg",
+                    path.display()
+                );
             }
             Ok(())
         }

@@ -45,29 +45,67 @@ impl Csr {
         self.data.iter().map(|&v| f64::from(v)).sum()
     }
 
-    /// The transpose (columns become rows), by a counting sort over columns: O(nnz + n_cols).
-    /// Columns within each new row come out ascending because rows are visited in order.
+    /// The transpose (columns become rows), by a counting sort over columns: O(nnz + n_cols)
+    /// work, in parallel over column ranges. Each task owns a range of columns — its counters
+    /// and its contiguous slice of the output — and finds each row's entries in that range by
+    /// binary search (rows are sorted), so there are no atomics and no per-thread histograms,
+    /// and the result is the serial one: columns within each new row ascend because rows are
+    /// visited in order.
     pub fn transpose(&self) -> Csr {
-        let mut counts = vec![0u64; self.n_cols + 1];
-        for &c in &self.indices {
-            counts[c as usize + 1] += 1;
-        }
-        for i in 0..self.n_cols {
+        use rayon::prelude::*;
+        let n_cols = self.n_cols;
+        // Many more ranges than threads balance the skew of popular columns.
+        let parts = (rayon::current_num_threads() * 8).clamp(1, n_cols.max(1));
+        let width = n_cols.div_ceil(parts).max(1);
+        let entries_in = |r: usize, c0: usize, c1: usize| {
+            let (cols, vals) = self.row(r);
+            let a = cols.partition_point(|&c| (c as usize) < c0);
+            let b = cols.partition_point(|&c| (c as usize) < c1);
+            (&cols[a..b], &vals[a..b])
+        };
+        let mut counts = vec![0u64; n_cols + 1];
+        counts[1..]
+            .par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(p, out)| {
+                let c0 = p * width;
+                for r in 0..self.n_rows {
+                    for &c in entries_in(r, c0, c0 + out.len()).0 {
+                        out[c as usize - c0] += 1;
+                    }
+                }
+            });
+        for i in 0..n_cols {
             counts[i + 1] += counts[i];
         }
-        let indptr = counts.clone();
-        let mut next = counts;
+        let indptr = counts;
         let mut indices = vec![0u32; self.nnz()];
         let mut data = vec![0f32; self.nnz()];
-        for r in 0..self.n_rows {
-            let (cols, vals) = self.row(r);
-            for (&c, &v) in cols.iter().zip(vals) {
-                let slot = &mut next[c as usize];
-                indices[*slot as usize] = r as u32;
-                data[*slot as usize] = v;
-                *slot += 1;
-            }
+        // Split the outputs into each column range's contiguous slice.
+        let mut jobs = Vec::with_capacity(parts);
+        let (mut rest_i, mut rest_d) = (indices.as_mut_slice(), data.as_mut_slice());
+        for c0 in (0..n_cols).step_by(width) {
+            let c1 = (c0 + width).min(n_cols);
+            let len = (indptr[c1] - indptr[c0]) as usize;
+            let (hi, ti) = std::mem::take(&mut rest_i).split_at_mut(len);
+            let (hd, td) = std::mem::take(&mut rest_d).split_at_mut(len);
+            jobs.push((c0, c1, hi, hd));
+            rest_i = ti;
+            rest_d = td;
         }
+        jobs.into_par_iter().for_each(|(c0, c1, out_i, out_d)| {
+            let base = indptr[c0];
+            let mut next: Vec<u64> = indptr[c0..c1].iter().map(|&o| o - base).collect();
+            for r in 0..self.n_rows {
+                let (cols, vals) = entries_in(r, c0, c1);
+                for (&c, &v) in cols.iter().zip(vals) {
+                    let slot = &mut next[c as usize - c0];
+                    out_i[*slot as usize] = r as u32;
+                    out_d[*slot as usize] = v;
+                    *slot += 1;
+                }
+            }
+        });
         Csr {
             n_rows: self.n_cols,
             n_cols: self.n_rows,
@@ -116,6 +154,45 @@ impl Csr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_transpose_matches_the_definition_on_any_thread_count() {
+        // 37 × 1,000 with ~10% density: many column ranges, some empty columns and rows.
+        let (rows, cols) = (37usize, 1_000usize);
+        let mut m = Csr::empty(rows, cols);
+        m.indptr.clear();
+        m.indptr.push(0);
+        for r in 0..rows {
+            for c in 0..cols {
+                let h = crate::util::mix64((r * cols + c) as u64);
+                if r % 9 != 4 && h.is_multiple_of(10) {
+                    m.indices.push(c as u32);
+                    m.data.push((h % 97) as f32);
+                }
+            }
+            m.indptr.push(m.indices.len() as u64);
+        }
+        for threads in [1, 3, 16] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let t = pool.install(|| m.transpose());
+            t.validate("transpose").unwrap();
+            assert_eq!((t.n_rows, t.n_cols, t.nnz()), (cols, rows, m.nnz()));
+            for c in 0..cols {
+                let (rs, vs) = t.row(c);
+                let want: Vec<(u32, f32)> = (0..rows)
+                    .filter_map(|r| {
+                        let (cs, v) = m.row(r);
+                        cs.binary_search(&(c as u32)).ok().map(|i| (r as u32, v[i]))
+                    })
+                    .collect();
+                let got: Vec<(u32, f32)> = rs.iter().copied().zip(vs.iter().copied()).collect();
+                assert_eq!(got, want, "column {c} on {threads} threads");
+            }
+        }
+    }
 
     #[test]
     fn transpose_twice_is_identity() {

@@ -100,6 +100,10 @@ pub struct Gpu {
     pub total_memory: usize,
     pub multiprocessors: usize,
     pub compute_capability: (i32, i32),
+    /// Theoretical DRAM bandwidth (bytes/s): 2 transfers per memory clock × bus width.
+    pub peak_bandwidth: f64,
+    /// Theoretical FP32 rate (FLOP/s): 128 FP32 lanes per SM (Ampere and Hopper) × 2 × clock.
+    pub peak_fp32: f64,
 }
 
 impl Gpu {
@@ -144,6 +148,21 @@ impl Gpu {
         let compute_capability = ctx
             .compute_capability()
             .map_err(|e| driver_err("cuDeviceGetAttribute", e))?;
+        let attr = |a| {
+            ctx.attribute(a)
+                .map(|v| f64::from(v.max(0)))
+                .map_err(|e| driver_err("cuDeviceGetAttribute", e))
+        };
+        let peak_bandwidth = 2.0
+            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)?
+            * 1e3
+            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)?
+            / 8.0;
+        let peak_fp32 = multiprocessors as f64
+            * 128.0
+            * 2.0
+            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?
+            * 1e3;
         Ok(Self {
             ctx,
             stream,
@@ -155,6 +174,8 @@ impl Gpu {
             total_memory,
             multiprocessors,
             compute_capability,
+            peak_bandwidth,
+            peak_fp32,
         })
     }
 

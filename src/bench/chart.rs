@@ -1,0 +1,164 @@
+//! Bar charts for benchmark reports (SVG through plotters): one bar per run, a log-scale axis
+//! when the values span decades (CPU 1 thread against a GPU does).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// One bar: its label and value.
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+}
+
+/// Writes a titled bar chart with labelled axes to `path` (SVG). Non-positive or non-finite
+/// values are left out of a log-scale chart, never drawn as zero.
+pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| {
+        Error::Config(format!("{}: drawing chart: {e}", path.display()))
+    };
+    let finite: Vec<&Bar> = bars
+        .iter()
+        .filter(|b| b.value.is_finite() && b.value > 0.0)
+        .collect();
+    if finite.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: nothing to plot",
+            path.display()
+        )));
+    }
+    let lo = finite.iter().map(|b| b.value).fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().map(|b| b.value).fold(0.0, f64::max);
+    let log = hi / lo > 20.0;
+    let n = bars.len();
+    let width = (160 + 130 * n as u32).max(640);
+    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+    let x_fmt = |x: &f64| {
+        let i = x.floor();
+        if (x - i - 0.5).abs() < 1e-9 && i >= 0.0 && (i as usize) < labels.len() {
+            labels[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    let style = |i: usize| Palette99::pick(i).filled();
+    if log {
+        let y0 = 10f64.powf(lo.log10().floor());
+        let y1 = 10f64.powf(hi.log10().ceil() + 0.1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(0f64..n as f64, (y0..y1).log_scale())
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&x_fmt)
+            .y_desc(format!("{y_label} (log scale)"))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, b) in bars
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.value.is_finite() && b.value > 0.0)
+        {
+            let x = i as f64;
+            chart
+                .draw_series([Rectangle::new(
+                    [(x + 0.15, y0), (x + 0.85, b.value)],
+                    style(i),
+                )])
+                .map_err(|e| err(&e))?;
+            chart
+                .draw_series([Text::new(
+                    format!("{:.3}", b.value),
+                    (x + 0.2, b.value * 1.15),
+                    ("sans-serif", 14),
+                )])
+                .map_err(|e| err(&e))?;
+        }
+    } else {
+        let y1 = hi * 1.15;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(0f64..n as f64, 0f64..y1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&x_fmt)
+            .y_desc(y_label)
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, b) in bars
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.value.is_finite() && b.value > 0.0)
+        {
+            let x = i as f64;
+            chart
+                .draw_series([Rectangle::new(
+                    [(x + 0.15, 0.0), (x + 0.85, b.value)],
+                    style(i),
+                )])
+                .map_err(|e| err(&e))?;
+            chart
+                .draw_series([Text::new(
+                    format!("{:.3}", b.value),
+                    (x + 0.2, b.value + hi * 0.03),
+                    ("sans-serif", 14),
+                )])
+                .map_err(|e| err(&e))?;
+        }
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_are_titled_labelled_and_log_scaled_when_values_span_decades() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.svg");
+        let bars = vec![
+            Bar {
+                label: "cpu (1T) cg".into(),
+                value: 40.0,
+            },
+            Bar {
+                label: "gpu cg".into(),
+                value: 0.12,
+            },
+        ];
+        bar_chart_svg(&path, "Seconds per iteration", "seconds", &bars).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "Seconds per iteration",
+            "seconds (log scale)",
+            "cpu (1T) cg",
+            "gpu cg",
+            "0.120",
+        ] {
+            assert!(svg.contains(text), "missing {text:?}");
+        }
+        let nothing = [Bar {
+            label: "x".into(),
+            value: f64::NAN,
+        }];
+        assert!(bar_chart_svg(&dir.path().join("n.svg"), "t", "s", &nothing).is_err());
+    }
+}
