@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 // Dynamic shared memory of every kernel here (sized by the launch; layouts in each kernel).
-extern __shared__ float smem[];
+extern __shared__ __align__(16) float smem[];
 
 // ---------------------------------------------------------------------------------------------
 // Conjugate gradient, one warp per row (Takacs, Pilaszy & Tikk 2011; warm-started from target).
@@ -350,7 +350,7 @@ __device__ bool cholesky_solve_shared(float* a, float* b, float* z, int kp, int*
 }
 
 // cholesky-fused: build, factor and solve each row without writing k x k matrices to memory.
-extern "C" __global__ void als_fused_cholesky(const uint64_t* indptr, uint64_t nnz_base,
+extern "C" __global__ void __launch_bounds__(1024) als_fused_cholesky(const uint64_t* indptr, uint64_t nnz_base,
                                               const uint32_t* indices, const float* conf,
                                               uint64_t n_rows, uint64_t row0, const float* y,
                                               const float* gram, float* x_out, int k, float reg,
@@ -373,7 +373,7 @@ extern "C" __global__ void als_fused_cholesky(const uint64_t* indptr, uint64_t n
 // lu (the design card's pipeline): build each row's A into `work` (k x k, dense; symmetric, so
 // row- and column-major agree) and b into the row's place in x_out, for cublasSgetrfBatched and
 // cublasSgetrsBatched to solve in place. Rows [0, n_rows) of the chunk go to work[0..n_rows).
-extern "C" __global__ void als_build_lu(const uint64_t* indptr, uint64_t nnz_base,
+extern "C" __global__ void __launch_bounds__(1024) als_build_lu(const uint64_t* indptr, uint64_t nnz_base,
                                         const uint32_t* indices, const float* conf,
                                         uint64_t n_rows, uint64_t row0, const float* y,
                                         const float* gram, float* x_out, int k, float reg,
@@ -403,6 +403,12 @@ extern "C" __global__ void als_lu_pointers(float* work, float* x, uint64_t row0,
         a_ptrs[i] = work + i * (size_t)k * k;
         b_ptrs[i] = x + (row0 + i) * (size_t)k;
     }
+}
+
+// Sets *bad when any of the n statuses is non-zero (cuBLAS getrf: a zero pivot).
+extern "C" __global__ void als_any_nonzero(const int* info, uint64_t n, int* bad) {
+    const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n && info[i] != 0) *bad = 1;
 }
 
 // Sets *bad when any of the n values is NaN or infinite.

@@ -78,7 +78,7 @@ fn train_on(m: &Csr, cfg: &AlsConfig, backend: &mut dyn Backend) -> als::Trained
 #[ignore = "needs a CUDA GPU"]
 fn exact_gpu_solvers_match_the_cpu_cholesky() {
     let m = heavy_tailed(700, 500, 1);
-    for k in [8, 13, 64] {
+    for k in [8, 13, 64, 100, 128] {
         let cpu = train_on(
             &m,
             &cfg(SolverKind::Cholesky, k, 1),
@@ -379,6 +379,22 @@ fn solvers_are_refused_on_devices_that_lack_them() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("CPU only"), "{e}");
+    // `auto` with more factors than the GPU kernels take falls back to the CPU (any host).
+    let (b, _) = make_backend(
+        &cfg(SolverKind::Cg, 300, 1),
+        DeviceChoice::Auto,
+        GpuOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(b.device(), "cpu");
+    let e = make_backend(
+        &cfg(SolverKind::CholeskyFused, 200, 1),
+        DeviceChoice::Gpu(0),
+        GpuOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("at most 128"), "{e}");
     // `auto` with a CPU-only solver trains on the CPU wherever it runs.
     let (b, _) = make_backend(
         &cfg(SolverKind::Cholesky, 8, 1),

@@ -37,8 +37,13 @@ pub fn make_backend(
     gpu: GpuOptions,
 ) -> Result<(Box<dyn Backend>, Option<String>)> {
     cfg.validate()?;
+    let gpu_lacks = crate::gpu::kernels::unsupported(cfg.solver, cfg.factors);
     let device = match (device, cfg.solver.on_cpu(), cfg.solver.on_gpu()) {
         (DeviceChoice::Auto, true, false) => DeviceChoice::Cpu,
+        (DeviceChoice::Auto, true, true) if gpu_lacks.is_some() => DeviceChoice::Cpu,
+        (DeviceChoice::Gpu(_), _, true) if gpu_lacks.is_some() => {
+            return Err(Error::Config(gpu_lacks.unwrap_or_default()));
+        }
         (DeviceChoice::Cpu, false, _) => {
             return Err(Error::Config(format!(
                 "solver {} needs a GPU (--device gpu); the CPU solvers are cholesky and cg",

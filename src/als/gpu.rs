@@ -33,6 +33,10 @@ const RESERVE_BYTES: usize = 768 << 20;
 const LU_MAX_BATCH_ROWS: usize = 32 << 10;
 /// Bytes per stored non-zero on the device: a u32 index and an f32 value.
 const NNZ_BYTES: usize = 8;
+/// Largest streamed chunk, in non-zeros (1 GiB of device and of pinned host memory per buffer):
+/// two buffers of this size keep PCIe busy while the other is solved, and larger ones would pin
+/// tens of GB of host memory for no gain.
+const MAX_CHUNK_NNZ: u64 = (1 << 30) / NNZ_BYTES as u64;
 
 /// How the GPU backend may use the device.
 #[derive(Debug, Clone, Copy, Default)]
@@ -140,6 +144,9 @@ impl GpuBackend {
                 "solver {} runs on the CPU only; on the GPU use --solver cg, cholesky-fused or lu",
                 cfg.solver.as_str()
             )));
+        }
+        if let Some(why) = crate::gpu::kernels::unsupported(cfg.solver, cfg.factors) {
+            return Err(Error::Config(why));
         }
         let stats = GpuStats {
             device: gpu.describe(),
@@ -271,6 +278,8 @@ impl GpuBackend {
             };
             cap_rows = cap_rows.min(avail / 2 / 8 / 4).max(1);
             let cap_nnz = ((avail / 2).saturating_sub((cap_rows + 1) * 8) / NNZ_BYTES) as u64;
+            let longest_any = longest_row(&p.by_user).max(longest_row(&p.by_item));
+            let cap_nnz = cap_nnz.min(MAX_CHUNK_NNZ.max(longest_any));
             let longest = longest_row(&p.by_user).max(longest_row(&p.by_item));
             if cap_nnz < longest {
                 return Err(Error::Gpu(format!(
@@ -513,17 +522,26 @@ impl GpuBackend {
             gpu.copy
                 .wait(&sm.consumed[b])
                 .map_err(|e| driver_err("ordering the copy stream", e))?;
-            sm.dev_indptr[b].upload_async(
-                0,
-                &sm.host_indptr[b].as_slice()[..=r1 - r0],
-                &gpu.copy,
-            )?;
-            sm.dev_indices[b].upload_async(
-                0,
-                &sm.host_indices[b].as_slice()[..n1 - n0],
-                &gpu.copy,
-            )?;
-            sm.dev_conf[b].upload_async(0, &sm.host_conf[b].as_slice()[..n1 - n0], &gpu.copy)?;
+            // SAFETY: staging b is not written again until `uploaded[b]` (recorded right after
+            // these copies) has completed, and it lives as long as the backend, whose Drop
+            // synchronises both streams before freeing it.
+            unsafe {
+                sm.dev_indptr[b].upload_async(
+                    0,
+                    &sm.host_indptr[b].as_slice()[..=r1 - r0],
+                    &gpu.copy,
+                )?;
+                sm.dev_indices[b].upload_async(
+                    0,
+                    &sm.host_indices[b].as_slice()[..n1 - n0],
+                    &gpu.copy,
+                )?;
+                sm.dev_conf[b].upload_async(
+                    0,
+                    &sm.host_conf[b].as_slice()[..n1 - n0],
+                    &gpu.copy,
+                )?;
+            }
             sm.uploaded[b]
                 .record(&gpu.copy)
                 .map_err(|e| driver_err("recording an event", e))?;
@@ -557,7 +575,7 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Reads and clears the status flags; errors name the iteration.
+    /// Reads the status flags; errors name the iteration.
     fn check(&mut self) -> Result<()> {
         let Some(st) = self.state.as_ref() else {
             return Ok(());
@@ -591,6 +609,15 @@ impl GpuBackend {
     }
 }
 
+impl Drop for GpuBackend {
+    fn drop(&mut self) {
+        // After an error, copies or kernels may still be using the buffers: wait for them
+        // before the buffers (and then the streams) go.
+        let _ = self.gpu.bind().and_then(|_| self.gpu.synchronize());
+        self.state.take();
+    }
+}
+
 impl Backend for GpuBackend {
     fn name(&self) -> String {
         match self.solver {
@@ -604,6 +631,16 @@ impl Backend for GpuBackend {
     }
 
     fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()> {
+        if users.k != self.k
+            || items.k != self.k
+            || users.n != p.by_user.n_rows
+            || items.n != p.by_item.n_rows
+        {
+            return Err(Error::Config(format!(
+                "GPU backend built for k = {} got {}x{} users and {}x{} items",
+                self.k, users.n, users.k, items.n, items.k
+            )));
+        }
         self.iteration += 1;
         if self.state.is_none() {
             let st = self.setup(p, users, items)?;

@@ -132,8 +132,11 @@ impl AlsConfig {
         if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
             return bad(format!("--epsilon must be > 0, got {}", self.epsilon));
         }
-        if self.solver == SolverKind::Cg && self.cg_steps == 0 {
-            return bad("--cg-steps must be at least 1".into());
+        if self.solver == SolverKind::Cg && !(1..=1000).contains(&self.cg_steps) {
+            return bad(format!(
+                "--cg-steps must be 1..=1000, got {}",
+                self.cg_steps
+            ));
         }
         Ok(())
     }

@@ -29,6 +29,21 @@ pub const MAX_EXACT_FACTORS: usize = 128;
 /// Largest k of the CG kernel: 8 values per lane (`als_cg_p8`).
 pub const MAX_CG_FACTORS: usize = 256;
 
+/// Why the GPU cannot train `k` factors with `solver`, if it cannot (checked before anything is
+/// allocated, so `--device auto` can fall back to the CPU).
+pub fn unsupported(solver: crate::als::SolverKind, k: usize) -> Option<String> {
+    use crate::als::SolverKind;
+    match solver {
+        SolverKind::Cg if k > MAX_CG_FACTORS => Some(format!(
+            "the GPU cg solver supports at most {MAX_CG_FACTORS} factors (got {k})"
+        )),
+        SolverKind::Lu | SolverKind::CholeskyFused if k > MAX_EXACT_FACTORS => Some(format!(
+            "the GPU exact solvers support at most {MAX_EXACT_FACTORS} factors (got {k}); use --solver cg"
+        )),
+        _ => None,
+    }
+}
+
 /// The rows one launch solves, as device addresses.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkArgs {
@@ -60,6 +75,7 @@ pub struct AlsKernels {
     fused: CudaFunction,
     build_lu: CudaFunction,
     lu_pointers: CudaFunction,
+    any_nonzero: CudaFunction,
     check_finite: CudaFunction,
     max_shared: usize,
 }
@@ -93,6 +109,7 @@ impl AlsKernels {
             fused: f("als_fused_cholesky")?,
             build_lu: f("als_build_lu")?,
             lu_pointers: f("als_lu_pointers")?,
+            any_nonzero: f("als_any_nonzero")?,
             check_finite: f("als_check_finite")?,
             max_shared,
         };
@@ -276,6 +293,23 @@ impl AlsKernels {
             .arg(&b_ptrs);
         // SAFETY: arguments match als_lu_pointers; the pointer arrays hold n entries each.
         unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching als_lu_pointers", e))?;
+        Ok(())
+    }
+
+    /// Sets `*bad` (device i32) when any of the `n` i32 at `info` is non-zero.
+    pub fn any_nonzero(&self, s: &CudaStream, info: u64, n: u64, bad: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (grid(n, 256), 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = s.launch_builder(&self.any_nonzero);
+        b.arg(&info).arg(&n).arg(&bad);
+        // SAFETY: arguments match als_any_nonzero; `info` holds n i32, `bad` one.
+        unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching als_any_nonzero", e))?;
         Ok(())
     }
 

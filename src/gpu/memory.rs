@@ -26,7 +26,10 @@ impl<T: Copy> DeviceBuffer<T> {
     pub fn new(ctx: &Arc<CudaContext>, len: usize, what: &str) -> Result<Self> {
         ctx.bind_to_thread()
             .map_err(|e| driver_err("binding the CUDA context", e))?;
-        let bytes = (len * size_of::<T>()).max(1);
+        let bytes = len
+            .checked_mul(size_of::<T>())
+            .ok_or_else(|| Error::Gpu(format!("{what}: {len} values overflow the address space")))?
+            .max(1);
         // SAFETY: the context is current; the pointer is owned by the returned value and freed
         // exactly once in Drop.
         let ptr = unsafe { result::malloc_sync(bytes) }.map_err(|e| {
@@ -81,9 +84,13 @@ impl<T: Copy> DeviceBuffer<T> {
         self.ptr
     }
 
-    /// Copies `src` to values `offset..` asynchronously on `stream`. `src` must stay alive and
-    /// unchanged until the stream has passed this point (pinned memory makes it truly async).
-    pub fn upload_async(&self, offset: usize, src: &[T], stream: &CudaStream) -> Result<()> {
+    /// Copies `src` to values `offset..` asynchronously on `stream` (pinned memory makes it truly
+    /// asynchronous).
+    ///
+    /// # Safety
+    /// `src` must stay alive and unchanged until the stream has passed this point (wait for an
+    /// event recorded after it before writing or freeing the source).
+    pub unsafe fn upload_async(&self, offset: usize, src: &[T], stream: &CudaStream) -> Result<()> {
         if offset + src.len() > self.len {
             return Err(Error::Gpu(format!(
                 "upload of {} values at {offset} overruns a buffer of {}",

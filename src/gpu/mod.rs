@@ -148,20 +148,17 @@ impl Gpu {
         let compute_capability = ctx
             .compute_capability()
             .map_err(|e| driver_err("cuDeviceGetAttribute", e))?;
-        let attr = |a| {
-            ctx.attribute(a)
-                .map(|v| f64::from(v.max(0)))
-                .map_err(|e| driver_err("cuDeviceGetAttribute", e))
-        };
+        // Report-only figures: an attribute a driver no longer offers gives 0, not an error.
+        let attr = |a| ctx.attribute(a).map(|v| f64::from(v.max(0))).unwrap_or(0.0);
         let peak_bandwidth = 2.0
-            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)?
+            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)
             * 1e3
-            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)?
+            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)
             / 8.0;
         let peak_fp32 = multiprocessors as f64
             * 128.0
             * 2.0
-            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?
+            * attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)
             * 1e3;
         Ok(Self {
             ctx,
