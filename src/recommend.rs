@@ -6,10 +6,14 @@
 
 use serde::Serialize;
 
+use crate::als::Factors;
 use crate::als::model::Model;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::infer::{CpuScorer, CpuSimilar, Ranked, Scorer};
+use crate::gpu::{DeviceChoice, Gpu};
+use crate::infer::{
+    CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer, normalize_rows, similar_items,
+};
 
 /// Users per `top_k` call when ranking many users (bounds scratch memory).
 pub const BATCH: usize = 4096;
@@ -32,20 +36,55 @@ pub struct Recommender {
     pub model: Model,
     pub dataset: Dataset,
     pub scorer: Box<dyn Scorer>,
-    similar: Option<CpuSimilar>,
+    /// Where the scorers run (`Cpu` or `Gpu(n)`, never `Auto`).
+    pub device: DeviceChoice,
+    similar: Option<(Box<dyn Scorer>, Factors)>,
+}
+
+/// A scorer over `items` on `device` (`Cpu` or `Gpu(n)`).
+fn scorer_on(device: DeviceChoice, items: &Factors) -> Result<Box<dyn Scorer>> {
+    match device {
+        DeviceChoice::Gpu(n) => Ok(Box::new(GpuScorer::new(
+            Gpu::open(n)?,
+            items,
+            GpuScorerOptions::default(),
+        )?)),
+        _ => Ok(Box::new(CpuScorer::new(items)?)),
+    }
 }
 
 impl Recommender {
     /// Joins `model` and `dataset` (checked to match) with a CPU scorer.
     pub fn cpu(model: Model, dataset: Dataset) -> Result<Self> {
+        Ok(Self::on_device(model, dataset, DeviceChoice::Cpu)?.0)
+    }
+
+    /// Joins `model` and `dataset` with a scorer on `device`; with `auto`, a note says when no
+    /// GPU was usable and the CPU is used.
+    pub fn on_device(
+        model: Model,
+        dataset: Dataset,
+        device: DeviceChoice,
+    ) -> Result<(Self, Option<String>)> {
         model.check_dataset(&dataset)?;
-        let scorer = Box::new(CpuScorer::new(&model.items)?);
-        Ok(Self {
-            model,
-            dataset,
-            scorer,
-            similar: None,
-        })
+        let (device, note) = match device {
+            DeviceChoice::Auto => match crate::gpu::resolve(DeviceChoice::Auto)? {
+                (Some(g), note) => (DeviceChoice::Gpu(g.ordinal), note),
+                (None, note) => (DeviceChoice::Cpu, note),
+            },
+            d => (d, None),
+        };
+        let scorer = scorer_on(device, &model.items)?;
+        Ok((
+            Self {
+                model,
+                dataset,
+                scorer,
+                device,
+                similar: None,
+            },
+            note,
+        ))
     }
 
     /// Dense row of an original user id.
@@ -89,10 +128,11 @@ impl Recommender {
     /// The `k` tracks most similar (cosine) to each dense track column.
     pub fn similar_rows(&mut self, items: &[u32], k: usize) -> Result<Vec<Ranked>> {
         if self.similar.is_none() {
-            self.similar = Some(CpuSimilar::new(&self.model.items)?);
+            let unit = normalize_rows(&self.model.items);
+            self.similar = Some((scorer_on(self.device, &unit)?, unit));
         }
         match &self.similar {
-            Some(s) => s.similar_items(items, k),
+            Some((scorer, unit)) => similar_items(scorer.as_ref(), unit, items, k),
             None => Err(Error::Config("similarity index unavailable".into())),
         }
     }

@@ -5,6 +5,7 @@
 //! everything this process did before.
 
 pub mod chart;
+pub mod infer;
 pub mod train;
 
 use std::path::PathBuf;

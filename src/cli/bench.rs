@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use encore::bench::{self, Machine};
 use encore::eval::eval_users;
+use encore::gpu::DeviceChoice;
 
 use super::model::load_recommender;
 
@@ -20,6 +21,10 @@ pub enum BenchCommand {
     /// at equal quality (p@10 and nDCG@10 on sampled validation users). JSON and an SVG chart
     /// with --out.
     Train(bench::train::TrainBenchArgs),
+    /// Top-K latency per batch size (1, 10, 100, 1000 users; K = 10, filtering on) for CPU 1
+    /// thread, CPU all threads and the GPU, each answer checked against the CPU's. JSON and an
+    /// SVG chart with --out.
+    Infer(bench::infer::InferBenchArgs),
     /// CPU top-K latency for a batch of users (the first N users with held-out tracks), with
     /// already-listened filtering, median of repeated runs after a warm-up.
     Recommend(RecommendBenchArgs),
@@ -34,6 +39,36 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Recommend(a) => bench_recommend(&a),
+        BenchCommand::Infer(a) => {
+            let report = bench::infer::infer_bench(&a)?;
+            println!("{}", report.render(a.json)?);
+            if let Some(dir) = &a.out {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join("results.json");
+                std::fs::write(&path, report.render(true)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                let bars: Vec<encore::bench::chart::Bar> = report
+                    .runs
+                    .iter()
+                    .map(|r| encore::bench::chart::Bar {
+                        label: format!("{} B={}", r.backend, r.batch),
+                        value: r.median_ms,
+                    })
+                    .collect();
+                encore::bench::chart::bar_chart_svg(
+                    &dir.join("infer.svg"),
+                    &format!(
+                        "Top-{} latency, {} items x {} factors, filtering on",
+                        report.k, report.items, report.factors
+                    ),
+                    "milliseconds per call (median)",
+                    &bars,
+                )?;
+                eprintln!("bench infer: wrote {} and infer.svg", path.display());
+            }
+            Ok(())
+        }
         BenchCommand::Train(a) => {
             let report = bench::train::train_bench(&a)?;
             println!("{}", report.render(a.json)?);
@@ -105,7 +140,7 @@ pub struct RecommendBenchArgs {
 
 fn bench_recommend(a: &RecommendBenchArgs) -> Result<()> {
     anyhow::ensure!(a.repeats >= 1, "--repeats must be at least 1");
-    let rec = load_recommender(&a.model, Some(&a.dataset))?;
+    let rec = load_recommender(&a.model, Some(&a.dataset), DeviceChoice::Cpu)?;
     let mut users: Vec<usize> = eval_users(&rec.dataset.valid)
         .into_iter()
         .map(|u| u as usize)

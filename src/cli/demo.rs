@@ -12,6 +12,7 @@ use encore::synth::Scale;
 
 use super::data::{SynthArgs, cmd_synth, print_manifest};
 use encore::als::fit::FitOptions;
+use encore::gpu::DeviceChoice;
 
 use super::model::{EvalArgs, cmd_eval, load_recommender, train_to_dir};
 
@@ -70,11 +71,12 @@ pub fn cmd_demo(a: &DemoArgs, quiet: bool) -> Result<()> {
         dataset: data.clone(),
         model: model_dir.clone(),
         k: 10,
+        device: DeviceChoice::Auto,
         json: false,
     })?;
 
     println!("\n== 5/5 recommend: three listeners");
-    let rec = load_recommender(&model_dir, Some(&data))?;
+    let rec = load_recommender(&model_dir, Some(&data), DeviceChoice::Auto)?;
     let n = rec.dataset.user_ids.len();
     for row in [0, n / 2, n.saturating_sub(1)] {
         let user = rec.dataset.user_ids[row];

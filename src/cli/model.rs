@@ -188,6 +188,9 @@ pub struct EvalArgs {
     /// Cut-off K of the metrics.
     #[arg(long, short, default_value_t = 10)]
     pub k: usize,
+    /// Where to score: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -216,6 +219,9 @@ pub struct RecommendArgs {
     /// Keep tracks the user already listened to.
     #[arg(long)]
     pub no_filter: bool,
+    /// Where to score: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
     /// Print JSON (single-user mode) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -234,29 +240,41 @@ pub struct SimilarArgs {
     /// How many tracks.
     #[arg(long, short, default_value_t = 10)]
     pub k: usize,
+    /// Where to score: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 /// Loads a model and its dataset (given, or the one model.json names) into a recommender.
-pub fn load_recommender(model: &Path, dataset: Option<&Path>) -> Result<Recommender> {
+pub fn load_recommender(
+    model: &Path,
+    dataset: Option<&Path>,
+    device: DeviceChoice,
+) -> Result<Recommender> {
     let m = Model::load(model).with_context(|| format!("loading model {}", model.display()))?;
     let dir = dataset
         .map(Path::to_path_buf)
         .unwrap_or_else(|| m.meta.dataset.dir.clone());
     let ds = Dataset::load(&dir).with_context(|| format!("loading dataset {}", dir.display()))?;
-    Recommender::cpu(m, ds).with_context(|| {
+    m.check_dataset(&ds).with_context(|| {
         format!(
             "model {} does not belong to dataset {}",
             model.display(),
             dir.display()
         )
-    })
+    })?;
+    let (rec, note) = Recommender::on_device(m, ds, device)?;
+    if let Some(n) = note {
+        eprintln!("{n}");
+    }
+    Ok(rec)
 }
 
 pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
-    let rec = load_recommender(&a.model, Some(&a.dataset))?;
+    let rec = load_recommender(&a.model, Some(&a.dataset), a.device)?;
     let t = Instant::now();
     let model = eval::evaluate(&rec, a.k)?;
     let model_s = t.elapsed().as_secs_f64();
@@ -325,7 +343,7 @@ fn print_tracks(tracks: &[Track]) {
 }
 
 pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
-    let rec = load_recommender(&a.model, a.dataset.as_deref())?;
+    let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
     let filter = !a.no_filter;
     if let Some(user) = a.user {
         let row = rec.user_index(user)?;
@@ -400,7 +418,7 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
 }
 
 pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
-    let mut rec = load_recommender(&a.model, a.dataset.as_deref())?;
+    let mut rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
     let col = rec.item_index(a.item)? as u32;
     let ranked = rec.similar_rows(&[col], a.k)?;
     let tracks = rec.describe(&ranked[0]);

@@ -76,6 +76,56 @@ impl Blas {
         })
     }
 
+    /// Scores of `b` queries (row-major b × k at `q`) against `n` items (row-major n × k at `y`)
+    /// into `out`, query-major: out[i·n + j] = q_i · y_j (a column-major n × b result). With
+    /// `tf32` the tensor cores round the inputs to TF32 (10-bit mantissa); the caller's error
+    /// bound must allow for it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scores(
+        &self,
+        y: u64,
+        n: usize,
+        q: u64,
+        b: usize,
+        k: usize,
+        out: u64,
+        tf32: bool,
+    ) -> Result<()> {
+        let (n32, b32, k32) = (int(n, "items")?, int(b, "queries")?, int(k, "factors")?);
+        let (one, zero) = (1.0f32, 0.0f32);
+        let compute = if tf32 {
+            sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
+        } else {
+            sys::cublasComputeType_t::CUBLAS_COMPUTE_32F
+        };
+        let f32t = sys::cudaDataType_t::CUDA_R_32F;
+        // SAFETY: y holds n·k floats, q b·k and out n·b, on this handle's stream; alpha and beta
+        // are host f32 (the default pointer mode).
+        check("GemmEx (scores)", unsafe {
+            sys::cublasGemmEx(
+                self.handle,
+                cublasOperation_t::CUBLAS_OP_T,
+                cublasOperation_t::CUBLAS_OP_N,
+                n32,
+                b32,
+                k32,
+                (&one as *const f32).cast(),
+                y as *const std::ffi::c_void,
+                f32t,
+                k32,
+                q as *const std::ffi::c_void,
+                f32t,
+                k32,
+                (&zero as *const f32).cast(),
+                out as *mut std::ffi::c_void,
+                f32t,
+                n32,
+                compute,
+                sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        })
+    }
+
     /// LU-factors `batch` k × k matrices in place (`a_ptrs`: device array of matrix pointers),
     /// pivots to `pivots` (batch·k i32), status per matrix to `info` (batch i32).
     pub fn getrf_batched(

@@ -10,6 +10,7 @@
 pub mod blas;
 pub mod kernels;
 pub mod memory;
+pub mod topk;
 
 use std::fmt;
 use std::str::FromStr;

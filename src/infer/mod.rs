@@ -3,8 +3,8 @@
 //! A recommendation is the K items with the largest dot product x_uᵀy_i, minus the items the user
 //! already has. At LFM-1b scale the full score matrix (users × tracks) is terabytes, so no
 //! implementation may materialise it: the CPU scorer ([`CpuScorer`]) scores cache-sized tiles of
-//! items with SGEMM and keeps only a bounded top-K per query, and a GPU scorer will sit behind the
-//! same trait. The CPU path is the oracle the GPU one is tested against, so its output is pinned
+//! items with SGEMM and keeps only a bounded top-K per query, and the GPU scorer ([`GpuScorer`])
+//! does the same with cuBLAS tiles and a selection kernel, behind the same trait. The CPU path is the oracle the GPU one is tested against, so its output is pinned
 //! down exactly:
 //!
 //! - the order is score descending, then item index ascending (ties never depend on timing);
@@ -16,11 +16,13 @@
 //! row-normalised factors ([`CpuSimilar`] bundles the two for the CPU).
 
 mod cpu;
+mod gpu;
 mod kernel;
 mod select;
 mod similar;
 
 pub use cpu::{CpuScorer, MAX_TILE, QUERIES_PER_CHUNK};
+pub use gpu::{DEFAULT_MAX_BATCH, GpuScorer, GpuScorerOptions};
 pub use similar::{CpuSimilar, normalize_rows, similar_items};
 
 use crate::error::{Error, Result};

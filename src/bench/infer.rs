@@ -1,0 +1,255 @@
+//! `encore bench infer`: top-K latency per batch size for CPU 1 thread, CPU all threads and the
+//! GPU (TF32 and FP32 screening), on one model, with already-listened filtering.
+//!
+//! Each timed call is the whole `Scorer::top_k` — building the exclusion lists, host↔device
+//! copies, scoring and selection — for the first B validation users, after one warm-up call
+//! (a warm-up slower than 2 s is kept as the only sample: one thread at LFM-1b scale needs about
+//! ten seconds per 1,000 users). Every backend's answer is checked against the CPU's, so a speed
+//! is never reported for a wrong result.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::bench::Machine;
+use crate::error::{Error, Result};
+use crate::eval::eval_users;
+use crate::gpu::{DeviceChoice, Gpu};
+use crate::infer::{CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer};
+use crate::recommend::Recommender;
+
+/// Arguments of `encore bench infer`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InferBenchArgs {
+    /// Model directory.
+    pub model: PathBuf,
+    /// Dataset directory the model was trained on (its training listens are filtered out).
+    pub dataset: PathBuf,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    pub batches: Vec<usize>,
+    /// Backends, comma-separated: cpu1, cpuN, cpu (all threads), gpu (TF32 screening),
+    /// gpu-fp32, gpu:N.
+    #[arg(long, value_delimiter = ',', default_value = "cpu1,cpu,gpu,gpu-fp32")]
+    pub backends: Vec<String>,
+    /// Tracks per user.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Timed calls per batch size (after a warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Write results.json and infer.svg here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One backend at one batch size.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferRun {
+    pub backend: String,
+    pub batch: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub samples: usize,
+    /// Dot products per second (batch · items / median).
+    pub scores_per_s: f64,
+    /// 2 · batch · items · k / median, in TFLOP/s.
+    pub tflops: f64,
+    /// Whether the answer equals the CPU scorer's (ids and scores).
+    pub matches_cpu: bool,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferReport {
+    pub model: PathBuf,
+    pub items: usize,
+    pub factors: usize,
+    pub k: usize,
+    pub machine: Machine,
+    pub devices: Vec<String>,
+    pub runs: Vec<InferRun>,
+}
+
+/// A backend and the thread count to run it with (0 = all).
+fn backend(name: &str, items: &crate::als::Factors) -> Result<(Box<dyn Scorer>, usize)> {
+    let bad = || {
+        Error::Config(format!(
+            "unknown backend {name:?}: use cpu1, cpuN, cpu, gpu, gpu-fp32 or gpu:N"
+        ))
+    };
+    if let Some(rest) = name.strip_prefix("cpu") {
+        let threads = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().map_err(|_| bad())?
+        };
+        return Ok((Box::new(CpuScorer::new(items)?), threads));
+    }
+    let (dev, tf32) = match name.strip_suffix("-fp32") {
+        Some(d) => (d, false),
+        None => (name, true),
+    };
+    let DeviceChoice::Gpu(n) = dev.parse::<DeviceChoice>().map_err(|_| bad())? else {
+        return Err(bad());
+    };
+    let options = GpuScorerOptions {
+        tf32,
+        ..GpuScorerOptions::default()
+    };
+    Ok((Box::new(GpuScorer::new(Gpu::open(n)?, items, options)?), 0))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Runs every backend at every batch size.
+pub fn infer_bench(a: &InferBenchArgs) -> Result<InferReport> {
+    if a.repeats == 0 || a.batches.contains(&0) {
+        return Err(Error::Config(
+            "--repeats and every batch size must be >= 1".into(),
+        ));
+    }
+    let model = crate::als::model::Model::load(&a.model)?;
+    let ds = crate::data::dataset::Dataset::load(&a.dataset)?;
+    let rec = Recommender::cpu(model, ds)?;
+    let mut users: Vec<usize> = eval_users(&rec.dataset.valid)
+        .into_iter()
+        .map(|u| u as usize)
+        .collect();
+    if users.is_empty() {
+        users = (0..rec.dataset.train.n_rows).collect();
+    }
+    let max_b = a.batches.iter().copied().max().unwrap_or(1);
+    if users.len() < max_b {
+        return Err(Error::Config(format!(
+            "only {} users to query, batch {max_b} asked",
+            users.len()
+        )));
+    }
+    let kf = rec.model.users.k;
+    let queries: Vec<f32> = users[..max_b]
+        .iter()
+        .flat_map(|&u| rec.model.users.row(u).to_vec())
+        .collect();
+    let exclude: Vec<&[u32]> = users[..max_b]
+        .iter()
+        .map(|&u| rec.dataset.train.row(u).0)
+        .collect();
+    // The oracle: the all-threads CPU answer for the largest batch (a prefix answers the rest:
+    // a query's result does not depend on its batch).
+    eprintln!("bench infer: CPU reference for {max_b} users ...");
+    let reference = rec.scorer.top_k(&queries, Some(&exclude), a.k)?;
+    let n_items = rec.model.items.n;
+    let mut runs = Vec::new();
+    let mut devices = Vec::new();
+    for name in &a.backends {
+        let (scorer, threads) = backend(name, &rec.model.items)?;
+        devices.push(format!("{name}: {}", scorer.name()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Config(format!("thread pool: {e}")))?;
+        for &b in &a.batches {
+            let (q, ex) = (&queries[..b * kf], &exclude[..b]);
+            let call = || -> Result<(f64, Vec<Ranked>)> {
+                let t = Instant::now();
+                let r = pool.install(|| scorer.top_k(q, Some(ex), a.k))?;
+                Ok((t.elapsed().as_secs_f64() * 1e3, r))
+            };
+            let (warm_ms, answer) = call()?;
+            let matches_cpu = answer == reference[..b];
+            let mut samples = Vec::new();
+            if warm_ms > 2_000.0 {
+                samples.push(warm_ms);
+            } else {
+                for _ in 0..a.repeats {
+                    samples.push(call()?.0);
+                }
+            }
+            let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
+            let med = median(&mut samples);
+            let secs = med / 1e3;
+            let run = InferRun {
+                backend: name.clone(),
+                batch: b,
+                median_ms: med,
+                min_ms,
+                samples: samples.len(),
+                scores_per_s: (b * n_items) as f64 / secs,
+                tflops: 2.0 * (b * n_items * kf) as f64 / secs / 1e12,
+                matches_cpu,
+            };
+            eprintln!(
+                "  {name} batch {b}: median {med:.3} ms over {} calls{}",
+                run.samples,
+                if matches_cpu {
+                    ""
+                } else {
+                    "  (ANSWER DIFFERS FROM THE CPU)"
+                }
+            );
+            runs.push(run);
+        }
+    }
+    Ok(InferReport {
+        model: a.model.clone(),
+        items: n_items,
+        factors: kf,
+        k: a.k,
+        machine: Machine::detect(),
+        devices,
+        runs,
+    })
+}
+
+impl InferReport {
+    /// A table (latency per backend and batch, speed-up over the first backend), or JSON.
+    pub fn render(&self, json: bool) -> Result<String> {
+        if json {
+            return serde_json::to_string_pretty(self)
+                .map_err(|e| Error::Config(format!("serialising the report: {e}")));
+        }
+        let mut out = format!(
+            "bench infer: {} items x {} factors, k={}, filtering on, {} ({} cores)\n",
+            self.items, self.factors, self.k, self.machine.cpu, self.machine.cores
+        );
+        out += &format!(
+            "{:<10} {:>6} {:>12} {:>12} {:>9} {:>9} {:>6}\n",
+            "backend", "batch", "median ms", "min ms", "TFLOP/s", "speed-up", "exact"
+        );
+        for r in &self.runs {
+            let base = self
+                .runs
+                .iter()
+                .find(|x| x.batch == r.batch)
+                .map(|x| x.median_ms / r.median_ms)
+                .unwrap_or(f64::NAN);
+            out += &format!(
+                "{:<10} {:>6} {:>12.3} {:>12.3} {:>9.2} {:>8.1}x {:>6}\n",
+                r.backend,
+                r.batch,
+                r.median_ms,
+                r.min_ms,
+                r.tflops,
+                base,
+                if r.matches_cpu { "yes" } else { "NO" }
+            );
+        }
+        for d in &self.devices {
+            out += &format!("{d}\n");
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,179 @@
+//! GPU top-K against the CPU scorer, which is the oracle: ids, order and scores must be identical
+//! (bit for bit: the GPU re-scores every candidate with the CPU's arithmetic). Run on the GPU
+//! host with `--ignored` (`scripts/gpu-test.sh`).
+
+use encore::als::Factors;
+use encore::gpu::Gpu;
+use encore::infer::{CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer};
+use encore::util::mix64;
+
+/// Deterministic factors in [-1, 1).
+fn factors(n: usize, k: usize, seed: u64) -> Factors {
+    let data = (0..n * k)
+        .map(|i| (mix64(seed ^ i as u64) % 2_000_001) as f32 / 1_000_000.0 - 1.0)
+        .collect();
+    Factors { n, k, data }
+}
+
+/// Sorted exclusion lists: query b excludes every item i with hash(b, i) % 4 == 0.
+fn exclusions(b: usize, n: usize) -> Vec<Vec<u32>> {
+    (0..b)
+        .map(|q| {
+            (0..n as u32)
+                .filter(|&i| mix64((q as u64) << 32 | u64::from(i)).is_multiple_of(4))
+                .collect()
+        })
+        .collect()
+}
+
+fn gpu_scorer(items: &Factors, options: GpuScorerOptions) -> GpuScorer {
+    GpuScorer::new(Gpu::open(0).expect("a CUDA GPU"), items, options).unwrap()
+}
+
+fn assert_same(gpu: &[Ranked], cpu: &[Ranked], what: &str) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: batch size");
+    for (q, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        assert_eq!(g.items, c.items, "{what}: query {q} items");
+        let gb: Vec<u32> = g.scores.iter().map(|s| s.to_bits()).collect();
+        let cb: Vec<u32> = c.scores.iter().map(|s| (s + 0.0).to_bits()).collect();
+        assert_eq!(gb, cb, "{what}: query {q} scores");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_top_k_equals_cpu_top_k_on_random_factors() {
+    // 10,007 items: not a multiple of any tile below. One item is NaN (ranks as -inf).
+    let mut items = factors(10_007, 32, 1);
+    items.data[5 * 32 + 3] = f32::NAN;
+    let queries = factors(37, 32, 2);
+    let ex = exclusions(37, items.n);
+    let ex_refs: Vec<&[u32]> = ex.iter().map(|v| v.as_slice()).collect();
+    let cpu = CpuScorer::new(&items).unwrap();
+    for tf32 in [true, false] {
+        for tile in [None, Some(1_000), Some(4_096)] {
+            let g = gpu_scorer(
+                &items,
+                GpuScorerOptions {
+                    tf32,
+                    tile,
+                    ..GpuScorerOptions::default()
+                },
+            );
+            for k in [1, 10, 100, 1000] {
+                for filter in [false, true] {
+                    let ex = filter.then_some(ex_refs.as_slice());
+                    let want = cpu.top_k(&queries.data, ex, k).unwrap();
+                    let got = g.top_k(&queries.data, ex, k).unwrap();
+                    assert_same(
+                        &got,
+                        &want,
+                        &format!("tf32={tf32} tile={tile:?} k={k} filter={filter}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn ties_break_by_lower_item_index() {
+    // 40 distinct vectors repeated over 4,000 items: every score occurs 100 times.
+    let base = factors(40, 16, 3);
+    let mut data = Vec::with_capacity(4_000 * 16);
+    for i in 0..4_000 {
+        data.extend_from_slice(base.row(i % 40));
+    }
+    let items = Factors {
+        n: 4_000,
+        k: 16,
+        data,
+    };
+    let queries = factors(9, 16, 4);
+    let cpu = CpuScorer::new(&items).unwrap();
+    let g = gpu_scorer(
+        &items,
+        GpuScorerOptions {
+            tile: Some(999),
+            ..GpuScorerOptions::default()
+        },
+    );
+    for k in [1, 7, 150, 1000] {
+        let want = cpu.top_k(&queries.data, None, k).unwrap();
+        assert_same(
+            &g.top_k(&queries.data, None, k).unwrap(),
+            &want,
+            &format!("k={k}"),
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn fewer_items_than_k_and_fully_filtered_users() {
+    let items = factors(50, 8, 5);
+    let queries = factors(3, 8, 6);
+    let all: Vec<u32> = (0..50).collect();
+    let some: Vec<u32> = (0..50).step_by(3).collect();
+    let ex: Vec<&[u32]> = vec![&all, &some, &[]];
+    let g = gpu_scorer(&items, GpuScorerOptions::default());
+    let got = g.top_k(&queries.data, Some(&ex), 100).unwrap();
+    assert!(got[0].items.is_empty(), "every item filtered");
+    assert_eq!(got[1].items.len(), 50 - some.len());
+    assert_eq!(got[2].items.len(), 50);
+    let cpu = CpuScorer::new(&items).unwrap();
+    assert_same(
+        &got,
+        &cpu.top_k(&queries.data, Some(&ex), 100).unwrap(),
+        "k > items",
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn large_batches_are_chunked_and_answers_do_not_depend_on_the_batch() {
+    let items = factors(3_000, 24, 7);
+    let queries = factors(30, 24, 8);
+    let ex = exclusions(30, items.n);
+    let ex_refs: Vec<&[u32]> = ex.iter().map(|v| v.as_slice()).collect();
+    let cpu = CpuScorer::new(&items).unwrap();
+    let want = cpu.top_k(&queries.data, Some(&ex_refs), 20).unwrap();
+    let g = gpu_scorer(
+        &items,
+        GpuScorerOptions {
+            max_batch: 7,
+            ..GpuScorerOptions::default()
+        },
+    );
+    assert_same(
+        &g.top_k(&queries.data, Some(&ex_refs), 20).unwrap(),
+        &want,
+        "chunks of 7",
+    );
+    // One query alone gets the answer it got inside the batch.
+    let one = g
+        .top_k(&queries.data[24 * 13..24 * 14], Some(&ex_refs[13..14]), 20)
+        .unwrap();
+    assert_same(&one, &want[13..14], "query 13 alone");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn bad_requests_are_errors_not_panics() {
+    let items = factors(100, 8, 9);
+    let g = gpu_scorer(&items, GpuScorerOptions::default());
+    let q = factors(2, 8, 10).data;
+    assert!(g.top_k(&q, None, 0).is_err(), "k = 0");
+    assert!(g.top_k(&q, None, 1025).is_err(), "k above the GPU limit");
+    assert!(g.top_k(&q[..7], None, 5).is_err(), "ragged queries");
+    let unsorted: Vec<u32> = vec![5, 3];
+    assert!(
+        g.top_k(&q, Some(&[&unsorted, &[]]), 5).is_err(),
+        "unsorted exclusions"
+    );
+    assert!(
+        g.top_k(&q, Some(&[&[100u32][..], &[]]), 5).is_err(),
+        "excluded id out of range"
+    );
+}
