@@ -25,6 +25,8 @@ extern __shared__ __align__(16) u64 topk_smem[];
 #define BUF_CAP 2048
 // Blocks of the CPU's accumulation (matrixmultiply's KC).
 #define CHAIN 256
+// Scores per thread per scan round.
+#define VEC 8
 
 __device__ __forceinline__ uint32_t ord_score(float f) {
     if (f != f) f = -INFINITY;  // NaN ranks as -inf
@@ -107,7 +109,8 @@ __device__ void flush(u64* keys, int* count, int* n_buf, int K) {
 extern "C" __global__ void __launch_bounds__(512) topk_tile(
     const float* __restrict__ scores, uint64_t tv, uint32_t tile0,
     const float* __restrict__ queries, const float* __restrict__ items,
-    const float* __restrict__ item_norms, const float* __restrict__ query_norms, float eps,
+    const float* __restrict__ item_norms, float max_item_norm,
+    const float* __restrict__ query_norms, float eps,
     const uint64_t* __restrict__ ex_indptr, const uint32_t* __restrict__ ex_items, int k,
     int K, u64* __restrict__ lists, int* __restrict__ counts) {
     u64* keys = topk_smem;
@@ -132,28 +135,45 @@ extern "C" __global__ void __launch_bounds__(512) topk_tile(
     int count = s_count;
     u64 theta = count == K ? keys[K - 1] : 0;
     float theta_score = count == K ? unord_score((uint32_t)(theta >> 32)) : -INFINITY;
-    for (uint64_t base = lo; base < hi; base += blockDim.x) {
-        const uint64_t j = base + threadIdx.x;
-        if (j < hi) {
-            const float screened = row[j];
-            const uint32_t item = tile0 + (uint32_t)j;
-            // Skip only what provably cannot beat the K-th best (NaN screens never skip).
-            const bool hopeless =
-                count == K && screened + margin * item_norms[item] < theta_score;
-            if (!hopeless && !excluded(ex, n_ex, item)) {
-                const u64 key = make_key(exact_score(q, items + (size_t)item * k, k), item);
-                if (key > theta) {
-                    const int at = atomicAdd(&s_buf, 1);
-                    keys[count + at] = key;
+    // Each thread reads VEC scores per round (VEC loads in flight, coalesced for each v); one
+    // block-wide count decides whether any of the round's scores needs a closer look, so the
+    // common round (nothing can beat the K-th best) costs one barrier per VEC·blockDim scores.
+    // The cheap screen uses the largest item norm; only survivors read their own norm.
+    const float margin_max = margin * max_item_norm;
+    for (uint64_t base = lo; base < hi; base += (uint64_t)blockDim.x * VEC) {
+        float sc[VEC];
+        bool pass[VEC];
+        int any = 0;
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) {
+            const uint64_t j = base + (uint64_t)v * blockDim.x + threadIdx.x;
+            sc[v] = j < hi ? row[j] : 0.f;
+            pass[v] = j < hi && (count < K || !(sc[v] + margin_max < theta_score));
+            any |= pass[v];
+        }
+        if (__syncthreads_or(any) == 0) continue;
+        for (int v = 0; v < VEC; ++v) {
+            if (pass[v]) {
+                const uint64_t j = base + (uint64_t)v * blockDim.x + threadIdx.x;
+                const uint32_t item = tile0 + (uint32_t)j;
+                // Skip only what provably cannot beat the K-th best (NaN screens never skip).
+                const bool hopeless =
+                    count == K && sc[v] + margin * item_norms[item] < theta_score;
+                if (!hopeless && !excluded(ex, n_ex, item)) {
+                    const u64 key = make_key(exact_score(q, items + (size_t)item * k, k), item);
+                    if (key > theta) {
+                        const int at = atomicAdd(&s_buf, 1);
+                        keys[count + at] = key;
+                    }
                 }
             }
-        }
-        __syncthreads();
-        if (s_buf > BUF_CAP - (int)blockDim.x) {
-            flush(keys, &s_count, &s_buf, K);
-            count = s_count;
-            theta = count == K ? keys[K - 1] : 0;
-            theta_score = count == K ? unord_score((uint32_t)(theta >> 32)) : -INFINITY;
+            __syncthreads();
+            if (s_buf > BUF_CAP - (int)blockDim.x) {
+                flush(keys, &s_count, &s_buf, K);
+                count = s_count;
+                theta = count == K ? keys[K - 1] : 0;
+                theta_score = count == K ? unord_score((uint32_t)(theta >> 32)) : -INFINITY;
+            }
         }
     }
     if (s_buf > 0) flush(keys, &s_count, &s_buf, K);

@@ -31,6 +31,8 @@ pub struct TileArgs {
     pub queries: u64,
     pub items: u64,
     pub item_norms: u64,
+    /// The largest item norm (a first, cheaper screen).
+    pub max_item_norm: f32,
     pub query_norms: u64,
     /// Relative error bound of the screening scores: |screen − exact| ≤ eps·|q|·|y|.
     pub eps: f32,
@@ -84,6 +86,7 @@ impl TopkKernels {
             .arg(&a.queries)
             .arg(&a.items)
             .arg(&a.item_norms)
+            .arg(&a.max_item_norm)
             .arg(&a.query_norms)
             .arg(&a.eps)
             .arg(&a.ex_indptr)

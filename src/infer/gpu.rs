@@ -30,6 +30,8 @@ const SCORE_BUDGET_BYTES: usize = 256 << 20;
 const MIN_TILE: usize = 1 << 16;
 /// Queries per chunk by default.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
+/// Up to this many queries are scored by one FP32 SGEMV each rather than a GEMM.
+const GEMV_MAX_QUERIES: usize = 4;
 /// Blocks per SM the selection aims for when choosing splits.
 const BLOCKS_PER_SM: usize = 4;
 
@@ -90,6 +92,7 @@ struct Inner {
     kernels: TopkKernels,
     items: DeviceBuffer<f32>,
     norms: DeviceBuffer<f32>,
+    max_norm: f32,
     work: Work,
 }
 
@@ -126,7 +129,13 @@ impl GpuScorer {
         let dev = DeviceBuffer::from_host(&gpu.ctx, &items.data, "item factors")?;
         let norms = DeviceBuffer::new(&gpu.ctx, items.n, "item norms")?;
         kernels.norms(&gpu.stream, dev.ptr(), items.n as u64, items.k, norms.ptr())?;
-        gpu.synchronize()?;
+        let mut host_norms = vec![0f32; items.n];
+        norms.download(&mut host_norms, &gpu.stream)?;
+        // NaN norms (non-finite factors) must not lower the bound: treat them as infinite.
+        let max_norm = host_norms
+            .iter()
+            .map(|&v| if v.is_nan() { f32::INFINITY } else { v })
+            .fold(0.0f32, f32::max);
         let name = format!(
             "gpu ({}{})",
             gpu.describe(),
@@ -142,16 +151,17 @@ impl GpuScorer {
                 kernels,
                 items: dev,
                 norms,
+                max_norm,
                 work: Work::default(),
             }),
         })
     }
 
     /// Relative bound on |screened − exact| per unit of |q|·|y| (module doc), doubled.
-    fn eps(&self) -> f32 {
+    fn eps(&self, tf32: bool) -> f32 {
         let u = 2f64.powi(-24);
         let chains = 2.0 * self.k as f64 * u;
-        let tf32 = if self.options.tf32 {
+        let tf32 = if tf32 {
             2.0 * 2f64.powi(-11) + 2f64.powi(-22)
         } else {
             0.0
@@ -174,6 +184,7 @@ impl GpuScorer {
             kernels,
             items,
             norms,
+            max_norm,
             work,
         } = inner;
         let gpu: &Gpu = gpu;
@@ -224,18 +235,32 @@ impl GpuScorer {
         upload(qn_dev, &qnorms, s)?;
         upload(exp_dev, &ex_indptr, s)?;
         upload(exi_dev, &ex_items, s)?;
+        let gemv = bc <= GEMV_MAX_QUERIES;
+        let eps = self.eps(self.options.tf32 && !gemv);
         let mut tile0 = 0usize;
         while tile0 < n {
             let tv = tile.min(n - tile0);
-            gpu.blas.scores(
-                items.ptr_at(tile0 * k),
-                tv,
-                q_dev,
-                bc,
-                k,
-                scores,
-                self.options.tf32,
-            )?;
+            if gemv {
+                for b in 0..bc {
+                    gpu.blas.scores_one(
+                        items.ptr_at(tile0 * k),
+                        tv,
+                        q_dev + (b * k * 4) as u64,
+                        k,
+                        scores + (b * tv * 4) as u64,
+                    )?;
+                }
+            } else {
+                gpu.blas.scores(
+                    items.ptr_at(tile0 * k),
+                    tv,
+                    q_dev,
+                    bc,
+                    k,
+                    scores,
+                    self.options.tf32,
+                )?;
+            }
             kernels.tile(
                 s,
                 &TileArgs {
@@ -245,8 +270,9 @@ impl GpuScorer {
                     queries: q_dev,
                     items: items.ptr(),
                     item_norms: norms.ptr(),
+                    max_item_norm: *max_norm,
                     query_norms: qn_dev,
-                    eps: self.eps(),
+                    eps,
                     ex_indptr: exp_dev,
                     ex_items: exi_dev,
                     k,
