@@ -168,7 +168,9 @@ extern "C" __global__ void __launch_bounds__(512) topk_tile(
                 }
             }
             __syncthreads();
-            if (s_buf > BUF_CAP - (int)blockDim.x) {
+            // Flush when the buffer nears capacity, and also while the running list is not yet
+            // full: the sooner K entries are known, the sooner the threshold starts rejecting.
+            if (s_buf > BUF_CAP - (int)blockDim.x || (count < K && s_buf > 0)) {
                 flush(keys, &s_count, &s_buf, K);
                 count = s_count;
                 theta = count == K ? keys[K - 1] : 0;
@@ -186,32 +188,87 @@ extern "C" __global__ void __launch_bounds__(512) topk_merge(
     const u64* __restrict__ lists, const int* __restrict__ counts, int splits, int K,
     uint32_t* __restrict__ out_items, float* __restrict__ out_scores, int* __restrict__ out_counts) {
     u64* keys = topk_smem;
-    __shared__ int s_total;
     const int b = blockIdx.x;
-    if (threadIdx.x == 0) s_total = 0;
-    __syncthreads();
-    for (int s = 0; s < splits; ++s) {
+    // Split s's list goes to keys[s*K ..], the unused tail of each list zero (0 sorts last), so
+    // every thread loads in parallel with no per-split barrier.
+    const int total = splits * K;
+    for (int i = threadIdx.x; i < total; i += blockDim.x) {
+        const int s = i / K, j = i - s * K;
         const uint64_t slot = (uint64_t)b * splits + s;
-        const int c = counts[slot];
-        const int at = s_total;
-        for (int i = threadIdx.x; i < c; i += blockDim.x) keys[at + i] = lists[slot * K + i];
-        __syncthreads();
-        if (threadIdx.x == 0) s_total = at + c;
-        __syncthreads();
+        keys[i] = j < counts[slot] ? lists[slot * K + j] : 0;
     }
-    const int total = s_total;
     int n2 = 2;
     while (n2 < total) n2 <<= 1;
     for (int i = total + threadIdx.x; i < n2; i += blockDim.x) keys[i] = 0;
     __syncthreads();
     bitonic_desc(keys, n2);
-    const int kept = min(K, total);
+    __shared__ int s_kept;
+    if (threadIdx.x == 0) {
+        int c = 0;
+        for (int s = 0; s < splits; ++s) c += counts[(uint64_t)b * splits + s];
+        s_kept = c;
+    }
+    __syncthreads();
+    const int kept = min(K, s_kept);
     for (int i = threadIdx.x; i < kept; i += blockDim.x) {
         const u64 key = keys[i];
         out_items[(size_t)b * K + i] = 0xFFFFFFFFu - (uint32_t)key;
         out_scores[(size_t)b * K + i] = unord_score((uint32_t)(key >> 32));
     }
     if (threadIdx.x == 0) out_counts[b] = kept;
+}
+
+// Scores of a few queries (B <= SMALL_MAX) against items [0, n), computed as the CPU's chains, so
+// for small batches the screen is already exact. A block stages SMALL_ROWS item rows in shared
+// memory with coalesced 16-byte loads (rows padded to k + 1 floats so that thread t reading row
+// t is bank-conflict free), then each thread scores one row for every query. Scores go to
+// out[b * n + i]. Shared memory: SMALL_ROWS * (k + 1) + B * k floats.
+#define SMALL_ROWS 128
+#define SMALL_MAX 4
+extern "C" __global__ void __launch_bounds__(SMALL_ROWS) topk_scores_small(
+    const float* __restrict__ items, uint64_t n, int k, const float* __restrict__ queries,
+    int B, float* __restrict__ out) {
+    float* rows = reinterpret_cast<float*>(topk_smem);
+    float* q = rows + SMALL_ROWS * (k + 1);
+    for (int i = threadIdx.x; i < B * k; i += blockDim.x) q[i] = queries[i];
+    for (uint64_t r0 = (uint64_t)blockIdx.x * SMALL_ROWS; r0 < n; r0 += (uint64_t)gridDim.x * SMALL_ROWS) {
+        const int m = (int)min((uint64_t)SMALL_ROWS, n - r0);
+        __syncthreads();  // the previous tile's rows are no longer read
+        const float* src = items + r0 * k;
+        const int total = m * k;
+        if ((k & 3) == 0) {
+            for (int e = threadIdx.x * 4; e < total; e += blockDim.x * 4) {
+                const float4 v = __ldg(reinterpret_cast<const float4*>(src + e));
+                const int r = e / k, c = e - r * k;
+                float* d = rows + r * (k + 1) + c;
+                d[0] = v.x;
+                d[1] = v.y;
+                d[2] = v.z;
+                d[3] = v.w;
+            }
+        } else {
+            for (int e = threadIdx.x; e < total; e += blockDim.x) {
+                const int r = e / k, c = e - r * k;
+                rows[r * (k + 1) + c] = __ldg(src + e);
+            }
+        }
+        __syncthreads();
+        const int t = threadIdx.x;
+        if (t < m) {
+            const float* y = rows + t * (k + 1);
+            for (int b = 0; b < B; ++b) {
+                const float* qb = q + b * k;
+                float total_s = 0.f;
+                for (int p0 = 0; p0 < k; p0 += CHAIN) {
+                    const int p1 = min(k, p0 + CHAIN);
+                    float acc = 0.f;
+                    for (int p = p0; p < p1; ++p) acc = fmaf(qb[p], y[p], acc);
+                    total_s = p0 == 0 ? acc : total_s + acc;
+                }
+                out[(uint64_t)b * n + r0 + t] = total_s;
+            }
+        }
+    }
 }
 
 // Euclidean norms of n rows of k floats, rounded up (they only bound errors).

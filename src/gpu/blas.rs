@@ -126,31 +126,6 @@ impl Blas {
         })
     }
 
-    /// Scores of one query (k floats at `q`) against `n` items (row-major n × k at `y`) into
-    /// `out` (n floats), by SGEMV in FP32: for one query a GEMM pads its tile, a GEMV streams
-    /// the items once.
-    pub fn scores_one(&self, y: u64, n: usize, q: u64, k: usize, out: u64) -> Result<()> {
-        let (n32, k32) = (int(n, "items")?, int(k, "factors")?);
-        let (one, zero) = (1.0f32, 0.0f32);
-        // SAFETY: y holds n·k floats, q k and out n, on this handle's stream.
-        check("SGEMV (scores)", unsafe {
-            sys::cublasSgemv_v2(
-                self.handle,
-                cublasOperation_t::CUBLAS_OP_T,
-                k32,
-                n32,
-                &one,
-                y as *const f32,
-                k32,
-                q as *const f32,
-                1,
-                &zero,
-                out as *mut f32,
-                1,
-            )
-        })
-    }
-
     /// LU-factors `batch` k × k matrices in place (`a_ptrs`: device array of matrix pointers),
     /// pivots to `pivots` (batch·k i32), status per matrix to `info` (batch i32).
     pub fn getrf_batched(

@@ -46,8 +46,15 @@ pub struct TileArgs {
     pub splits: u32,
 }
 
+/// Largest batch the fused small-batch scoring kernel takes (`SMALL_MAX` in topk.cu).
+pub const SMALL_MAX: usize = 4;
+/// Item rows a small-batch scoring block stages (`SMALL_ROWS`, also its thread count).
+const SMALL_ROWS: usize = 128;
+
 /// The loaded kernels.
 pub struct TopkKernels {
+    small: CudaFunction,
+    max_shared: usize,
     tile: CudaFunction,
     merge: CudaFunction,
     norms: CudaFunction,
@@ -64,7 +71,22 @@ impl TopkKernels {
                 .load_function(name)
                 .map_err(|e| driver_err(&format!("finding kernel {name}"), e))
         };
+        let max_shared = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .map_err(|e| driver_err("cuDeviceGetAttribute", e))?
+            .max(0) as usize;
+        let small = f("topk_scores_small")?;
+        small
+            .set_attribute(
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                max_shared as i32,
+            )
+            .map_err(|e| driver_err("raising the shared-memory limit", e))?;
         Ok(Self {
+            small,
+            max_shared,
             tile: f("topk_tile")?,
             merge: f("topk_merge")?,
             norms: f("topk_row_norms")?,
@@ -132,6 +154,49 @@ impl TopkKernels {
         // SAFETY: arguments match topk_merge; splits·top ≤ SORT_CAP (checked by the scorer); the
         // outputs hold batch·top items and scores and batch counts.
         unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching topk_merge", e))?;
+        Ok(())
+    }
+
+    /// Whether [`TopkKernels::scores_small`] can take `b` queries of `k` factors.
+    pub fn small_fits(&self, b: usize, k: usize) -> bool {
+        b <= SMALL_MAX && (SMALL_ROWS * (k + 1) + b * k) * 4 <= self.max_shared
+    }
+
+    /// Exact (CPU-chain) scores of `b` ≤ 4 queries against `n` items, query-major into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scores_small(
+        &self,
+        s: &CudaStream,
+        items: u64,
+        n: u64,
+        k: usize,
+        queries: u64,
+        b: usize,
+        out: u64,
+        sms: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let shared = (SMALL_ROWS * (k + 1) + b * k) * 4;
+        let blocks = n.div_ceil(SMALL_ROWS as u64).min((sms * 16) as u64) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks.max(1), 1, 1),
+            block_dim: (SMALL_ROWS as u32, 1, 1),
+            shared_mem_bytes: shared as u32,
+        };
+        let (k, b32) = (k as i32, b as i32);
+        let mut l = s.launch_builder(&self.small);
+        l.arg(&items)
+            .arg(&n)
+            .arg(&k)
+            .arg(&queries)
+            .arg(&b32)
+            .arg(&out);
+        // SAFETY: arguments match topk_scores_small; `items` holds n·k floats (16-byte aligned:
+        // a cuMemAlloc base, rows of k floats, k % 4 == 0 for the vector path), `queries` b·k and
+        // `out` b·n; the shared size was checked by `small_fits`.
+        unsafe { l.launch(cfg) }.map_err(|e| driver_err("launching topk_scores_small", e))?;
         Ok(())
     }
 

@@ -30,8 +30,6 @@ const SCORE_BUDGET_BYTES: usize = 256 << 20;
 const MIN_TILE: usize = 1 << 16;
 /// Queries per chunk by default.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
-/// Up to this many queries are scored by one FP32 SGEMV each rather than a GEMM.
-const GEMV_MAX_QUERIES: usize = 4;
 /// Blocks per SM the selection aims for when choosing splits.
 const BLOCKS_PER_SM: usize = 4;
 
@@ -235,21 +233,22 @@ impl GpuScorer {
         upload(qn_dev, &qnorms, s)?;
         upload(exp_dev, &ex_indptr, s)?;
         upload(exi_dev, &ex_items, s)?;
-        let gemv = bc <= GEMV_MAX_QUERIES;
+        let gemv = kernels.small_fits(bc, k);
         let eps = self.eps(self.options.tf32 && !gemv);
         let mut tile0 = 0usize;
         while tile0 < n {
             let tv = tile.min(n - tile0);
             if gemv {
-                for b in 0..bc {
-                    gpu.blas.scores_one(
-                        items.ptr_at(tile0 * k),
-                        tv,
-                        q_dev + (b * k * 4) as u64,
-                        k,
-                        scores + (b * tv * 4) as u64,
-                    )?;
-                }
+                kernels.scores_small(
+                    s,
+                    items.ptr_at(tile0 * k),
+                    tv as u64,
+                    k,
+                    q_dev,
+                    bc,
+                    scores,
+                    gpu.multiprocessors,
+                )?;
             } else {
                 gpu.blas.scores(
                     items.ptr_at(tile0 * k),
