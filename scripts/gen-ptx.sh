@@ -10,13 +10,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=${ENCORE_NVCC_VENV:-.venv-nvcc}
-PINS=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96)
+PINS=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85)
 FLAGS=(-ptx -arch=compute_80 -O3)
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -m pip show nvidia-cuda-nvcc 2>/dev/null | grep -q '^Version: 13.0.88$'; then
+if ! "$VENV/bin/python" -m pip show nvidia-cuda-cccl 2>/dev/null | grep -q '^Version: 13.0.85$'; then
     for attempt in 1 2 3; do
         if "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}"; then
             break

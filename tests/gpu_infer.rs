@@ -177,3 +177,28 @@ fn bad_requests_are_errors_not_panics() {
         "excluded id out of range"
     );
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn fused_screening_matches_the_cpu_and_falls_back_when_candidates_overflow() {
+    let items = factors(20_000, 64, 11);
+    let queries = factors(70, 64, 12); // two fused query groups, the second partial
+    let ex = exclusions(70, items.n);
+    let ex_refs: Vec<&[u32]> = ex.iter().map(|v| v.as_slice()).collect();
+    let cpu = CpuScorer::new(&items).unwrap();
+    for cap in [None, Some(1)] {
+        let g = gpu_scorer(
+            &items,
+            GpuScorerOptions {
+                tile: Some(2_048),
+                candidate_cap: cap,
+                ..GpuScorerOptions::default()
+            },
+        );
+        for k in [1, 10, 128] {
+            let want = cpu.top_k(&queries.data, Some(&ex_refs), k).unwrap();
+            let got = g.top_k(&queries.data, Some(&ex_refs), k).unwrap();
+            assert_same(&got, &want, &format!("cap={cap:?} k={k}"));
+        }
+    }
+}

@@ -30,6 +30,8 @@ const SCORE_BUDGET_BYTES: usize = 256 << 20;
 const MIN_TILE: usize = 1 << 16;
 /// Queries per chunk by default.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
+/// Largest K the fused screen takes: its candidate lists grow with K.
+const FUSED_MAX_K: usize = 128;
 /// Blocks per SM the selection aims for when choosing splits.
 const BLOCKS_PER_SM: usize = 4;
 
@@ -42,6 +44,11 @@ pub struct GpuScorerOptions {
     pub tile: Option<usize>,
     /// Queries per chunk.
     pub max_batch: usize,
+    /// For batches above 4 with K ≤ 128 and TF32: screen with the fused tensor-core kernel
+    /// (scores never written to memory) after a first tile that sets each query's threshold.
+    pub fused: bool,
+    /// Candidates kept per query by the fused screen before it falls back (tests shrink it).
+    pub candidate_cap: Option<usize>,
 }
 
 impl Default for GpuScorerOptions {
@@ -50,6 +57,8 @@ impl Default for GpuScorerOptions {
             tf32: true,
             tile: None,
             max_batch: DEFAULT_MAX_BATCH,
+            fused: true,
+            candidate_cap: None,
         }
     }
 }
@@ -67,6 +76,10 @@ struct Work {
     out_items: Option<DeviceBuffer<u32>>,
     out_scores: Option<DeviceBuffer<f32>>,
     out_counts: Option<DeviceBuffer<i32>>,
+    thresholds: Option<DeviceBuffer<f32>>,
+    cand: Option<DeviceBuffer<u32>>,
+    cand_count: Option<DeviceBuffer<i32>>,
+    overflow: Option<DeviceBuffer<i32>>,
 }
 
 /// A buffer of at least `len` values (at least one), reallocated only to grow.
@@ -209,11 +222,26 @@ impl GpuScorer {
             .unwrap_or_else(|| (SCORE_BUDGET_BYTES / 4 / bc).max(MIN_TILE))
             .min(n)
             .max(1);
+        let small = kernels.small_fits(bc, k);
+        let fused = self.options.tf32
+            && self.options.fused
+            && !small
+            && top <= FUSED_MAX_K
+            && kernels.fused_shared(k).is_some()
+            && n > 2 * tile;
         let target_blocks = gpu.multiprocessors * BLOCKS_PER_SM;
-        let splits = target_blocks
-            .div_ceil(bc)
-            .clamp(1, (SORT_CAP / top).clamp(1, 256))
-            .min(tile);
+        let splits = if fused {
+            1
+        } else {
+            target_blocks
+                .div_ceil(bc)
+                .clamp(1, (SORT_CAP / top).clamp(1, 256))
+                .min(tile)
+        };
+        let cap = self
+            .options
+            .candidate_cap
+            .unwrap_or_else(|| (8 * top * n.div_ceil(tile)).clamp(4096, 1 << 16));
         let s = &gpu.stream;
         let q_dev = grow(gpu, &mut work.queries, queries.len(), "queries")?.ptr();
         let qn_dev = grow(gpu, &mut work.query_norms, bc, "query norms")?.ptr();
@@ -221,68 +249,133 @@ impl GpuScorer {
         let exi_dev = grow(gpu, &mut work.ex_items, ex_items.len(), "exclusions")?.ptr();
         let scores = grow(gpu, &mut work.scores, bc * tile, "score tile")?.ptr();
         let lists = grow(gpu, &mut work.lists, bc * splits * top, "top-K lists")?.ptr();
-        let counts = grow(gpu, &mut work.counts, bc * splits, "top-K counts")?;
-        counts.zero_async(s)?;
-        let counts = counts.ptr();
+        let counts_buf = grow(gpu, &mut work.counts, bc * splits, "top-K counts")?;
+        counts_buf.zero_async(s)?;
+        let counts = counts_buf.ptr();
         let out_items = grow(gpu, &mut work.out_items, bc * top, "results")?.ptr();
         let out_scores = grow(gpu, &mut work.out_scores, bc * top, "results")?.ptr();
         let out_counts = grow(gpu, &mut work.out_counts, bc, "results")?.ptr();
+        let (thr, cand, cand_count, overflow) = if fused {
+            let thr = grow(gpu, &mut work.thresholds, bc, "thresholds")?.ptr();
+            let cand = grow(gpu, &mut work.cand, bc * cap, "candidates")?.ptr();
+            let cc = grow(gpu, &mut work.cand_count, bc, "candidate counts")?;
+            cc.zero_async(s)?;
+            let cc = cc.ptr();
+            let of = grow(gpu, &mut work.overflow, 1, "overflow flag")?;
+            of.zero_async(s)?;
+            (thr, cand, cc, of.ptr())
+        } else {
+            (0, 0, 0, 0)
+        };
         // The stream is idle here (the previous chunk ended with a download), so synchronous
         // uploads cannot race a kernel still reading these buffers.
         upload(q_dev, queries, s)?;
         upload(qn_dev, &qnorms, s)?;
         upload(exp_dev, &ex_indptr, s)?;
         upload(exi_dev, &ex_items, s)?;
-        let gemv = kernels.small_fits(bc, k);
-        let eps = self.eps(self.options.tf32 && !gemv);
-        let mut tile0 = 0usize;
-        while tile0 < n {
-            let tv = tile.min(n - tile0);
-            if gemv {
-                kernels.scores_small(
+        let eps = self.eps(self.options.tf32 && !small);
+        // Scores items [from, to) tile by tile and offers them to the running lists.
+        let run_tiles = |from: usize, to: usize| -> Result<()> {
+            let mut tile0 = from;
+            while tile0 < to {
+                let tv = tile.min(to - tile0);
+                if small {
+                    kernels.scores_small(
+                        s,
+                        items.ptr_at(tile0 * k),
+                        tv as u64,
+                        k,
+                        q_dev,
+                        bc,
+                        scores,
+                        gpu.multiprocessors,
+                    )?;
+                } else {
+                    gpu.blas.scores(
+                        items.ptr_at(tile0 * k),
+                        tv,
+                        q_dev,
+                        bc,
+                        k,
+                        scores,
+                        self.options.tf32,
+                    )?;
+                }
+                kernels.tile(
                     s,
-                    items.ptr_at(tile0 * k),
-                    tv as u64,
-                    k,
-                    q_dev,
-                    bc,
-                    scores,
-                    gpu.multiprocessors,
+                    &TileArgs {
+                        scores,
+                        tv: tv as u64,
+                        tile0: tile0 as u32,
+                        queries: q_dev,
+                        items: items.ptr(),
+                        item_norms: norms.ptr(),
+                        max_item_norm: *max_norm,
+                        query_norms: qn_dev,
+                        eps,
+                        ex_indptr: exp_dev,
+                        ex_items: exi_dev,
+                        k,
+                        top,
+                        lists,
+                        counts,
+                        batch: bc as u32,
+                        splits: splits as u32,
+                    },
                 )?;
-            } else {
-                gpu.blas.scores(
-                    items.ptr_at(tile0 * k),
-                    tv,
-                    q_dev,
-                    bc,
-                    k,
-                    scores,
-                    self.options.tf32,
-                )?;
+                tile0 += tv;
             }
-            kernels.tile(
+            Ok(())
+        };
+        if fused {
+            // The first tile is the sample whose K-th best bounds what can still matter.
+            run_tiles(0, tile)?;
+            kernels.thresholds(s, lists, counts, bc, top, thr)?;
+            kernels.fused_screen(
                 s,
-                &TileArgs {
-                    scores,
-                    tv: tv as u64,
-                    tile0: tile0 as u32,
-                    queries: q_dev,
-                    items: items.ptr(),
-                    item_norms: norms.ptr(),
-                    max_item_norm: *max_norm,
-                    query_norms: qn_dev,
-                    eps,
-                    ex_indptr: exp_dev,
-                    ex_items: exi_dev,
-                    k,
-                    top,
-                    lists,
-                    counts,
-                    batch: bc as u32,
-                    splits: splits as u32,
-                },
+                items.ptr(),
+                n as u64,
+                tile as u64,
+                k,
+                q_dev,
+                bc,
+                norms.ptr(),
+                qn_dev,
+                thr,
+                eps,
+                cand,
+                cand_count,
+                cap,
+                overflow,
+                gpu.multiprocessors,
             )?;
-            tile0 += tv;
+            kernels.candidates(
+                s,
+                cand,
+                cand_count,
+                cap,
+                q_dev,
+                items.ptr(),
+                exp_dev,
+                exi_dev,
+                k,
+                top,
+                lists,
+                counts,
+                bc,
+            )?;
+            let mut flag = [0i32];
+            download(&mut flag, overflow, s)?;
+            s.synchronize()
+                .map_err(|e| driver_err("waiting for the screening pass", e))?;
+            if flag[0] != 0 {
+                // Too many candidates for some query (a weak sample threshold): redo the chunk
+                // the plain way, which needs no candidate lists.
+                counts_buf.zero_async(s)?;
+                run_tiles(0, n)?;
+            }
+        } else {
+            run_tiles(0, n)?;
         }
         kernels.merge(
             s,
