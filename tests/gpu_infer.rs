@@ -57,6 +57,7 @@ fn gpu_top_k_equals_cpu_top_k_on_random_factors() {
                 GpuScorerOptions {
                     tf32,
                     tile,
+                    fused: tf32, // the fused screen is TF32-only
                     ..GpuScorerOptions::default()
                 },
             );
@@ -191,6 +192,7 @@ fn fused_screening_matches_the_cpu_and_falls_back_when_candidates_overflow() {
             &items,
             GpuScorerOptions {
                 tile: Some(2_048),
+                fused: true,
                 candidate_cap: cap,
                 ..GpuScorerOptions::default()
             },

@@ -30,7 +30,7 @@ pub struct InferBenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     pub batches: Vec<usize>,
     /// Backends, comma-separated: cpu1, cpuN, cpu (all threads), gpu (TF32 screening),
-    /// gpu-fp32, gpu:N.
+    /// gpu-fp32, gpu-fused (TF32 fused screening kernel), gpu:N[-fp32|-fused].
     #[arg(long, value_delimiter = ',', default_value = "cpu1,cpu,gpu,gpu-fp32")]
     pub backends: Vec<String>,
     /// Tracks per user.
@@ -90,15 +90,19 @@ fn backend(name: &str, items: &crate::als::Factors) -> Result<(Box<dyn Scorer>, 
         };
         return Ok((Box::new(CpuScorer::new(items)?), threads));
     }
-    let (dev, tf32) = match name.strip_suffix("-fp32") {
-        Some(d) => (d, false),
-        None => (name, true),
+    let (dev, tf32, fused) = if let Some(d) = name.strip_suffix("-fp32") {
+        (d, false, false)
+    } else if let Some(d) = name.strip_suffix("-fused") {
+        (d, true, true)
+    } else {
+        (name, true, false)
     };
     let DeviceChoice::Gpu(n) = dev.parse::<DeviceChoice>().map_err(|_| bad())? else {
         return Err(bad());
     };
     let options = GpuScorerOptions {
         tf32,
+        fused,
         ..GpuScorerOptions::default()
     };
     Ok((Box::new(GpuScorer::new(Gpu::open(n)?, items, options)?), 0))

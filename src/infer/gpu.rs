@@ -46,6 +46,9 @@ pub struct GpuScorerOptions {
     pub max_batch: usize,
     /// For batches above 4 with K ≤ 128 and TF32: screen with the fused tensor-core kernel
     /// (scores never written to memory) after a first tile that sets each query's threshold.
+    /// Off by default: measured slower at LFM-1b scale on an H200 (BENCHMARKS.md), where TF32's
+    /// error bound is wide next to the closely spaced top scores, so candidate lists overflow
+    /// and the chunk is redone by the tile path.
     pub fused: bool,
     /// Candidates kept per query by the fused screen before it falls back (tests shrink it).
     pub candidate_cap: Option<usize>,
@@ -57,7 +60,7 @@ impl Default for GpuScorerOptions {
             tf32: true,
             tile: None,
             max_batch: DEFAULT_MAX_BATCH,
-            fused: true,
+            fused: false,
             candidate_cap: None,
         }
     }
@@ -150,7 +153,11 @@ impl GpuScorer {
         let name = format!(
             "gpu ({}{})",
             gpu.describe(),
-            if options.tf32 { ", TF32 screening" } else { "" }
+            match (options.tf32, options.fused) {
+                (true, true) => ", TF32 fused screening",
+                (true, false) => ", TF32 screening",
+                _ => "",
+            }
         );
         Ok(Self {
             n: items.n,
