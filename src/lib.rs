@@ -21,6 +21,7 @@ pub mod eval;
 pub mod gpu;
 pub mod infer;
 pub mod recommend;
+pub mod serve;
 pub mod synth;
 pub mod util;
 

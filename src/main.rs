@@ -36,7 +36,7 @@ enum Command {
     Synth(SynthArgs),
     /// Turn raw listening logs into a dataset (aggregate, filter, re-index, split).
     Prep(PrepArgs),
-    /// Train an implicit-feedback ALS model on a dataset's train.npz (CPU).
+    /// Train an implicit-feedback ALS model on a dataset's train.npz (CPU or GPU).
     Train(TrainArgs),
     /// Ranking quality (precision, recall, nDCG, MAP, coverage @K) against held-out listens,
     /// beside the popularity baseline.
@@ -47,6 +47,8 @@ enum Command {
     Similar(SimilarArgs),
     /// Run the pipeline end to end on built-in synthetic data (no arguments needed).
     Demo(DemoArgs),
+    /// Serve recommendations over HTTP (JSON API, dynamic batching, Prometheus metrics).
+    Serve(cli::serve::ServeArgs),
     /// Measure Encore itself.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Recommend(a) => cli::model::cmd_recommend(&a),
         Command::Similar(a) => cli::model::cmd_similar(&a),
         Command::Demo(a) => cli::demo::cmd_demo(&a, cli.quiet),
+        Command::Serve(a) => cli::serve::cmd_serve(&a),
         Command::Bench(b) => cli::bench::run(b),
     }
 }

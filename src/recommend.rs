@@ -38,7 +38,7 @@ pub struct Recommender {
     pub scorer: Box<dyn Scorer>,
     /// Where the scorers run (`Cpu` or `Gpu(n)`, never `Auto`).
     pub device: DeviceChoice,
-    similar: Option<(Box<dyn Scorer>, Factors)>,
+    similar: std::sync::OnceLock<(Box<dyn Scorer>, Factors)>,
 }
 
 /// A scorer over `items` on `device` (`Cpu` or `Gpu(n)`).
@@ -81,7 +81,7 @@ impl Recommender {
                 dataset,
                 scorer,
                 device,
-                similar: None,
+                similar: std::sync::OnceLock::new(),
             },
             note,
         ))
@@ -126,12 +126,15 @@ impl Recommender {
     }
 
     /// The `k` tracks most similar (cosine) to each dense track column.
-    pub fn similar_rows(&mut self, items: &[u32], k: usize) -> Result<Vec<Ranked>> {
-        if self.similar.is_none() {
+    /// The index (a scorer over row-normalised factors) is built on first use.
+    pub fn similar_rows(&self, items: &[u32], k: usize) -> Result<Vec<Ranked>> {
+        if self.similar.get().is_none() {
             let unit = normalize_rows(&self.model.items);
-            self.similar = Some((scorer_on(self.device, &unit)?, unit));
+            let scorer = scorer_on(self.device, &unit)?;
+            // Two first calls at once may both build; one index is kept.
+            let _ = self.similar.set((scorer, unit));
         }
-        match &self.similar {
+        match self.similar.get() {
             Some((scorer, unit)) => similar_items(scorer.as_ref(), unit, items, k),
             None => Err(Error::Config("similarity index unavailable".into())),
         }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod model;
+pub mod serve;
 
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {

@@ -418,7 +418,7 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
 }
 
 pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
-    let mut rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
+    let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
     let col = rec.item_index(a.item)? as u32;
     let ranked = rec.similar_rows(&[col], a.k)?;
     let tracks = rec.describe(&ranked[0]);

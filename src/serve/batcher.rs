@@ -1,0 +1,208 @@
+//! Dynamic batching: requests queue, one worker thread forms batches and scores each batch with
+//! one `Scorer::top_k` call, and every caller gets its own answer.
+//!
+//! A batch closes when it holds `max_batch` jobs or `max_wait` has passed since its first job
+//! arrived, whichever comes first; under load batches fill at once, at low load a lone request
+//! waits at most `max_wait`. The queue is bounded: when it is full, [`Batcher::submit`] refuses
+//! the job at once (the server answers 503 with Retry-After) instead of letting memory and
+//! latency grow without bound. A batch asks for the largest K any of its jobs wants; the first
+//! k of an exact top-K under a total order are the exact top-k, so each job's answer is a prefix.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::infer::{Ranked, Scorer};
+
+/// What to leave out of a job's answer.
+#[derive(Debug, Clone)]
+pub enum Exclude {
+    Nothing,
+    /// The training tracks of this dense user row.
+    UserRow(usize),
+    /// These tracks (sorted, deduplicated).
+    Items(Vec<u32>),
+}
+
+/// One query.
+pub struct Job {
+    pub query: Vec<f32>,
+    pub exclude: Exclude,
+    pub k: usize,
+    pub reply: oneshot::Sender<Result<Ranked>>,
+}
+
+/// Observations of the batcher, for `/metrics`.
+pub trait BatchObserver: Send + Sync {
+    /// A batch of `size` jobs was scored in `seconds`.
+    fn batch(&self, size: usize, seconds: f64);
+}
+
+/// Batching settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// Jobs that may wait in the queue.
+    pub queue: usize,
+}
+
+/// Handle to the batching worker. Dropping it stops the worker after the queued jobs.
+pub struct Batcher {
+    tx: Option<SyncSender<Job>>,
+    depth: Arc<AtomicUsize>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// Why a job was not queued.
+#[derive(Debug)]
+pub enum Refused {
+    /// The queue is full: shed load.
+    Full,
+    /// The worker is gone (shutting down).
+    Closed,
+}
+
+impl Batcher {
+    /// Starts the worker over `scorer`; `rows(u)` gives the training tracks of user row `u`.
+    pub fn start(
+        cfg: BatchConfig,
+        scorer: Arc<dyn Scorer>,
+        rows: Arc<dyn Fn(usize) -> Vec<u32> + Send + Sync>,
+        observer: Arc<dyn BatchObserver>,
+    ) -> Result<Self> {
+        if cfg.max_batch == 0 || cfg.queue == 0 {
+            return Err(Error::Config("--max-batch and --queue must be >= 1".into()));
+        }
+        let (tx, rx) = sync_channel::<Job>(cfg.queue);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let d = depth.clone();
+        let worker = std::thread::Builder::new()
+            .name("encore-batcher".into())
+            .spawn(move || {
+                run(
+                    cfg,
+                    rx,
+                    scorer.as_ref(),
+                    rows.as_ref(),
+                    observer.as_ref(),
+                    &d,
+                )
+            })
+            .map_err(|e| Error::Config(format!("cannot start the batching thread: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            depth,
+            worker: Some(worker),
+        })
+    }
+
+    /// Queues a job, or refuses it at once when the queue is full.
+    pub fn submit(&self, job: Job) -> std::result::Result<(), Refused> {
+        let tx = self.tx.as_ref().ok_or(Refused::Closed)?;
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => Refused::Full,
+                    TrySendError::Disconnected(_) => Refused::Closed,
+                })
+            }
+        }
+    }
+
+    /// Jobs waiting in the queue now.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.tx.take(); // the worker drains the queue, then sees the channel closed
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn run(
+    cfg: BatchConfig,
+    rx: Receiver<Job>,
+    scorer: &dyn Scorer,
+    rows: &(dyn Fn(usize) -> Vec<u32> + Send + Sync),
+    observer: &dyn BatchObserver,
+    depth: &AtomicUsize,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(cfg.max_batch);
+    while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + cfg.max_wait;
+        batch.push(first);
+        while batch.len() < cfg.max_batch {
+            let now = Instant::now();
+            if now >= deadline {
+                // Take what is already queued without waiting.
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+                continue;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(j) => batch.push(j),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        let t = Instant::now();
+        score(scorer, rows, &mut batch);
+        observer.batch(batch.len(), t.elapsed().as_secs_f64());
+        batch.clear();
+    }
+}
+
+/// Scores `batch` in one call and answers every job.
+fn score(
+    scorer: &dyn Scorer,
+    rows: &(dyn Fn(usize) -> Vec<u32> + Send + Sync),
+    batch: &mut Vec<Job>,
+) {
+    let kf = scorer.n_factors();
+    let k = batch.iter().map(|j| j.k).max().unwrap_or(1);
+    let mut queries = Vec::with_capacity(batch.len() * kf);
+    let owned: Vec<Vec<u32>> = batch
+        .iter()
+        .map(|j| match &j.exclude {
+            Exclude::Nothing => Vec::new(),
+            Exclude::UserRow(u) => rows(*u),
+            Exclude::Items(v) => v.clone(),
+        })
+        .collect();
+    for j in batch.iter() {
+        queries.extend_from_slice(&j.query);
+    }
+    let refs: Vec<&[u32]> = owned.iter().map(|v| v.as_slice()).collect();
+    match scorer.top_k(&queries, Some(&refs), k) {
+        Ok(results) => {
+            for (job, mut r) in batch.drain(..).zip(results) {
+                r.items.truncate(job.k);
+                r.scores.truncate(job.k);
+                let _ = job.reply.send(Ok(r)); // the caller may have gone away
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(Error::Config(msg.clone())));
+            }
+        }
+    }
+}
