@@ -55,7 +55,9 @@ pub struct BatchConfig {
 /// Handle to the batching worker. Dropping it stops the worker after the queued jobs.
 pub struct Batcher {
     tx: Option<SyncSender<Job>>,
+    /// Jobs accepted and not yet answered (queued or in the batch being formed or scored).
     depth: Arc<AtomicUsize>,
+    capacity: usize,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -98,18 +100,22 @@ impl Batcher {
         Ok(Self {
             tx: Some(tx),
             depth,
+            capacity: cfg.queue,
             worker: Some(worker),
         })
     }
 
-    /// Queues a job, or refuses it at once when the queue is full.
+    /// Queues a job, or refuses it at once when `queue` jobs are already waiting for answers.
     pub fn submit(&self, job: Job) -> std::result::Result<(), Refused> {
         let tx = self.tx.as_ref().ok_or(Refused::Closed)?;
-        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self.depth.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Full);
+        }
         match tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
+                self.depth.fetch_sub(1, Ordering::AcqRel);
                 Err(match e {
                     TrySendError::Full(_) => Refused::Full,
                     TrySendError::Disconnected(_) => Refused::Closed,
@@ -118,9 +124,9 @@ impl Batcher {
         }
     }
 
-    /// Jobs waiting in the queue now.
+    /// Jobs accepted and not yet answered.
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.depth.load(Ordering::Acquire)
     }
 }
 
@@ -161,10 +167,11 @@ fn run(
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        let size = batch.len();
         let t = Instant::now();
-        score(scorer, rows, &mut batch);
-        observer.batch(batch.len(), t.elapsed().as_secs_f64());
+        score(scorer, rows, &mut batch); // answers and drains the batch
+        depth.fetch_sub(size, Ordering::AcqRel);
+        observer.batch(size, t.elapsed().as_secs_f64());
         batch.clear();
     }
 }

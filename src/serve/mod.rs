@@ -36,8 +36,10 @@ use metrics::Metrics;
 
 /// Largest k a request may ask for.
 pub const MAX_K: usize = 1000;
-/// Users per `POST /v1/recommend`, and tracks per history.
-pub const MAX_USERS: usize = 10_000;
+/// Users per `POST /v1/recommend` (below the default queue, so one request cannot fill it).
+pub const MAX_USERS: usize = 1_000;
+/// Entries per fold-in history.
+pub const MAX_HISTORY: usize = 100_000;
 
 /// Server settings.
 #[derive(Debug, Clone)]
