@@ -49,6 +49,9 @@ enum Command {
     Demo(DemoArgs),
     /// Serve recommendations over HTTP (JSON API, dynamic batching, Prometheus metrics).
     Serve(cli::serve::ServeArgs),
+    /// Open-loop load (Poisson arrivals) against a running server; latency percentiles from
+    /// each request's intended send time.
+    Loadgen(cli::serve::LoadgenArgs),
     /// Measure Encore itself.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -104,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Similar(a) => cli::model::cmd_similar(&a),
         Command::Demo(a) => cli::demo::cmd_demo(&a, cli.quiet),
         Command::Serve(a) => cli::serve::cmd_serve(&a),
+        Command::Loadgen(a) => cli::serve::cmd_loadgen(&a),
         Command::Bench(b) => cli::bench::run(b),
     }
 }

@@ -358,3 +358,41 @@ fn shutdown_lets_in_flight_requests_finish() {
     // And nothing listens any more.
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
 }
+
+#[test]
+fn loadgen_holds_its_target_rate_and_counts_every_answer() {
+    use encore::serve::loadgen::{LoadConfig, run};
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path());
+    let rec = recommender(&ds);
+    let s = start(rec, batch(64, 1, 4096), 1 << 20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = LoadConfig {
+        url: s.url(""),
+        users: ds.user_ids.clone(),
+        k: 5,
+        rate: 300.0,
+        duration: Duration::from_secs(2),
+        seed: 3,
+    };
+    let r = rt.block_on(run(&cfg)).unwrap();
+    // A Poisson count over 2 s at 300/s has a standard deviation of ~4%; 15% is > 3 sigma.
+    assert!((r.sent_rate - 300.0).abs() < 45.0, "sent {}/s", r.sent_rate);
+    assert_eq!(r.ok + r.shed + r.errors, r.sent);
+    assert_eq!(r.ok, r.sent, "shed {} errors {}", r.shed, r.errors);
+    assert_eq!(r.latency.count, r.ok);
+    assert!(r.latency.p50_us <= r.latency.p95_us && r.latency.p95_us <= r.latency.p999_us);
+    // Unknown users are errors, not successes (404 is counted apart from 503).
+    let bad = LoadConfig {
+        users: vec![987_654_321_987],
+        duration: Duration::from_millis(300),
+        ..cfg
+    };
+    let r = rt.block_on(run(&bad)).unwrap();
+    assert!(r.errors > 0 && r.ok == 0 && r.shed == 0);
+    s.stop().unwrap();
+}

@@ -63,3 +63,73 @@ pub fn cmd_serve(a: &ServeArgs) -> Result<()> {
     println!("encore serve: stopped");
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct LoadgenArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Dataset whose user ids are asked for (uniformly at random).
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Target request rates per second, comma-separated: one step each, in order.
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    pub rates: Vec<f64>,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Tracks per request.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Seed of the arrival schedule and user choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn cmd_loadgen(a: &LoadgenArgs) -> Result<()> {
+    use encore::serve::loadgen::{LoadConfig, run};
+    anyhow::ensure!(
+        a.duration > 0.0 && a.duration.is_finite(),
+        "--duration must be > 0"
+    );
+    let users = encore::data::npz::read_ids(&a.dataset.join(encore::data::dataset::USER_IDS))
+        .with_context(|| format!("reading user ids of {}", a.dataset.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut steps = Vec::new();
+    for (i, &rate) in a.rates.iter().enumerate() {
+        let cfg = LoadConfig {
+            url: a.url.clone(),
+            users: users.clone(),
+            k: a.k,
+            rate,
+            duration: Duration::from_secs_f64(a.duration),
+            seed: a.seed + i as u64,
+        };
+        let r = rt.block_on(run(&cfg))?;
+        if !a.json {
+            eprintln!(
+                "rate {:>9.1}/s: sent {:>9.1}/s ok {:>9.1}/s shed {} errors {}  p50 {} µs p95 {} µs p99 {} µs p99.9 {} µs",
+                r.target_rate,
+                r.sent_rate,
+                r.achieved_rate,
+                r.shed,
+                r.errors,
+                r.latency.p50_us,
+                r.latency.p95_us,
+                r.latency.p99_us,
+                r.latency.p999_us
+            );
+        }
+        steps.push(r);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&steps)?);
+    }
+    Ok(())
+}

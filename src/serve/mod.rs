@@ -12,6 +12,7 @@
 
 pub mod batcher;
 pub mod foldin;
+pub mod loadgen;
 pub mod metrics;
 
 use std::net::SocketAddr;
