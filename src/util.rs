@@ -92,6 +92,18 @@ fn remove_path(p: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    fs::write(&tmp, bytes).at(&tmp)?;
+    fs::rename(&tmp, path).at(path)
+}
+
 /// A progress bar over `total` units, hidden when `quiet` or when stderr is not a terminal.
 pub fn progress_bar(total: u64, message: &str, quiet: bool) -> ProgressBar {
     if quiet {

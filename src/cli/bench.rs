@@ -25,6 +25,11 @@ pub enum BenchCommand {
     /// thread, CPU all threads and the GPU, each answer checked against the CPU's. JSON and an
     /// SVG chart with --out.
     Infer(bench::infer::InferBenchArgs),
+    /// The three experiments end to end on one dataset: training wall-clock (CPU 1 thread, all
+    /// threads, GPU), p95 latency against request rate (an in-process server per backend under
+    /// an open-loop ramp) and the latency distribution at a common rate. Writes report.md,
+    /// results.json and SVG figures.
+    Report(bench::report::ReportArgs),
     /// CPU top-K latency for a batch of users (the first N users with held-out tracks), with
     /// already-listened filtering, median of repeated runs after a warm-up.
     Recommend(RecommendBenchArgs),
@@ -39,6 +44,19 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Recommend(a) => bench_recommend(&a),
+        BenchCommand::Report(a) => {
+            let r = bench::report::report(&a)?;
+            println!(
+                "bench report: wrote {} (report.md, results.json, train.svg, p95-vs-rate.svg, latency-cdf.svg){}",
+                a.out.display(),
+                if r.gpu.is_none() {
+                    "; no GPU: the GPU column is absent"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
         BenchCommand::Infer(a) => {
             let report = bench::infer::infer_bench(&a)?;
             println!("{}", report.render(a.json)?);
