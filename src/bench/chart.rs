@@ -13,6 +13,15 @@ pub struct Bar {
     pub value: f64,
 }
 
+/// `v` with three significant digits (0.00685 → "0.00685", 12.34 → "12.3").
+fn sig3(v: f64) -> String {
+    if !(v.is_finite() && v > 0.0) {
+        return format!("{v}");
+    }
+    let decimals = (2 - v.log10().floor() as i32).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
 /// Writes a titled bar chart with labelled axes to `path` (SVG). Non-positive or non-finite
 /// values are left out of a log-scale chart, never drawn as zero.
 pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<()> {
@@ -78,7 +87,7 @@ pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> R
                 .map_err(|e| err(&e))?;
             chart
                 .draw_series([Text::new(
-                    format!("{:.3}", b.value),
+                    sig3(b.value),
                     (x + 0.2, b.value * 1.15),
                     ("sans-serif", 14),
                 )])
@@ -115,7 +124,7 @@ pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> R
                 .map_err(|e| err(&e))?;
             chart
                 .draw_series([Text::new(
-                    format!("{:.3}", b.value),
+                    sig3(b.value),
                     (x + 0.2, b.value + hi * 0.03),
                     ("sans-serif", 14),
                 )])
@@ -209,6 +218,62 @@ pub fn line_chart_svg(
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// Renders the SVG at `svg` to a PNG at `png` (resvg, pure Rust) at `scale` × its size. Text
+/// uses the system's fonts; returns whether any were found (without them the PNG has no text,
+/// and the caller should say so).
+pub fn svg_to_png(svg: &Path, png: &Path, scale: f32) -> Result<bool> {
+    use resvg::{tiny_skia, usvg};
+    let data = std::fs::read(svg).map_err(|e| Error::io(svg, e))?;
+    let mut opt = usvg::Options::default();
+    let db = opt.fontdb_mut();
+    db.load_system_fonts();
+    // plotters writes font-family="sans-serif"; fontdb maps that to Arial unless told otherwise,
+    // which most Linux hosts lack. Use a sans face that is installed.
+    let family = [
+        "DejaVu Sans",
+        "Liberation Sans",
+        "Noto Sans",
+        "FreeSans",
+        "Arial",
+    ]
+    .into_iter()
+    .find(|want| {
+        db.faces()
+            .any(|f| f.families.iter().any(|(n, _)| n == want))
+    })
+    .map(str::to_string)
+    .or_else(|| {
+        db.faces()
+            .next()
+            .and_then(|f| f.families.first().map(|(n, _)| n.clone()))
+    });
+    let fonts = family.is_some();
+    if let Some(f) = family {
+        db.set_sans_serif_family(f);
+    }
+    let tree = usvg::Tree::from_data(&data, &opt)
+        .map_err(|e| Error::Config(format!("{}: {e}", svg.display())))?;
+    let size = tree.size().to_int_size().scale_by(scale).ok_or_else(|| {
+        Error::Config(format!(
+            "{}: cannot scale the image by {scale}",
+            svg.display()
+        ))
+    })?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| Error::Config(format!("{}: empty image", svg.display())))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    let bytes = pixmap
+        .encode_png()
+        .map_err(|e| Error::Config(format!("{}: PNG encoding: {e}", png.display())))?;
+    crate::util::write_atomic(png, &bytes)?;
+    Ok(fonts)
 }
 
 #[cfg(test)]

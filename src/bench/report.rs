@@ -6,7 +6,8 @@
 //!    `saturation_ms`, any request shed, or fewer answers than sent.
 //! 3. The per-request latency distribution of each backend at a common rate (the ramp's first).
 //!
-//! Writes `report.md`, `results.json` (every number, machine and device) and the figures as SVG.
+//! Writes `report.md`, `results.json` (every number, machine and device) and the figures as SVG
+//! and PNG (the SVG rendered by resvg).
 //! Without a usable GPU the GPU runs are left out and the report says so.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use serde::Serialize;
 use crate::als::AlsConfig;
 use crate::als::fit::{FitOptions, fit};
 use crate::bench::Machine;
-use crate::bench::chart::{Bar, Series, bar_chart_svg, line_chart_svg};
+use crate::bench::chart::{Bar, Series, bar_chart_svg, line_chart_svg, svg_to_png};
 use crate::bench::train::{RunSpec, TrainBenchArgs, TrainReport, train_bench};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, IoContext, Result};
@@ -336,8 +337,19 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
         "requests at or below (%)",
         &cdfs,
     )?;
+    let mut fonts = true;
+    for f in ["train", "p95-vs-rate", "latency-cdf"] {
+        fonts &= svg_to_png(
+            &dir.join(format!("{f}.svg")),
+            &dir.join(format!("{f}.png")),
+            1.5,
+        )?;
+    }
     let mut md = String::new();
     md += "# Encore benchmark report\n\n";
+    if !fonts {
+        md += "(No system fonts were found: the PNG figures have no text; the SVG ones do.)\n\n";
+    }
     md += &format!(
         "Dataset `{}`; machine {} ({} cores); GPU: {}.\n\n",
         r.dataset.display(),

@@ -47,7 +47,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Report(a) => {
             let r = bench::report::report(&a)?;
             println!(
-                "bench report: wrote {} (report.md, results.json, train.svg, p95-vs-rate.svg, latency-cdf.svg){}",
+                "bench report: wrote {} (report.md, results.json, and train, p95-vs-rate and latency-cdf as SVG and PNG){}",
                 a.out.display(),
                 if r.gpu.is_none() {
                     "; no GPU: the GPU column is absent"
