@@ -79,6 +79,8 @@ pub struct Report {
     pub train: TrainReport,
     pub serving: Vec<Ramp>,
     pub common_rate: f64,
+    /// Server overhead at low load (CPU, all threads).
+    pub overhead: Overhead,
 }
 
 /// A scorer run inside its own thread pool (the 1-thread CPU backend).
@@ -106,17 +108,17 @@ impl Scorer for Pooled {
     }
 }
 
-/// Serves `rec` on a loopback port and runs the ramp against it.
-fn ramp(rec: Recommender, a: &ReportArgs, users: &[u64]) -> Result<Vec<LoadResult>> {
+/// Serves `rec` on a loopback port with `batch` settings and runs `f(runtime, address)`.
+fn with_server<T>(
+    rec: Recommender,
+    batch: BatchConfig,
+    f: impl FnOnce(&tokio::runtime::Runtime, std::net::SocketAddr) -> Result<T>,
+) -> Result<T> {
     let cfg = ServeConfig {
         addr: "127.0.0.1:0"
             .parse()
             .map_err(|e| Error::Config(format!("address: {e}")))?,
-        batch: BatchConfig {
-            max_batch: 256,
-            max_wait: Duration::from_micros(500),
-            queue: 4096,
-        },
+        batch,
         body_limit: 1 << 20,
     };
     let st = state(rec, &cfg)?;
@@ -142,37 +144,96 @@ fn ramp(rec: Recommender, a: &ReportArgs, users: &[u64]) -> Result<Vec<LoadResul
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| Error::Config("the report's server did not start".into()))?;
-    let mut steps = Vec::new();
-    let mut rate = a.start_rate;
-    for i in 0..a.max_steps {
-        let r = rt.block_on(crate::serve::loadgen::run(&LoadConfig {
-            url: format!("http://{addr}"),
-            users: users.to_vec(),
-            k: 10,
-            rate,
-            duration: Duration::from_secs_f64(a.step_seconds),
-            seed: 7 + i as u64,
-        }))?;
-        let saturated = r.latency.p95_us as f64 / 1e3 > a.saturation_ms
-            || r.shed > 0
-            || r.errors > 0
-            || (r.ok as f64) < 0.9 * r.sent as f64;
-        eprintln!(
-            "  rate {:.0}/s: {:.0}/s answered, p95 {:.2} ms{}",
-            rate,
-            r.achieved_rate,
-            r.latency.p95_us as f64 / 1e3,
-            if saturated { " (saturated)" } else { "" }
-        );
-        steps.push(r);
-        if saturated {
-            break;
-        }
-        rate *= 2.0;
-    }
+    let out = f(&rt, addr);
     let _ = stop_tx.send(());
     let _ = rt.block_on(server);
-    Ok(steps)
+    out
+}
+
+/// The serving batch settings of the ramps.
+fn ramp_batch() -> BatchConfig {
+    BatchConfig {
+        max_batch: 256,
+        max_wait: Duration::from_micros(500),
+        queue: 4096,
+    }
+}
+
+/// Runs the open-loop ramp against a server of `rec`.
+fn ramp(rec: Recommender, a: &ReportArgs, users: &[u64]) -> Result<Vec<LoadResult>> {
+    with_server(rec, ramp_batch(), |rt, addr| {
+        let mut steps = Vec::new();
+        let mut rate = a.start_rate;
+        for i in 0..a.max_steps {
+            let r = rt.block_on(crate::serve::loadgen::run(&LoadConfig {
+                url: format!("http://{addr}"),
+                users: users.to_vec(),
+                k: 10,
+                rate,
+                duration: Duration::from_secs_f64(a.step_seconds),
+                seed: 7 + i as u64,
+            }))?;
+            let saturated = r.latency.p95_us as f64 / 1e3 > a.saturation_ms
+                || r.shed > 0
+                || r.errors > 0
+                || (r.ok as f64) < 0.9 * r.sent as f64;
+            eprintln!(
+                "  rate {:.0}/s: {:.0}/s answered, p95 {:.2} ms{}",
+                rate,
+                r.achieved_rate,
+                r.latency.p95_us as f64 / 1e3,
+                if saturated { " (saturated)" } else { "" }
+            );
+            steps.push(r);
+            if saturated {
+                break;
+            }
+            rate *= 2.0;
+        }
+        Ok(steps)
+    })
+}
+
+/// The server's own cost at low load: p50 of one-at-a-time HTTP requests (no batching wait)
+/// against p50 of the same users' direct `top_k` calls on the same scorer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overhead {
+    pub backend: String,
+    pub requests: usize,
+    pub direct_p50_us: u64,
+    pub http_p50_us: u64,
+    pub overhead_p50_us: i64,
+}
+
+fn overhead(rec: Recommender, users: &[u64], rows: &[usize]) -> Result<Overhead> {
+    let mut direct = crate::serve::loadgen::latency_histogram()?;
+    for &r in rows {
+        let q = rec.model.users.row(r).to_vec();
+        let ex = [rec.dataset.train.row(r).0];
+        let t = std::time::Instant::now();
+        rec.scorer.top_k(&q, Some(&ex), 10)?;
+        let _ = direct.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
+    }
+    let backend = rec.scorer.name();
+    let batch = BatchConfig {
+        max_wait: Duration::ZERO,
+        ..ramp_batch()
+    };
+    let http = with_server(rec, batch, |rt, addr| {
+        rt.block_on(crate::serve::loadgen::sequential(
+            &format!("http://{addr}"),
+            users,
+            10,
+        ))
+    })?;
+    let (d, h) = (direct.value_at_quantile(0.5), http.value_at_quantile(0.5));
+    Ok(Overhead {
+        backend,
+        requests: rows.len(),
+        direct_p50_us: d,
+        http_p50_us: h,
+        overhead_p50_us: h as i64 - d as i64,
+    })
 }
 
 /// (ms, fraction) points of a step's latency distribution.
@@ -242,6 +303,15 @@ pub fn report(a: &ReportArgs) -> Result<Report> {
     };
     let model = fit(ds.clone(), &cfg, &opts, |_| {})?;
     let users = ds.user_ids.clone();
+    // Overhead first, on a quiet machine: 300 users (or all), warm-up included in neither.
+    let n_over = users.len().min(300);
+    let rows: Vec<usize> = (0..n_over).collect();
+    let (rec, _) = Recommender::on_device(model.clone(), ds.clone(), DeviceChoice::Cpu)?;
+    let overhead = overhead(rec, &users[..n_over], &rows)?;
+    eprintln!(
+        " server overhead at low load: p50 {} µs over HTTP vs {} µs direct",
+        overhead.http_p50_us, overhead.direct_p50_us
+    );
     let mut backends: Vec<(&str, DeviceChoice, usize)> = vec![
         ("cpu (1 thread)", DeviceChoice::Cpu, 1),
         ("cpu (all threads)", DeviceChoice::Cpu, 0),
@@ -278,6 +348,7 @@ pub fn report(a: &ReportArgs) -> Result<Report> {
         train,
         serving,
         common_rate: a.start_rate,
+        overhead,
     };
     eprintln!("bench report: 3/3 figures and report.md");
     write(&report, &a.out)?;
@@ -390,6 +461,11 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
     md += &format!(
         "\n## 3. Latency distribution at {:.0} requests/s\n\n![cdf](latency-cdf.svg)\n",
         r.common_rate
+    );
+    let o = &r.overhead;
+    md += &format!(
+        "\n## Server overhead at low load\n\n{} requests one at a time, no batching wait, {}: p50 {} µs over HTTP against {} µs for the direct top-K call — {} µs of server overhead.\n",
+        o.requests, o.backend, o.http_p50_us, o.direct_p50_us, o.overhead_p50_us
     );
     crate::util::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(())

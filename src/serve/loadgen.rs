@@ -177,6 +177,31 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     })
 }
 
+/// Closed loop, one request at a time (low load): the latency of each of `users` in order, in
+/// microseconds. Used to measure the server's own overhead over the scoring call.
+pub async fn sequential(url: &str, users: &[u64], k: usize) -> Result<Histogram<u64>> {
+    let base = url.trim_end_matches('/');
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut h = latency_histogram()?;
+    for user in users {
+        let uri: hyper::Uri = format!("{base}/v1/recommend?user={user}&k={k}")
+            .parse()
+            .map_err(|e| Error::Config(format!("bad url {base}: {e}")))?;
+        let t = Instant::now();
+        let resp = client
+            .get(uri)
+            .await
+            .map_err(|e| Error::Config(format!("request failed: {e}")))?;
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        if status != 200 {
+            return Err(Error::Config(format!("user {user}: status {status}")));
+        }
+        let _ = h.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
+    }
+    Ok(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
