@@ -19,6 +19,16 @@ fn the_report_runs_on_the_tiny_dataset_and_produces_every_file() {
     ))
     .unwrap();
     let out = dir.path().join("report");
+    // The shape scripts/compare_implicit.py --json writes.
+    let implicit = dir.path().join("implicit.json");
+    std::fs::write(
+        &implicit,
+        r#"{"args": {"threads": 2}, "rows": [
+            {"name": "encore cg", "first_iteration_s": 0.01, "steady_iteration_s": 0.01},
+            {"name": "implicit cg", "first_iteration_s": 0.05, "steady_iteration_s": 0.04,
+             "metrics": {"precision": 0.18}}]}"#,
+    )
+    .unwrap();
     let r = report(&ReportArgs {
         dataset: dir.path().join("ds"),
         out: out.clone(),
@@ -29,6 +39,7 @@ fn the_report_runs_on_the_tiny_dataset_and_produces_every_file() {
         step_seconds: 0.4,
         saturation_ms: 100.0,
         no_gpu: true,
+        implicit_json: Some(implicit.clone()),
     })
     .unwrap();
     for f in [
@@ -54,6 +65,8 @@ fn the_report_runs_on_the_tiny_dataset_and_produces_every_file() {
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("the GPU column is absent"));
+    assert!(md.contains("implicit cg (2 threads, separate run)"));
+    assert_eq!(r.implicit.len(), 1);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert!(

@@ -58,6 +58,59 @@ pub struct ReportArgs {
     /// Leave the GPU out even when one is usable.
     #[arg(long)]
     pub no_gpu: bool,
+    /// Results of `scripts/compare_implicit.py --json` on this dataset: implicit's training time
+    /// is drawn beside Encore's (a separate run, labelled as such).
+    #[arg(long)]
+    pub implicit_json: Option<PathBuf>,
+}
+
+/// implicit's training time, from `scripts/compare_implicit.py --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImplicitRun {
+    pub label: String,
+    pub threads: Option<u64>,
+    pub first_iteration_s: f64,
+    pub steady_iteration_s: f64,
+    pub precision_at_10: Option<f64>,
+}
+
+fn read_implicit(path: &Path) -> Result<Vec<ImplicitRun>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::bad_input(path, format!("not JSON: {e}")))?;
+    let threads = v["args"]["threads"].as_u64();
+    let rows = v["rows"].as_array().ok_or_else(|| {
+        Error::bad_input(
+            path,
+            "no \"rows\" array (expected compare_implicit.py --json output)",
+        )
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let name = r["name"].as_str().unwrap_or_default();
+        if !name.starts_with("implicit") {
+            continue;
+        }
+        let num = |key: &str| {
+            r[key].as_f64().ok_or_else(|| {
+                Error::bad_input(path, format!("row {name:?} lacks a numeric {key:?}"))
+            })
+        };
+        out.push(ImplicitRun {
+            label: format!(
+                "{name} ({} threads, separate run)",
+                threads.map(|t| t.to_string()).unwrap_or_else(|| "?".into())
+            ),
+            threads,
+            first_iteration_s: num("first_iteration_s")?,
+            steady_iteration_s: num("steady_iteration_s")?,
+            precision_at_10: r["metrics"]["precision"].as_f64(),
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::bad_input(path, "no implicit rows"));
+    }
+    Ok(out)
 }
 
 /// One backend's serving ramp.
@@ -81,6 +134,8 @@ pub struct Report {
     pub common_rate: f64,
     /// Server overhead at low load (CPU, all threads).
     pub overhead: Overhead,
+    /// implicit's training runs, when given.
+    pub implicit: Vec<ImplicitRun>,
 }
 
 /// A scorer run inside its own thread pool (the 1-thread CPU backend).
@@ -257,6 +312,10 @@ pub fn report(a: &ReportArgs) -> Result<Report> {
             "--start-rate, --step-seconds and --max-steps must be > 0".into(),
         ));
     }
+    let implicit = match &a.implicit_json {
+        Some(p) => read_implicit(p)?,
+        None => Vec::new(),
+    };
     std::fs::create_dir_all(&a.out).at(&a.out)?;
     let gpu = if a.no_gpu {
         None
@@ -349,6 +408,7 @@ pub fn report(a: &ReportArgs) -> Result<Report> {
         serving,
         common_rate: a.start_rate,
         overhead,
+        implicit,
     };
     eprintln!("bench report: 3/3 figures and report.md");
     write(&report, &a.out)?;
@@ -367,6 +427,10 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
             label: x.label.clone(),
             value: x.steady_iteration_s,
         })
+        .chain(r.implicit.iter().map(|x| Bar {
+            label: x.label.clone(),
+            value: x.steady_iteration_s,
+        }))
         .collect();
     bar_chart_svg(
         &dir.join("train.svg"),
@@ -438,6 +502,17 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
             t.first_iteration_s,
             t.steady_iteration_s,
             t.end_to_end_s,
+            t.precision_at_10
+                .map(|p| format!("{p:.4}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    for t in &r.implicit {
+        md += &format!(
+            "| {} | {:.3} | {:.3} | - | {} |\n",
+            t.label,
+            t.first_iteration_s,
+            t.steady_iteration_s,
             t.precision_at_10
                 .map(|p| format!("{p:.4}"))
                 .unwrap_or_else(|| "-".into())
