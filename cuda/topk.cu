@@ -169,9 +169,13 @@ extern "C" __global__ void __launch_bounds__(512) topk_tile(
                 }
             }
             __syncthreads();
+            // Every thread reads the count, then a barrier: no thread may append for the next
+            // round before all have decided, or they could disagree about flushing.
+            const int buffered = s_buf;
+            __syncthreads();
             // Flush when the buffer nears capacity, and also while the running list is not yet
             // full: the sooner K entries are known, the sooner the threshold starts rejecting.
-            if (s_buf > BUF_CAP - (int)blockDim.x || (count < K && s_buf > 0)) {
+            if (buffered > BUF_CAP - (int)blockDim.x || (count < K && buffered > 0)) {
                 flush(keys, &s_count, &s_buf, K);
                 count = s_count;
                 theta = count == K ? keys[K - 1] : 0;
@@ -416,7 +420,9 @@ extern "C" __global__ void __launch_bounds__(512) topk_candidates(
             }
         }
         __syncthreads();
-        if (s_buf > BUF_CAP - (int)blockDim.x || (count < K && s_buf > 0)) {
+        const int buffered = s_buf;  // read by all before anyone appends again
+        __syncthreads();
+        if (buffered > BUF_CAP - (int)blockDim.x || (count < K && buffered > 0)) {
             flush(keys, &s_count, &s_buf, K);
             count = s_count;
             theta = count == K ? keys[K - 1] : 0;

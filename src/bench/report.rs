@@ -307,9 +307,11 @@ fn cdf(step: &LoadResult) -> Vec<(f64, f64)> {
 
 /// Runs all three experiments and writes the report directory.
 pub fn report(a: &ReportArgs) -> Result<Report> {
-    if !(a.start_rate > 0.0 && a.step_seconds > 0.0 && a.max_steps > 0) {
+    let rate_ok = a.start_rate > 0.0 && a.start_rate.is_finite();
+    let step_ok = a.step_seconds > 0.0 && a.step_seconds <= 3600.0;
+    if !rate_ok || !step_ok || a.max_steps == 0 {
         return Err(Error::Config(
-            "--start-rate, --step-seconds and --max-steps must be > 0".into(),
+            "--start-rate and --max-steps must be > 0, --step-seconds in (0, 3600]".into(),
         ));
     }
     let implicit = match &a.implicit_json {
@@ -362,7 +364,7 @@ pub fn report(a: &ReportArgs) -> Result<Report> {
     };
     let model = fit(ds.clone(), &cfg, &opts, |_| {})?;
     let users = ds.user_ids.clone();
-    // Overhead first, on a quiet machine: 300 users (or all), warm-up included in neither.
+    // Overhead first, on a quiet machine: the first 300 users (or all), one call each.
     let n_over = users.len().min(300);
     let rows: Vec<usize> = (0..n_over).collect();
     let (rec, _) = Recommender::on_device(model.clone(), ds.clone(), DeviceChoice::Cpu)?;

@@ -198,11 +198,21 @@ fn score(
     }
     let refs: Vec<&[u32]> = owned.iter().map(|v| v.as_slice()).collect();
     match scorer.top_k(&queries, Some(&refs), k) {
-        Ok(results) => {
+        Ok(results) if results.len() == batch.len() => {
             for (job, mut r) in batch.drain(..).zip(results) {
                 r.items.truncate(job.k);
                 r.scores.truncate(job.k);
                 let _ = job.reply.send(Ok(r)); // the caller may have gone away
+            }
+        }
+        Ok(results) => {
+            let msg = format!(
+                "scorer answered {} of {} queries",
+                results.len(),
+                batch.len()
+            );
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(Error::Config(msg.clone())));
             }
         }
         Err(e) => {

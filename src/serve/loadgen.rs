@@ -99,6 +99,12 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     if cfg.users.is_empty() {
         return Err(Error::Config("no user ids to ask for".into()));
     }
+    let requests = cfg.rate * cfg.duration.as_secs_f64();
+    if !(requests > 0.0 && requests <= 1e8) {
+        return Err(Error::Config(format!(
+            "rate x duration must give 1..=100,000,000 requests, got {requests}"
+        )));
+    }
     let base = cfg.url.trim_end_matches('/').to_string();
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
@@ -122,6 +128,8 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (offset, user) in &schedule {
+        // Reap finished tasks as we go so a long run does not hold every one of them.
+        while tasks.try_join_next().is_some() {}
         let intended = start + *offset;
         tokio::time::sleep_until(intended).await;
         let uri: hyper::Uri = format!("{base}/v1/recommend?user={user}&k={}", cfg.k)

@@ -323,9 +323,9 @@ async fn recommend_history(
 ) -> std::result::Result<Json<UserAnswer>, ApiError> {
     let Json(b) = body?;
     check_k(b.k)?;
-    if b.history.is_empty() || b.history.len() > MAX_USERS {
+    if b.history.is_empty() || b.history.len() > MAX_HISTORY {
         return Err(ApiError::bad(format!(
-            "history must hold 1..={MAX_USERS} entries"
+            "history must hold 1..={MAX_HISTORY} entries"
         )));
     }
     let mut hist = Vec::with_capacity(b.history.len());
@@ -351,9 +351,11 @@ async fn recommend_history(
             _ => merged.push((i, p)),
         }
     }
-    let x = st
-        .foldin
-        .solve(&st.rec.model.items, &merged)
+    // O(n·k²) in f64: off the async workers for long histories.
+    let (st2, hist2) = (st.clone(), merged.clone());
+    let x = tokio::task::spawn_blocking(move || st2.foldin.solve(&st2.rec.model.items, &hist2))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let ex = if b.filter {
         Exclude::Items(merged.iter().map(|&(i, _)| i).collect())
