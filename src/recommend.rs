@@ -87,6 +87,20 @@ impl Recommender {
         ))
     }
 
+    /// Dense rows of the users to benchmark with: those with held-out listens, or every user
+    /// when the dataset holds none.
+    pub fn benchmark_users(&self) -> Vec<usize> {
+        let users: Vec<usize> = crate::eval::eval_users(&self.dataset.valid)
+            .into_iter()
+            .map(|u| u as usize)
+            .collect();
+        if users.is_empty() {
+            (0..self.dataset.train.n_rows).collect()
+        } else {
+            users
+        }
+    }
+
     /// Dense row of an original user id.
     pub fn user_index(&self, original: u64) -> Result<usize> {
         self.dataset

@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::bench::Machine;
 use crate::error::{Error, Result};
-use crate::eval::eval_users;
 use crate::gpu::{DeviceChoice, Gpu};
 use crate::infer::{CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer};
 use crate::recommend::Recommender;
@@ -128,13 +127,7 @@ pub fn infer_bench(a: &InferBenchArgs) -> Result<InferReport> {
     let model = crate::als::model::Model::load(&a.model)?;
     let ds = crate::data::dataset::Dataset::load(&a.dataset)?;
     let rec = Recommender::cpu(model, ds)?;
-    let mut users: Vec<usize> = eval_users(&rec.dataset.valid)
-        .into_iter()
-        .map(|u| u as usize)
-        .collect();
-    if users.is_empty() {
-        users = (0..rec.dataset.train.n_rows).collect();
-    }
+    let users = rec.benchmark_users();
     let max_b = a.batches.iter().copied().max().unwrap_or(1);
     if users.len() < max_b {
         return Err(Error::Config(format!(

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use encore::bench::{self, Machine};
-use encore::eval::eval_users;
 use encore::gpu::DeviceChoice;
 
 use super::model::load_recommender;
@@ -33,6 +32,15 @@ pub enum BenchCommand {
     /// CPU top-K latency for a batch of users (the first N users with held-out tracks), with
     /// already-listened filtering, median of repeated runs after a warm-up.
     Recommend(RecommendBenchArgs),
+}
+
+/// Creates `dir` and writes `json` to `dir/results.json`; returns that path.
+fn write_results(dir: &std::path::Path, json: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("results.json");
+    encore::util::write_atomic(&path, json.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// Runs one benchmark subcommand.
@@ -61,11 +69,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             let report = bench::infer::infer_bench(&a)?;
             println!("{}", report.render(a.json)?);
             if let Some(dir) = &a.out {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                let path = dir.join("results.json");
-                std::fs::write(&path, report.render(true)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                let path = write_results(dir, &report.render(true)?)?;
                 let bars: Vec<encore::bench::chart::Bar> = report
                     .runs
                     .iter()
@@ -91,11 +95,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             let report = bench::train::train_bench(&a)?;
             println!("{}", report.render(a.json)?);
             if let Some(dir) = &a.out {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                let path = dir.join("results.json");
-                std::fs::write(&path, report.render(true)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                let path = write_results(dir, &report.render(true)?)?;
                 use encore::bench::chart::{Bar, bar_chart_svg};
                 let bars = |f: fn(&encore::bench::train::TrainRun) -> f64| -> Vec<Bar> {
                     report
@@ -159,13 +159,7 @@ pub struct RecommendBenchArgs {
 fn bench_recommend(a: &RecommendBenchArgs) -> Result<()> {
     anyhow::ensure!(a.repeats >= 1, "--repeats must be at least 1");
     let rec = load_recommender(&a.model, Some(&a.dataset), DeviceChoice::Cpu)?;
-    let mut users: Vec<usize> = eval_users(&rec.dataset.valid)
-        .into_iter()
-        .map(|u| u as usize)
-        .collect();
-    if users.is_empty() {
-        users = (0..rec.dataset.train.n_rows).collect();
-    }
+    let mut users = rec.benchmark_users();
     users.truncate(a.users);
     let filter = !a.no_filter;
     rec.recommend_rows(&users, a.k, filter)?;

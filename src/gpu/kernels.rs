@@ -197,32 +197,7 @@ impl AlsKernels {
     /// cholesky-fused: build, factor and solve each row in shared memory. Sets `*bad` (device
     /// i32) when a pivot is not positive.
     pub fn fused(&self, s: &CudaStream, c: &ChunkArgs, side: &SideArgs, bad: u64) -> Result<()> {
-        let (shared, threads) = self.exact_launch(side.k)?;
-        if c.n_rows == 0 {
-            return Ok(());
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (grid(c.n_rows, 1), 1, 1),
-            block_dim: (threads, 1, 1),
-            shared_mem_bytes: shared,
-        };
-        let k32 = side.k as i32;
-        let mut b = s.launch_builder(&self.fused);
-        b.arg(&c.indptr)
-            .arg(&c.nnz_base)
-            .arg(&c.indices)
-            .arg(&c.conf)
-            .arg(&c.n_rows)
-            .arg(&c.row0)
-            .arg(&side.fixed)
-            .arg(&side.gram)
-            .arg(&side.target)
-            .arg(&k32)
-            .arg(&side.regularization)
-            .arg(&bad);
-        // SAFETY: arguments match als_fused_cholesky; buffers as for `cg`; `bad` is a device i32.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching als_fused_cholesky", e))?;
-        Ok(())
+        self.exact(&self.fused, "als_fused_cholesky", s, c, side, bad)
     }
 
     /// lu, step 1: each row's A into `work` (n_rows k×k matrices) and b into its target row.
@@ -232,6 +207,20 @@ impl AlsKernels {
         c: &ChunkArgs,
         side: &SideArgs,
         work: u64,
+    ) -> Result<()> {
+        self.exact(&self.build_lu, "als_build_lu", s, c, side, work)
+    }
+
+    /// Launches one of the block-per-row exact kernels, whose arguments differ only in the last
+    /// pointer (`bad` for the fused solve, `work` for the LU build).
+    fn exact(
+        &self,
+        func: &CudaFunction,
+        name: &str,
+        s: &CudaStream,
+        c: &ChunkArgs,
+        side: &SideArgs,
+        last: u64,
     ) -> Result<()> {
         let (shared, threads) = self.exact_launch(side.k)?;
         if c.n_rows == 0 {
@@ -243,7 +232,7 @@ impl AlsKernels {
             shared_mem_bytes: shared,
         };
         let k32 = side.k as i32;
-        let mut b = s.launch_builder(&self.build_lu);
+        let mut b = s.launch_builder(func);
         b.arg(&c.indptr)
             .arg(&c.nnz_base)
             .arg(&c.indices)
@@ -255,9 +244,11 @@ impl AlsKernels {
             .arg(&side.target)
             .arg(&k32)
             .arg(&side.regularization)
-            .arg(&work);
-        // SAFETY: arguments match als_build_lu; `work` holds n_rows·k² floats.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching als_build_lu", e))?;
+            .arg(&last);
+        // SAFETY: the arguments match als_fused_cholesky and als_build_lu (same signature up to
+        // the last pointer) in order and type; buffers as for `cg`; `last` is a device i32 flag
+        // (fused) or n_rows·k² floats of workspace (LU), allocated by the backend.
+        unsafe { b.launch(cfg) }.map_err(|e| driver_err(&format!("launching {name}"), e))?;
         Ok(())
     }
 
