@@ -55,81 +55,60 @@ pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> R
         }
     };
     let style = |i: usize| Palette99::pick(i).filled();
+    // The two y axes (log, linear) have different coordinate types; the drawing is the same.
+    // `$label_y` places each value label just above its bar.
+    macro_rules! draw {
+        ($y_range:expr, $base:expr, $y_desc:expr, $label_y:expr) => {{
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 22))
+                .margin(16)
+                .x_label_area_size(48)
+                .y_label_area_size(72)
+                .build_cartesian_2d(0f64..n as f64, $y_range)
+                .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(2 * n + 1)
+                .x_label_formatter(&x_fmt)
+                .y_desc($y_desc)
+                .draw()
+                .map_err(|e| err(&e))?;
+            for (i, b) in bars
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.value.is_finite() && b.value > 0.0)
+            {
+                let x = i as f64;
+                chart
+                    .draw_series([Rectangle::new(
+                        [(x + 0.15, $base), (x + 0.85, b.value)],
+                        style(i),
+                    )])
+                    .map_err(|e| err(&e))?;
+                let label_y: f64 = $label_y(b.value);
+                chart
+                    .draw_series([Text::new(
+                        sig3(b.value),
+                        (x + 0.2, label_y),
+                        ("sans-serif", 14),
+                    )])
+                    .map_err(|e| err(&e))?;
+            }
+        }};
+    }
     if log {
         let y0 = 10f64.powf(lo.log10().floor());
         let y1 = 10f64.powf(hi.log10().ceil() + 0.1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0f64..n as f64, (y0..y1).log_scale())
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(2 * n + 1)
-            .x_label_formatter(&x_fmt)
-            .y_desc(format!("{y_label} (log scale)"))
-            .draw()
-            .map_err(|e| err(&e))?;
-        for (i, b) in bars
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.value.is_finite() && b.value > 0.0)
-        {
-            let x = i as f64;
-            chart
-                .draw_series([Rectangle::new(
-                    [(x + 0.15, y0), (x + 0.85, b.value)],
-                    style(i),
-                )])
-                .map_err(|e| err(&e))?;
-            chart
-                .draw_series([Text::new(
-                    sig3(b.value),
-                    (x + 0.2, b.value * 1.15),
-                    ("sans-serif", 14),
-                )])
-                .map_err(|e| err(&e))?;
-        }
+        draw!(
+            (y0..y1).log_scale(),
+            y0,
+            format!("{y_label} (log scale)"),
+            |v: f64| v * 1.15
+        );
     } else {
-        let y1 = hi * 1.15;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0f64..n as f64, 0f64..y1)
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(2 * n + 1)
-            .x_label_formatter(&x_fmt)
-            .y_desc(y_label)
-            .draw()
-            .map_err(|e| err(&e))?;
-        for (i, b) in bars
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.value.is_finite() && b.value > 0.0)
-        {
-            let x = i as f64;
-            chart
-                .draw_series([Rectangle::new(
-                    [(x + 0.15, 0.0), (x + 0.85, b.value)],
-                    style(i),
-                )])
-                .map_err(|e| err(&e))?;
-            chart
-                .draw_series([Text::new(
-                    sig3(b.value),
-                    (x + 0.2, b.value + hi * 0.03),
-                    ("sans-serif", 14),
-                )])
-                .map_err(|e| err(&e))?;
-        }
+        draw!(0f64..hi * 1.15, 0.0, y_label.to_string(), |v: f64| v + hi
+            * 0.03);
     }
     root.present().map_err(|e| err(&e))?;
     Ok(())
