@@ -301,6 +301,32 @@ fn a_full_queue_sheds_load_with_503_and_retry_after() {
 }
 
 #[test]
+fn a_many_user_request_is_queued_whole_or_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path());
+    let rec = recommender(&ds);
+    let s = start(rec, batch(64, 1, 3), 1 << 20);
+    let users: Vec<String> = ds.user_ids[..5].iter().map(|u| u.to_string()).collect();
+    let (code, body) = post(
+        &s.url("/v1/recommend"),
+        &format!("{{\"users\":[{}]}}", users.join(",")),
+    );
+    assert_eq!(code, 503, "five users do not fit a queue of three: {body}");
+    // Nothing of it stayed queued: a request that fits is answered.
+    let (code, body) = post(
+        &s.url("/v1/recommend"),
+        &format!("{{\"users\":[{}]}}", users[..3].join(",")),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (_, metrics) = get(&s.url("/metrics"));
+    assert!(
+        metrics.contains("encore_queue_depth 0"),
+        "depth not back to 0"
+    );
+    s.stop().unwrap();
+}
+
+#[test]
 fn fold_in_equals_the_training_solve_for_that_row() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());

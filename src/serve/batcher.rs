@@ -124,6 +124,26 @@ impl Batcher {
         }
     }
 
+    /// Queues all of `jobs` or none: when they do not all fit under the bound, every one is
+    /// refused, so a many-user request never leaves part of itself queued.
+    pub fn submit_all(&self, jobs: Vec<Job>) -> std::result::Result<(), Refused> {
+        let tx = self.tx.as_ref().ok_or(Refused::Closed)?;
+        let n = jobs.len();
+        if self.depth.fetch_add(n, Ordering::AcqRel) + n > self.capacity {
+            self.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(Refused::Full);
+        }
+        // The channel holds at most the accepted-but-unanswered jobs, which the bound keeps
+        // within its capacity, so these sends do not find it full.
+        for (i, job) in jobs.into_iter().enumerate() {
+            if tx.try_send(job).is_err() {
+                self.depth.fetch_sub(n - i, Ordering::AcqRel);
+                return Err(Refused::Closed);
+            }
+        }
+        Ok(())
+    }
+
     /// Jobs accepted and not yet answered.
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Acquire)

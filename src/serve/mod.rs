@@ -225,33 +225,33 @@ impl AppState {
                 k,
                 reply: tx,
             })
-            .map_err(|r| match r {
-                Refused::Full => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue full, retry later")
-                }
-                Refused::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-            })?;
+            .map_err(refused)?;
         Ok(rx)
     }
 
-    /// Queues the query of a known user (404 for an unknown one).
-    fn queue_user(
+    /// The job for a known user (404 for an unknown one) and the receiver of its answer.
+    fn user_job(
         &self,
         user: u64,
         k: usize,
         filter: bool,
-    ) -> std::result::Result<oneshot::Receiver<Result<Ranked>>, ApiError> {
+    ) -> std::result::Result<(Job, oneshot::Receiver<Result<Ranked>>), ApiError> {
         let row = self
             .rec
             .user_index(user)
             .map_err(|_| ApiError::not_found(format!("unknown user {user}")))?;
-        let q = self.rec.model.users.row(row).to_vec();
-        let ex = if filter {
-            Exclude::UserRow(row)
-        } else {
-            Exclude::Nothing
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            query: self.rec.model.users.row(row).to_vec(),
+            exclude: if filter {
+                Exclude::UserRow(row)
+            } else {
+                Exclude::Nothing
+            },
+            k,
+            reply: tx,
         };
-        self.queue(q, ex, k)
+        Ok((job, rx))
     }
 
     fn user_answer(&self, user: Option<u64>, k: usize, r: &Ranked) -> UserAnswer {
@@ -265,6 +265,14 @@ impl AppState {
                 .map(TrackOut::from)
                 .collect(),
         }
+    }
+}
+
+/// The 503 for a refused job.
+fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue full, retry later"),
+        Refused::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }
 
@@ -283,7 +291,9 @@ async fn recommend_get(
 ) -> std::result::Result<Json<UserAnswer>, ApiError> {
     let Query(q) = q?;
     check_k(q.k)?;
-    let r = answer(st.queue_user(q.user, q.k, q.filter)?).await?;
+    let (job, rx) = st.user_job(q.user, q.k, q.filter)?;
+    st.batcher.submit(job).map_err(refused)?;
+    let r = answer(rx).await?;
     Ok(Json(st.user_answer(Some(q.user), q.k, &r)))
 }
 
@@ -298,17 +308,16 @@ async fn recommend_post(
             "users must hold 1..={MAX_USERS} ids"
         )));
     }
-    // Unknown ids fail the request before anything is queued.
-    for &u in &b.users {
-        st.rec
-            .user_index(u)
-            .map_err(|_| ApiError::not_found(format!("unknown user {u}")))?;
-    }
-    // Queue every user first so they share batches, then collect the answers in order.
+    // Build every job first (an unknown id fails before anything is queued), then queue them
+    // all at once or none, so they share batches; answers are collected in order.
+    let mut jobs = Vec::with_capacity(b.users.len());
     let mut pending = Vec::with_capacity(b.users.len());
     for &u in &b.users {
-        pending.push((u, st.queue_user(u, b.k, b.filter)?));
+        let (job, rx) = st.user_job(u, b.k, b.filter)?;
+        jobs.push(job);
+        pending.push((u, rx));
     }
+    st.batcher.submit_all(jobs).map_err(refused)?;
     let mut out = Vec::with_capacity(pending.len());
     for (u, rx) in pending {
         let r = answer(rx).await?;
