@@ -69,6 +69,37 @@ pub struct SideArgs {
     pub regularization: f32,
 }
 
+/// Launches a row-solving kernel: every one takes the chunk, the fixed side, k and λ, then one
+/// kernel-specific argument (`last`: CG steps, the fused solve's flag, the LU workspace).
+fn launch_rows<T: cudarc::driver::DeviceRepr>(
+    s: &CudaStream,
+    func: &CudaFunction,
+    name: &str,
+    cfg: LaunchConfig,
+    c: &ChunkArgs,
+    side: &SideArgs,
+    last: T,
+) -> Result<()> {
+    let k32 = side.k as i32;
+    let mut b = s.launch_builder(func);
+    b.arg(&c.indptr)
+        .arg(&c.nnz_base)
+        .arg(&c.indices)
+        .arg(&c.conf)
+        .arg(&c.n_rows)
+        .arg(&c.row0)
+        .arg(&side.fixed)
+        .arg(&side.gram)
+        .arg(&side.target)
+        .arg(&k32)
+        .arg(&side.regularization)
+        .arg(&last);
+    // SAFETY: als_cg_p*, als_fused_cholesky and als_build_lu take exactly these arguments in
+    // this order and type (cuda/als.cu); the callers vouch for the buffers behind the addresses.
+    unsafe { b.launch(cfg) }.map_err(|e| driver_err(&format!("launching {name}"), e))?;
+    Ok(())
+}
+
 /// The loaded kernels.
 pub struct AlsKernels {
     cg: [CudaFunction; 4],
@@ -173,25 +204,9 @@ impl AlsKernels {
             block_dim: (CG_THREADS, 1, 1),
             shared_mem_bytes: shared as u32,
         };
-        let (k32, steps32) = (k as i32, steps as i32);
-        let mut b = s.launch_builder(&self.cg[variant]);
-        b.arg(&c.indptr)
-            .arg(&c.nnz_base)
-            .arg(&c.indices)
-            .arg(&c.conf)
-            .arg(&c.n_rows)
-            .arg(&c.row0)
-            .arg(&side.fixed)
-            .arg(&side.gram)
-            .arg(&side.target)
-            .arg(&k32)
-            .arg(&side.regularization)
-            .arg(&steps32);
-        // SAFETY: the arguments match als_cg_p* in order and type; every address points into a
-        // live device buffer of the sizes the chunk describes (checked by the caller's plan);
-        // the target rows of different warps are disjoint.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching als_cg", e))?;
-        Ok(())
+        // The chunk's addresses point into live device buffers of the sizes it describes (the
+        // backend's plan); different warps write disjoint target rows.
+        launch_rows(s, &self.cg[variant], "als_cg", cfg, c, side, steps as i32)
     }
 
     /// cholesky-fused: build, factor and solve each row in shared memory. Sets `*bad` (device
@@ -231,25 +246,9 @@ impl AlsKernels {
             block_dim: (threads, 1, 1),
             shared_mem_bytes: shared,
         };
-        let k32 = side.k as i32;
-        let mut b = s.launch_builder(func);
-        b.arg(&c.indptr)
-            .arg(&c.nnz_base)
-            .arg(&c.indices)
-            .arg(&c.conf)
-            .arg(&c.n_rows)
-            .arg(&c.row0)
-            .arg(&side.fixed)
-            .arg(&side.gram)
-            .arg(&side.target)
-            .arg(&k32)
-            .arg(&side.regularization)
-            .arg(&last);
-        // SAFETY: the arguments match als_fused_cholesky and als_build_lu (same signature up to
-        // the last pointer) in order and type; buffers as for `cg`; `last` is a device i32 flag
-        // (fused) or n_rows·k² floats of workspace (LU), allocated by the backend.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err(&format!("launching {name}"), e))?;
-        Ok(())
+        // `last` is a device i32 flag (fused) or n_rows·k² floats of workspace (LU), allocated
+        // by the backend.
+        launch_rows(s, func, name, cfg, c, side, last)
     }
 
     /// lu, step 2: the pointer arrays cuBLAS's batched LU takes.
