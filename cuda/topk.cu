@@ -11,7 +11,6 @@
 // Keys: a candidate is one u64, (ord(score) << 32) | (0xFFFFFFFF - item), so "better" is simply
 // "larger"; 0 never occurs (the low word is >= 1 for item < 2^32 - 1) and pads sorts.
 
-#include <mma.h>
 #include <stdint.h>
 
 typedef unsigned long long u64;
@@ -104,20 +103,24 @@ __device__ void flush(u64* keys, int* count, int* n_buf, int K) {
     __syncthreads();
 }
 
-// One block per (query b = blockIdx.x, split s = blockIdx.y): offers items [lo, hi) of the tile
-// (items tile0 .. tile0 + tv, scores at scores[b * tv + j]) to the running top-K kept in
-// lists[(b * splits + s) * K ..] / counts[b * splits + s].
+// One block per (scored row i = blockIdx.x, split s = blockIdx.y): offers positions [lo, hi) of
+// the tile (positions tile0 .. tile0 + tv, scores at scores[i * tv + j]) to the running top-K of
+// query b = slots[i] (i itself when slots is null) kept in lists[(b * splits + s) * K ..] /
+// counts[b * splits + s]. Items sit in the scorer's visiting order: the item id at position p is
+// perm[p] (p when perm is null), and ids, not positions, decide ties and exclusions.
 extern "C" __global__ void __launch_bounds__(512) topk_tile(
     const float* __restrict__ scores, uint64_t tv, uint32_t tile0,
     const float* __restrict__ queries, const float* __restrict__ items,
     const float* __restrict__ item_norms, float max_item_norm,
     const float* __restrict__ query_norms, float eps,
     const uint64_t* __restrict__ ex_indptr, const uint32_t* __restrict__ ex_items, int k,
-    int K, u64* __restrict__ lists, int* __restrict__ counts) {
+    int K, u64* __restrict__ lists, int* __restrict__ counts,
+    const uint32_t* __restrict__ perm, const uint32_t* __restrict__ slots) {
     u64* keys = topk_smem;
     float* q = reinterpret_cast<float*>(keys + SORT_CAP);
     __shared__ int s_count, s_buf;
-    const int b = blockIdx.x, s = blockIdx.y, splits = gridDim.y;
+    const int i_row = blockIdx.x, s = blockIdx.y, splits = gridDim.y;
+    const int b = slots ? (int)slots[i_row] : i_row;
     const uint64_t slot = (uint64_t)b * splits + s;
     u64* list = lists + slot * K;
     if (threadIdx.x == 0) {
@@ -132,7 +135,7 @@ extern "C" __global__ void __launch_bounds__(512) topk_tile(
     const uint32_t* ex = ex_items + ex_indptr[b];
     const uint64_t n_ex = ex_indptr[b + 1] - ex_indptr[b];
     const float margin = eps * query_norms[b];
-    const float* row = scores + (size_t)b * tv;
+    const float* row = scores + (size_t)i_row * tv;
     int count = s_count;
     u64 theta = count == K ? keys[K - 1] : 0;
     float theta_score = count == K ? unord_score((uint32_t)(theta >> 32)) : -INFINITY;
@@ -156,12 +159,13 @@ extern "C" __global__ void __launch_bounds__(512) topk_tile(
         for (int v = 0; v < VEC; ++v) {
             if (pass[v]) {
                 const uint64_t j = base + (uint64_t)v * blockDim.x + threadIdx.x;
-                const uint32_t item = tile0 + (uint32_t)j;
+                const uint32_t pos = tile0 + (uint32_t)j;
                 // Skip only what provably cannot beat the K-th best (NaN screens never skip).
                 const bool hopeless =
-                    count == K && sc[v] + margin * item_norms[item] < theta_score;
+                    count == K && sc[v] + margin * item_norms[pos] < theta_score;
+                const uint32_t item = hopeless ? 0u : (perm ? perm[pos] : pos);
                 if (!hopeless && !excluded(ex, n_ex, item)) {
-                    const u64 key = make_key(exact_score(q, items + (size_t)item * k, k), item);
+                    const u64 key = make_key(exact_score(q, items + (size_t)pos * k, k), item);
                     if (key > theta) {
                         const int at = atomicAdd(&s_buf, 1);
                         keys[count + at] = key;
@@ -288,147 +292,4 @@ extern "C" __global__ void topk_row_norms(const float* __restrict__ rows, uint64
         }
         norms[i] = (float)(sqrt(s) * (1.0 + 1e-6));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The fused path for larger batches: scores never go to memory.
-//
-// 1. The usual tile path over a sample (the first tile of items) gives each query an exact
-//    running top-K; its K-th best score theta_q is a lower bound on the final K-th best.
-// 2. topk_fused_screen: TF32 tensor cores (WMMA m16n16k8) score FQ queries x FI items per step
-//    into shared memory; a score can matter only if screened + eps*|q|*|y| >= theta_q, and
-//    those (few) items are appended to the query's candidate list.
-// 3. topk_candidates: each query's candidates are re-scored exactly and offered to its running
-//    top-K, as in topk_tile. A query whose list overflowed is redone by the tile path.
-// ---------------------------------------------------------------------------------------------
-
-#define FQ 64   // queries per block (4 warps x 16 rows)
-#define FI 64   // items per step (4 accumulator fragments of 16 per warp)
-
-// theta_q = the K-th best exact score of the running list (-inf while it has fewer than K).
-extern "C" __global__ void topk_thresholds(const u64* __restrict__ lists,
-                                           const int* __restrict__ counts, int B, int K,
-                                           float* __restrict__ thresholds) {
-    const int b = blockIdx.x * blockDim.x + threadIdx.x;
-    if (b < B) {
-        thresholds[b] = counts[b] == K ? unord_score((uint32_t)(lists[(uint64_t)b * K + K - 1] >> 32))
-                                       : -INFINITY;
-    }
-}
-
-extern "C" __global__ void __launch_bounds__(128) topk_fused_screen(
-    const float* __restrict__ items, uint64_t n, uint64_t item0, int k,
-    const float* __restrict__ queries, int B, const float* __restrict__ item_norms,
-    const float* __restrict__ query_norms, const float* __restrict__ thresholds, float eps,
-    uint32_t* __restrict__ cand, int* __restrict__ cand_count, int cap,
-    int* __restrict__ overflow) {
-    using namespace nvcuda;
-    const int kp = (k + 7) & ~7;
-    float* qs = reinterpret_cast<float*>(topk_smem);  // FQ x kp, tf32
-    float* ys = qs + FQ * kp;                          // FI x kp, tf32
-    float* cs = ys + FI * kp;                          // FQ x FI scores
-    float* thr = cs + FQ * FI;                         // FQ
-    float* qn = thr + FQ;                              // FQ: eps * |q|
-    float* yn = qn + FQ;                               // FI
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int q0 = blockIdx.x * FQ;
-    for (int e = threadIdx.x; e < FQ * kp; e += blockDim.x) {
-        const int r = e / kp, c = e - r * kp;
-        const float v = (q0 + r < B && c < k) ? queries[(size_t)(q0 + r) * k + c] : 0.f;
-        qs[e] = wmma::__float_to_tf32(v);
-    }
-    for (int r = threadIdx.x; r < FQ; r += blockDim.x) {
-        const bool live = q0 + r < B;
-        thr[r] = live ? thresholds[q0 + r] : INFINITY;
-        qn[r] = live ? eps * query_norms[q0 + r] : 0.f;
-    }
-    for (uint64_t t0 = item0 + (uint64_t)blockIdx.y * FI; t0 < n; t0 += (uint64_t)gridDim.y * FI) {
-        __syncthreads();  // the previous step's ys/yn are no longer read
-        for (int e = threadIdx.x; e < FI * kp; e += blockDim.x) {
-            const int r = e / kp, c = e - r * kp;
-            const float v = (t0 + r < n && c < k) ? __ldg(items + (t0 + r) * k + c) : 0.f;
-            ys[e] = wmma::__float_to_tf32(v);
-        }
-        for (int r = threadIdx.x; r < FI; r += blockDim.x) yn[r] = t0 + r < n ? item_norms[t0 + r] : 0.f;
-        __syncthreads();
-        wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FI / 16];
-#pragma unroll
-        for (int j = 0; j < FI / 16; ++j) wmma::fill_fragment(acc[j], 0.f);
-        for (int kk = 0; kk < kp; kk += 8) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
-            wmma::load_matrix_sync(a, qs + warp * 16 * kp + kk, kp);
-#pragma unroll
-            for (int j = 0; j < FI / 16; ++j) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> bf;
-                wmma::load_matrix_sync(bf, ys + j * 16 * kp + kk, kp);
-                wmma::mma_sync(acc[j], a, bf, acc[j]);
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < FI / 16; ++j)
-            wmma::store_matrix_sync(cs + warp * 16 * FI + j * 16, acc[j], FI, wmma::mem_row_major);
-        __syncwarp();
-        // Each warp tests its own 16 rows.
-        for (int e = lane; e < 16 * FI; e += 32) {
-            const int r = warp * 16 + e / FI, c = e % FI;
-            const float sc = cs[r * FI + c];
-            if (t0 + c < n && !(sc + qn[r] * yn[c] < thr[r])) {
-                const int q = q0 + r;
-                const int at = atomicAdd(&cand_count[q], 1);
-                if (at < cap) cand[(size_t)q * cap + at] = (uint32_t)(t0 + c);
-                else *overflow = 1;
-            }
-        }
-    }
-}
-
-// Offers each query's candidates (exactly re-scored) to its running top-K (splits = 1).
-extern "C" __global__ void __launch_bounds__(512) topk_candidates(
-    const uint32_t* __restrict__ cand, const int* __restrict__ cand_count, int cap,
-    const float* __restrict__ queries, const float* __restrict__ items,
-    const uint64_t* __restrict__ ex_indptr, const uint32_t* __restrict__ ex_items, int k, int K,
-    u64* __restrict__ lists, int* __restrict__ counts) {
-    u64* keys = topk_smem;
-    float* q = reinterpret_cast<float*>(keys + SORT_CAP);
-    __shared__ int s_count, s_buf;
-    const int b = blockIdx.x;
-    u64* list = lists + (uint64_t)b * K;
-    if (threadIdx.x == 0) {
-        s_count = counts[b];
-        s_buf = 0;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < s_count; i += blockDim.x) keys[i] = list[i];
-    for (int p = threadIdx.x; p < k; p += blockDim.x) q[p] = queries[(size_t)b * k + p];
-    __syncthreads();
-    const uint32_t* ex = ex_items + ex_indptr[b];
-    const uint64_t n_ex = ex_indptr[b + 1] - ex_indptr[b];
-    const int nc = min(cand_count[b], cap);
-    const uint32_t* mine = cand + (size_t)b * cap;
-    int count = s_count;
-    u64 theta = count == K ? keys[K - 1] : 0;
-    for (int base = 0; base < nc; base += blockDim.x) {
-        const int j = base + threadIdx.x;
-        if (j < nc) {
-            const uint32_t item = mine[j];
-            if (!excluded(ex, n_ex, item)) {
-                const u64 key = make_key(exact_score(q, items + (size_t)item * k, k), item);
-                if (key > theta) {
-                    const int at = atomicAdd(&s_buf, 1);
-                    keys[count + at] = key;
-                }
-            }
-        }
-        __syncthreads();
-        const int buffered = s_buf;  // read by all before anyone appends again
-        __syncthreads();
-        if (buffered > BUF_CAP - (int)blockDim.x || (count < K && buffered > 0)) {
-            flush(keys, &s_count, &s_buf, K);
-            count = s_count;
-            theta = count == K ? keys[K - 1] : 0;
-        }
-    }
-    if (s_buf > 0) flush(keys, &s_count, &s_buf, K);
-    for (int i = threadIdx.x; i < s_count; i += blockDim.x) list[i] = keys[i];
-    if (threadIdx.x == 0) counts[b] = s_count;
 }

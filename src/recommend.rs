@@ -41,15 +41,20 @@ pub struct Recommender {
     similar: std::sync::OnceLock<(Box<dyn Scorer>, Factors)>,
 }
 
-/// A scorer over `items` on `device` (`Cpu` or `Gpu(n)`).
-fn scorer_on(device: DeviceChoice, items: &Factors) -> Result<Box<dyn Scorer>> {
+/// A scorer over `items` on `device` (`Cpu` or `Gpu(n)`); `prune` orders the items by norm
+/// (pointless for unit rows, whose norms are all alike).
+fn scorer_on(device: DeviceChoice, items: &Factors, prune: bool) -> Result<Box<dyn Scorer>> {
     match device {
         DeviceChoice::Gpu(n) => Ok(Box::new(GpuScorer::new(
             Gpu::open(n)?,
             items,
-            GpuScorerOptions::default(),
+            GpuScorerOptions {
+                prune,
+                ..GpuScorerOptions::default()
+            },
         )?)),
-        _ => Ok(Box::new(CpuScorer::new(items)?)),
+        _ if prune => Ok(Box::new(CpuScorer::new(items)?)),
+        _ => Ok(Box::new(CpuScorer::unpruned(items)?)),
     }
 }
 
@@ -74,7 +79,7 @@ impl Recommender {
             },
             d => (d, None),
         };
-        let scorer = scorer_on(device, &model.items)?;
+        let scorer = scorer_on(device, &model.items, true)?;
         Ok((
             Self {
                 model,
@@ -144,7 +149,7 @@ impl Recommender {
     pub fn similar_rows(&self, items: &[u32], k: usize) -> Result<Vec<Ranked>> {
         if self.similar.get().is_none() {
             let unit = normalize_rows(&self.model.items);
-            let scorer = scorer_on(self.device, &unit)?;
+            let scorer = scorer_on(self.device, &unit, false)?;
             // Two first calls at once may both build; one index is kept.
             let _ = self.similar.set((scorer, unit));
         }

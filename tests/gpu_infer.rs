@@ -1,6 +1,9 @@
 //! GPU top-K against the CPU scorer, which is the oracle: ids, order and scores must be identical
-//! (bit for bit: the GPU re-scores every candidate with the CPU's arithmetic). Run on the GPU
-//! host with `--ignored` (`scripts/gpu-test.sh`).
+//! (bit for bit: the GPU re-scores every candidate with the CPU's arithmetic). The oracle is the
+//! CPU's full scan (no norm pruning), so the GPU's pruning is checked, not assumed. Run on the
+//! GPU host with `--ignored` (`scripts/gpu-test.sh`).
+
+mod common;
 
 use encore::als::Factors;
 use encore::gpu::Gpu;
@@ -49,15 +52,15 @@ fn gpu_top_k_equals_cpu_top_k_on_random_factors() {
     let queries = factors(37, 32, 2);
     let ex = exclusions(37, items.n);
     let ex_refs: Vec<&[u32]> = ex.iter().map(|v| v.as_slice()).collect();
-    let cpu = CpuScorer::new(&items).unwrap();
-    for tf32 in [true, false] {
+    let cpu = CpuScorer::unpruned(&items).unwrap();
+    for (tf32, prune) in [(true, true), (false, true), (true, false)] {
         for tile in [None, Some(1_000), Some(4_096)] {
             let g = gpu_scorer(
                 &items,
                 GpuScorerOptions {
                     tf32,
                     tile,
-                    fused: tf32, // the fused screen is TF32-only
+                    prune,
                     ..GpuScorerOptions::default()
                 },
             );
@@ -69,7 +72,7 @@ fn gpu_top_k_equals_cpu_top_k_on_random_factors() {
                     assert_same(
                         &got,
                         &want,
-                        &format!("tf32={tf32} tile={tile:?} k={k} filter={filter}"),
+                        &format!("tf32={tf32} prune={prune} tile={tile:?} k={k} filter={filter}"),
                     );
                 }
             }
@@ -92,7 +95,7 @@ fn ties_break_by_lower_item_index() {
         data,
     };
     let queries = factors(9, 16, 4);
-    let cpu = CpuScorer::new(&items).unwrap();
+    let cpu = CpuScorer::unpruned(&items).unwrap();
     let g = gpu_scorer(
         &items,
         GpuScorerOptions {
@@ -123,7 +126,7 @@ fn fewer_items_than_k_and_fully_filtered_users() {
     assert!(got[0].items.is_empty(), "every item filtered");
     assert_eq!(got[1].items.len(), 50 - some.len());
     assert_eq!(got[2].items.len(), 50);
-    let cpu = CpuScorer::new(&items).unwrap();
+    let cpu = CpuScorer::unpruned(&items).unwrap();
     assert_same(
         &got,
         &cpu.top_k(&queries.data, Some(&ex), 100).unwrap(),
@@ -138,7 +141,7 @@ fn large_batches_are_chunked_and_answers_do_not_depend_on_the_batch() {
     let queries = factors(30, 24, 8);
     let ex = exclusions(30, items.n);
     let ex_refs: Vec<&[u32]> = ex.iter().map(|v| v.as_slice()).collect();
-    let cpu = CpuScorer::new(&items).unwrap();
+    let cpu = CpuScorer::unpruned(&items).unwrap();
     let want = cpu.top_k(&queries.data, Some(&ex_refs), 20).unwrap();
     let g = gpu_scorer(
         &items,
@@ -181,26 +184,47 @@ fn bad_requests_are_errors_not_panics() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn fused_screening_matches_the_cpu_and_falls_back_when_candidates_overflow() {
-    let items = factors(20_000, 64, 11);
-    let queries = factors(70, 64, 12); // two fused query groups, the second partial
-    let ex = exclusions(70, items.n);
-    let ex_refs: Vec<&[u32]> = ex.iter().map(|v| v.as_slice()).collect();
-    let cpu = CpuScorer::new(&items).unwrap();
-    for cap in [None, Some(1)] {
+fn norm_pruning_is_exact_and_skips_most_items() {
+    // Heavy-tailed norms with planted equal-score pairs whose longer copy has the higher id, a NaN
+    // row, 150,000 items (several first blocks), k = 64 (the cuBLAS path and the small path).
+    let k = 64;
+    let items = common::heavy_tailed_items(150_000, k, 13, true);
+    let cpu = CpuScorer::unpruned(&items).unwrap();
+    for tf32 in [true, false] {
         let g = gpu_scorer(
             &items,
             GpuScorerOptions {
-                tile: Some(2_048),
-                fused: true,
-                candidate_cap: cap,
+                tf32,
+                max_batch: 256,
                 ..GpuScorerOptions::default()
             },
         );
-        for k in [1, 10, 128] {
-            let want = cpu.top_k(&queries.data, Some(&ex_refs), k).unwrap();
-            let got = g.top_k(&queries.data, Some(&ex_refs), k).unwrap();
-            assert_same(&got, &want, &format!("cap={cap:?} k={k}"));
+        for b in [1, 3, 40, 600] {
+            let q = common::queries_for_ties(b, k, 14 + b as u64);
+            let ex = common::exclusions(b, items.n, 3);
+            let ex_refs: Vec<&[u32]> = ex.iter().map(Vec::as_slice).collect();
+            for top in [1, 10, 100, 1000] {
+                for filter in [None, Some(ex_refs.as_slice())] {
+                    let what = format!("tf32={tf32} b={b} k={top} filter={}", filter.is_some());
+                    let want = cpu.top_k(&q, filter, top).unwrap();
+                    let before = g.items_scored().unwrap();
+                    let got = g.top_k(&q, filter, top).unwrap();
+                    assert_same(&got, &want, &what);
+                    let scored = g.items_scored().unwrap() - before;
+                    if top == 10 {
+                        assert!(
+                            scored * 4 < (b * items.n) as u64,
+                            "{what}: scored {scored} of {}",
+                            b * items.n
+                        );
+                    }
+                }
+            }
+            let r = g.top_k(&q, None, 100).unwrap();
+            assert!(
+                r.iter().any(|x| x.scores.windows(2).any(|w| w[0] == w[1])),
+                "b={b}: the planted ties never reached a top-100"
+            );
         }
     }
 }

@@ -364,3 +364,56 @@ fn bad_arguments_are_errors_not_panics() {
         "normalised factors of another shape",
     );
 }
+
+mod common;
+
+/// Norm pruning (the default) returns exactly the full scan's answer, ties by lower id included,
+/// and computes far fewer scores on factors whose norms spread like trained ones.
+#[test]
+fn norm_pruning_is_exact_and_skips_most_items() {
+    let k = 8;
+    let items = common::heavy_tailed_items(60_000, k, 5, true);
+    let full = CpuScorer::unpruned(&items).unwrap();
+    for (b, tile) in [(1, 256), (7, 200), (300, 100)] {
+        let pruned = CpuScorer::with_tile(&items, tile).unwrap();
+        let q = common::queries_for_ties(b, k, 6 + b as u64);
+        let ex = common::exclusions(b, items.n, 3);
+        let ex_refs: Vec<&[u32]> = ex.iter().map(Vec::as_slice).collect();
+        for top in [1, 10, 100, 1000] {
+            for filter in [None, Some(ex_refs.as_slice())] {
+                let want = full.top_k(&q, filter, top).unwrap();
+                let before = pruned.items_scored().unwrap();
+                let got = pruned.top_k(&q, filter, top).unwrap();
+                assert_eq!(got, want, "b={b} tile={tile} k={top}");
+                let scored = pruned.items_scored().unwrap() - before;
+                if top == 10 {
+                    assert!(
+                        scored * 4 < (b * items.n) as u64,
+                        "b={b}: scored {scored} of {} (pruning should skip most)",
+                        b * items.n
+                    );
+                }
+            }
+        }
+        // The planted ties do reach the answers: some answer holds two equal scores.
+        let r = pruned.top_k(&q, None, 100).unwrap();
+        assert!(
+            r.iter().any(|x| x.scores.windows(2).any(|w| w[0] == w[1])),
+            "b={b}: no tie in any top-100"
+        );
+    }
+    // Flat norms: nothing can be skipped, still exact.
+    let mut rng = Pcg64Mcg::seed_from_u64(9);
+    let flat = float_factors(3_000, k, &mut rng);
+    let q = float_factors(5, k, &mut rng);
+    assert_eq!(
+        CpuScorer::new(&flat)
+            .unwrap()
+            .top_k(&q.data, None, 10)
+            .unwrap(),
+        CpuScorer::unpruned(&flat)
+            .unwrap()
+            .top_k(&q.data, None, 10)
+            .unwrap()
+    );
+}

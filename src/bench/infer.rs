@@ -29,7 +29,7 @@ pub struct InferBenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     pub batches: Vec<usize>,
     /// Backends, comma-separated: cpu1, cpuN, cpu (all threads), gpu (TF32 screening),
-    /// gpu-fp32, gpu-fused (TF32 fused screening kernel), gpu:N[-fp32|-fused].
+    /// gpu-fp32, gpu:N[-fp32]; a `-noprune` suffix visits every item (no norm pruning).
     #[arg(long, value_delimiter = ',', default_value = "cpu1,cpu,gpu,gpu-fp32")]
     pub backends: Vec<String>,
     /// Tracks per user.
@@ -54,10 +54,16 @@ pub struct InferRun {
     pub median_ms: f64,
     pub min_ms: f64,
     pub samples: usize,
-    /// Dot products per second (batch · items / median).
+    /// Queries × items answered per second (batch · items / median), as if every item were
+    /// scored.
     pub scores_per_s: f64,
-    /// 2 · batch · items · k / median, in TFLOP/s.
+    /// Share of the batch × items dot products actually computed (norm pruning skips the rest).
+    pub scored_fraction: f64,
+    /// 2 · (dot products computed) · k / median, in TFLOP/s: the arithmetic rate achieved.
     pub tflops: f64,
+    /// Bytes of item factors the scoring read per second, once per visited item per call
+    /// (GB/s): the DRAM-bound view for small batches.
+    pub factor_gb_per_s: f64,
     /// Whether the answer equals the CPU scorer's (ids and scores).
     pub matches_cpu: bool,
 }
@@ -78,8 +84,13 @@ pub struct InferReport {
 fn backend(name: &str, items: &crate::als::Factors) -> Result<(Box<dyn Scorer>, usize)> {
     let bad = || {
         Error::Config(format!(
-            "unknown backend {name:?}: use cpu1, cpuN, cpu, gpu, gpu-fp32 or gpu:N"
+            "unknown backend {name:?}: use cpu1, cpuN, cpu, gpu, gpu-fp32 or gpu:N, \
+             each optionally with -noprune"
         ))
+    };
+    let (name, prune) = match name.strip_suffix("-noprune") {
+        Some(base) => (base, false),
+        None => (name, true),
     };
     if let Some(rest) = name.strip_prefix("cpu") {
         let threads = if rest.is_empty() {
@@ -87,21 +98,22 @@ fn backend(name: &str, items: &crate::als::Factors) -> Result<(Box<dyn Scorer>, 
         } else {
             rest.parse().map_err(|_| bad())?
         };
-        return Ok((Box::new(CpuScorer::new(items)?), threads));
+        let tile = CpuScorer::default_tile(items.k);
+        return Ok((
+            Box::new(CpuScorer::with_options(items, tile, prune)?),
+            threads,
+        ));
     }
-    let (dev, tf32, fused) = if let Some(d) = name.strip_suffix("-fp32") {
-        (d, false, false)
-    } else if let Some(d) = name.strip_suffix("-fused") {
-        (d, true, true)
-    } else {
-        (name, true, false)
+    let (dev, tf32) = match name.strip_suffix("-fp32") {
+        Some(d) => (d, false),
+        None => (name, true),
     };
     let DeviceChoice::Gpu(n) = dev.parse::<DeviceChoice>().map_err(|_| bad())? else {
         return Err(bad());
     };
     let options = GpuScorerOptions {
         tf32,
-        fused,
+        prune,
         ..GpuScorerOptions::default()
     };
     Ok((Box::new(GpuScorer::new(Gpu::open(n)?, items, options)?), 0))
@@ -146,8 +158,9 @@ pub fn infer_bench(a: &InferBenchArgs) -> Result<InferReport> {
         .collect();
     // The oracle: the all-threads CPU answer for the largest batch (a prefix answers the rest:
     // a query's result does not depend on its batch).
-    eprintln!("bench infer: CPU reference for {max_b} users ...");
-    let reference = rec.scorer.top_k(&queries, Some(&exclude), a.k)?;
+    // The reference visits every item (no pruning), so pruning is checked, not trusted.
+    eprintln!("bench infer: CPU reference (full scan) for {max_b} users ...");
+    let reference = CpuScorer::unpruned(&rec.model.items)?.top_k(&queries, Some(&exclude), a.k)?;
     let n_items = rec.model.items.n;
     let mut runs = Vec::new();
     let mut devices = Vec::new();
@@ -165,7 +178,10 @@ pub fn infer_bench(a: &InferBenchArgs) -> Result<InferReport> {
                 let r = pool.install(|| scorer.top_k(q, Some(ex), a.k))?;
                 Ok((t.elapsed().as_secs_f64() * 1e3, r))
             };
+            let scored0 = scorer.items_scored();
             let (warm_ms, answer) = call()?;
+            // Every call scores the same pairs: count them over the warm-up.
+            let scored1 = scorer.items_scored();
             let matches_cpu = answer == reference[..b];
             let mut samples = Vec::new();
             if warm_ms > 2_000.0 {
@@ -176,6 +192,12 @@ pub fn infer_bench(a: &InferBenchArgs) -> Result<InferReport> {
                 }
             }
             let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
+            // Without a counter, assume a full scan.
+            let scored = match (scored0, scored1) {
+                (Some(a), Some(z)) if z > a => (z - a) as f64,
+                _ => (b * n_items) as f64,
+            };
+            let fraction = scored / (b * n_items) as f64;
             let med = median(&mut samples);
             let secs = med / 1e3;
             let run = InferRun {
@@ -185,7 +207,10 @@ pub fn infer_bench(a: &InferBenchArgs) -> Result<InferReport> {
                 min_ms,
                 samples: samples.len(),
                 scores_per_s: (b * n_items) as f64 / secs,
-                tflops: 2.0 * (b * n_items * kf) as f64 / secs / 1e12,
+                scored_fraction: fraction,
+                tflops: 2.0 * scored * kf as f64 / secs / 1e12,
+                // Items visited per call: the widest query's prefix, at least the scored share.
+                factor_gb_per_s: fraction * (n_items * kf * 4) as f64 / secs / 1e9,
                 matches_cpu,
             };
             eprintln!(
@@ -223,8 +248,8 @@ impl InferReport {
             self.items, self.factors, self.k, self.machine.cpu, self.machine.cores
         );
         out += &format!(
-            "{:<10} {:>6} {:>12} {:>12} {:>9} {:>9} {:>6}\n",
-            "backend", "batch", "median ms", "min ms", "TFLOP/s", "speed-up", "exact"
+            "{:<12} {:>6} {:>12} {:>12} {:>9} {:>9} {:>9} {:>6}\n",
+            "backend", "batch", "median ms", "min ms", "scored %", "TFLOP/s", "speed-up", "exact"
         );
         for r in &self.runs {
             let base = self
@@ -234,11 +259,12 @@ impl InferReport {
                 .map(|x| x.median_ms / r.median_ms)
                 .unwrap_or(f64::NAN);
             out += &format!(
-                "{:<10} {:>6} {:>12.3} {:>12.3} {:>9.2} {:>8.1}x {:>6}\n",
+                "{:<12} {:>6} {:>12.3} {:>12.3} {:>9.3} {:>9.2} {:>8.1}x {:>6}\n",
                 r.backend,
                 r.batch,
                 r.median_ms,
                 r.min_ms,
+                100.0 * r.scored_fraction,
                 r.tflops,
                 base,
                 if r.matches_cpu { "yes" } else { "NO" }

@@ -24,7 +24,7 @@ const SELECT_THREADS: u32 = 512;
 /// One tile's selection launch.
 #[derive(Debug, Clone, Copy)]
 pub struct TileArgs {
-    /// Query-major scores of the tile: `scores[b·tv + j]` for item `tile0 + j`.
+    /// Row-major scores of the tile: `scores[i·tv + j]` for scored row i and position `tile0 + j`.
     pub scores: u64,
     pub tv: u64,
     pub tile0: u32,
@@ -42,8 +42,13 @@ pub struct TileArgs {
     pub top: usize,
     pub lists: u64,
     pub counts: u64,
+    /// Scored rows (grid x): row i is query `slots[i]`, or i when `slots` is 0.
     pub batch: u32,
     pub splits: u32,
+    /// Item id of each position (0: the position is the id).
+    pub perm: u64,
+    /// Query of each scored row (0: identity).
+    pub slots: u64,
 }
 
 /// Largest batch the fused small-batch scoring kernel takes (`SMALL_MAX` in topk.cu).
@@ -51,15 +56,8 @@ pub const SMALL_MAX: usize = 4;
 /// Item rows a small-batch scoring block stages (`SMALL_ROWS`, also its thread count).
 const SMALL_ROWS: usize = 128;
 
-/// Queries and items per fused screening block (`FQ`, `FI` in topk.cu); 4 warps.
-pub const FUSED_QUERIES: usize = 64;
-const FUSED_ITEMS: usize = 64;
-
 /// The loaded kernels.
 pub struct TopkKernels {
-    fused: CudaFunction,
-    thresholds: CudaFunction,
-    candidates: CudaFunction,
     small: CudaFunction,
     max_shared: usize,
     tile: CudaFunction,
@@ -91,17 +89,7 @@ impl TopkKernels {
                 max_shared as i32,
             )
             .map_err(|e| driver_err("raising the shared-memory limit", e))?;
-        let fused = f("topk_fused_screen")?;
-        fused
-            .set_attribute(
-                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                max_shared as i32,
-            )
-            .map_err(|e| driver_err("raising the shared-memory limit", e))?;
         Ok(Self {
-            fused,
-            thresholds: f("topk_thresholds")?,
-            candidates: f("topk_candidates")?,
             small,
             max_shared,
             tile: f("topk_tile")?,
@@ -133,9 +121,12 @@ impl TopkKernels {
             .arg(&k)
             .arg(&top)
             .arg(&a.lists)
-            .arg(&a.counts);
+            .arg(&a.counts)
+            .arg(&a.perm)
+            .arg(&a.slots);
         // SAFETY: arguments match topk_tile in order and type; the scorer sized every buffer for
-        // `batch` queries, `splits` lists of `top` keys each and a tile of `tv` items.
+        // `batch` scored rows of queries in range, `splits` lists of `top` keys each per query, a
+        // tile of `tv` items, and `perm` (when set) for every position.
         unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching topk_tile", e))?;
         Ok(())
     }
@@ -214,138 +205,6 @@ impl TopkKernels {
         // a cuMemAlloc base, rows of k floats, k % 4 == 0 for the vector path), `queries` b·k and
         // `out` b·n; the shared size was checked by `small_fits`.
         unsafe { l.launch(cfg) }.map_err(|e| driver_err("launching topk_scores_small", e))?;
-        Ok(())
-    }
-
-    /// Shared bytes of a fused screening block for `k` factors, if the device has them.
-    pub fn fused_shared(&self, k: usize) -> Option<usize> {
-        let kp = k.div_ceil(8) * 8;
-        let bytes = (FUSED_QUERIES * kp + FUSED_ITEMS * kp + FUSED_QUERIES * FUSED_ITEMS) * 4
-            + (2 * FUSED_QUERIES + FUSED_ITEMS) * 4;
-        (bytes <= self.max_shared).then_some(bytes)
-    }
-
-    /// θ_q = the K-th best exact score of each query's running list (−∞ while shorter).
-    pub fn thresholds(
-        &self,
-        s: &CudaStream,
-        lists: u64,
-        counts: u64,
-        b: usize,
-        top: usize,
-        out: u64,
-    ) -> Result<()> {
-        let cfg = LaunchConfig {
-            grid_dim: (b.div_ceil(256) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let (b32, top32) = (b as i32, top as i32);
-        let mut l = s.launch_builder(&self.thresholds);
-        l.arg(&lists).arg(&counts).arg(&b32).arg(&top32).arg(&out);
-        // SAFETY: arguments match topk_thresholds; lists hold b·top keys, counts and out b.
-        unsafe { l.launch(cfg) }.map_err(|e| driver_err("launching topk_thresholds", e))?;
-        Ok(())
-    }
-
-    /// TF32 tensor-core screening of items `item0..n` against every query's threshold; items
-    /// that may matter are appended to the query's candidate list (`cap` each).
-    #[allow(clippy::too_many_arguments)]
-    pub fn fused_screen(
-        &self,
-        s: &CudaStream,
-        items: u64,
-        n: u64,
-        item0: u64,
-        k: usize,
-        queries: u64,
-        b: usize,
-        item_norms: u64,
-        query_norms: u64,
-        thresholds: u64,
-        eps: f32,
-        cand: u64,
-        cand_count: u64,
-        cap: usize,
-        overflow: u64,
-        sms: usize,
-    ) -> Result<()> {
-        let shared = self.fused_shared(k).ok_or_else(|| {
-            crate::error::Error::Gpu(format!("fused screening: k = {k} too large"))
-        })?;
-        let groups = b.div_ceil(FUSED_QUERIES);
-        let steps = (n.saturating_sub(item0))
-            .div_ceil(FUSED_ITEMS as u64)
-            .max(1);
-        // Enough blocks for every SM several times over; each walks its share of item steps.
-        let slices = ((sms * 8).div_ceil(groups) as u64)
-            .clamp(1, steps)
-            .min(65_535);
-        let cfg = LaunchConfig {
-            grid_dim: (groups as u32, slices as u32, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: shared as u32,
-        };
-        let (k32, b32, cap32) = (k as i32, b as i32, cap as i32);
-        let mut l = s.launch_builder(&self.fused);
-        l.arg(&items)
-            .arg(&n)
-            .arg(&item0)
-            .arg(&k32)
-            .arg(&queries)
-            .arg(&b32)
-            .arg(&item_norms)
-            .arg(&query_norms)
-            .arg(&thresholds)
-            .arg(&eps)
-            .arg(&cand)
-            .arg(&cand_count)
-            .arg(&cap32)
-            .arg(&overflow);
-        // SAFETY: arguments match topk_fused_screen; items n·k floats, queries b·k, norms and
-        // thresholds per item/query, cand b·cap, cand_count b, overflow one i32.
-        unsafe { l.launch(cfg) }.map_err(|e| driver_err("launching topk_fused_screen", e))?;
-        Ok(())
-    }
-
-    /// Offers every query's candidates, re-scored exactly, to its running top-K.
-    #[allow(clippy::too_many_arguments)]
-    pub fn candidates(
-        &self,
-        s: &CudaStream,
-        cand: u64,
-        cand_count: u64,
-        cap: usize,
-        queries: u64,
-        items: u64,
-        ex_indptr: u64,
-        ex_items: u64,
-        k: usize,
-        top: usize,
-        lists: u64,
-        counts: u64,
-        b: usize,
-    ) -> Result<()> {
-        let cfg = LaunchConfig {
-            grid_dim: (b as u32, 1, 1),
-            block_dim: (SELECT_THREADS, 1, 1),
-            shared_mem_bytes: (SORT_CAP * 8 + k * 4) as u32,
-        };
-        let (cap32, k32, top32) = (cap as i32, k as i32, top as i32);
-        let mut l = s.launch_builder(&self.candidates);
-        l.arg(&cand)
-            .arg(&cand_count)
-            .arg(&cap32)
-            .arg(&queries)
-            .arg(&items)
-            .arg(&ex_indptr)
-            .arg(&ex_items)
-            .arg(&k32)
-            .arg(&top32)
-            .arg(&lists)
-            .arg(&counts);
-        // SAFETY: arguments match topk_candidates; buffers sized for b queries (splits = 1).
-        unsafe { l.launch(cfg) }.map_err(|e| driver_err("launching topk_candidates", e))?;
         Ok(())
     }
 

@@ -19,10 +19,12 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use super::kernel::{self, GEMV_MAX_QUERIES};
+use super::order::{NormOrder, norm_up};
 use super::select::TopK;
 use super::{Ranked, Scorer, validate_query};
 use crate::als::Factors;
@@ -74,13 +76,33 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Exact top-K on the CPU. Owns the item factors, rearranged into panels of `tile` items.
-#[derive(Debug, Clone)]
+/// Tiles in the first wave of a pruned scan (doubling after each wave): 16 tiles of 768 items
+/// cover the 0.06–0.31% of LFM-1b-scale tracks a query needs (see [`super::order`]).
+const FIRST_WAVE_TILES: usize = 16;
+
+/// Exact top-K on the CPU. Owns the item factors, rearranged into panels of `tile` items, in
+/// descending norm order when pruning ([`super::order`]).
+#[derive(Debug)]
 pub struct CpuScorer {
     n: usize,
     k: usize,
     tile: usize,
     panels: Vec<f32>,
+    order: Option<NormOrder>,
+    scored: AtomicU64,
+}
+
+impl Clone for CpuScorer {
+    fn clone(&self) -> Self {
+        Self {
+            n: self.n,
+            k: self.k,
+            tile: self.tile,
+            panels: self.panels.clone(),
+            order: self.order.clone(),
+            scored: AtomicU64::new(self.scored.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl CpuScorer {
@@ -93,6 +115,17 @@ impl CpuScorer {
     /// A scorer with an explicit tile size (items per product), 1..=[`MAX_TILE`]. The result
     /// does not depend on the tile; only speed does.
     pub fn with_tile(items: &Factors, tile: usize) -> Result<Self> {
+        Self::with_options(items, tile, true)
+    }
+
+    /// A scorer that visits every item in id order (no norm pruning): for factors whose norms
+    /// are all alike, such as the unit rows of cosine similarity, where pruning cannot stop.
+    pub fn unpruned(items: &Factors) -> Result<Self> {
+        Self::with_options(items, Self::default_tile(items.k), false)
+    }
+
+    /// A scorer with an explicit tile and pruning choice (the result depends on neither).
+    pub fn with_options(items: &Factors, tile: usize, prune: bool) -> Result<Self> {
         let bad = |m: String| Err(Error::Config(m));
         if items.k == 0 {
             return bad("item factors have no columns".into());
@@ -111,11 +144,18 @@ impl CpuScorer {
         if tile == 0 || tile > MAX_TILE {
             return bad(format!("tile must be 1..={MAX_TILE} items, got {tile}"));
         }
+        let order = prune.then(|| NormOrder::new(items));
+        let panels = match &order {
+            Some(o) => kernel::to_panels(&o.permute_rows(items), items.n, items.k, tile),
+            None => kernel::to_panels(&items.data, items.n, items.k, tile),
+        };
         Ok(Self {
             n: items.n,
             k: items.k,
             tile,
-            panels: kernel::to_panels(&items.data, items.n, items.k, tile),
+            panels,
+            order,
+            scored: AtomicU64::new(0),
         })
     }
 
@@ -136,13 +176,15 @@ impl CpuScorer {
         if i >= self.n {
             return None;
         }
+        let i = self.order.as_ref().map_or(i, |o| o.pos[i] as usize);
         let (lo, k) = (i / self.tile * self.tile, self.k);
         let w = self.tile.min(self.n - lo);
         let panel = &self.panels[lo * k..(lo + w) * k];
         Some((0..k).map(|p| panel[p * w + (i - lo)]).collect())
     }
 
-    /// Heaps for the queries `q` (row-major) over the item tiles `tiles`, in tile order.
+    /// Heaps for the queries `q` (row-major) over the item tiles `tiles`, in tile order;
+    /// `exclude` holds sorted item ids.
     fn score_range(
         &self,
         q: &[f32],
@@ -150,6 +192,7 @@ impl CpuScorer {
         tiles: Range<usize>,
         cap: usize,
     ) -> Vec<TopK> {
+        let ids = self.order.as_ref().map(|o| o.perm.as_slice());
         let (n, f) = (self.n, self.k);
         let m = q.len() / f;
         let product: kernel::Product = if m <= GEMV_MAX_QUERIES && kernel::gemv_matches_gemm(f) {
@@ -165,8 +208,13 @@ impl CpuScorer {
                 let w = hi - lo;
                 product(q, m, f, &self.panels[lo * f..hi * f], w, scratch);
                 for (u, heap) in heaps.iter_mut().enumerate() {
-                    let ex = exclude.map_or(&[][..], |e| in_range(e[u], lo, hi));
-                    heap.scan(&scratch[u * w..(u + 1) * w], lo as u32, ex);
+                    // In id order only this tile's slice matters; permuted, the whole list.
+                    let ex = match (exclude, ids) {
+                        (None, _) => &[][..],
+                        (Some(e), None) => in_range(e[u], lo, hi),
+                        (Some(e), Some(_)) => e[u],
+                    };
+                    heap.scan(&scratch[u * w..(u + 1) * w], lo as u32, ex, ids);
                 }
             }
         });
@@ -198,27 +246,89 @@ impl Scorer for CpuScorer {
         let (n, f) = (self.n, self.k);
         let b = validate_query(n, f, queries, exclude, k)?;
         let cap = k.min(n);
-        let n_chunks = b.div_ceil(QUERIES_PER_CHUNK);
         let n_tiles = n.div_ceil(self.tile);
+        // Each query's norm bound, when pruning.
+        let q_norms: Vec<f32> = match &self.order {
+            Some(_) => queries.chunks_exact(f).map(norm_up).collect(),
+            None => Vec::new(),
+        };
+        let mut heaps: Vec<TopK> = (0..b).map(|_| TopK::new(cap)).collect();
+        let mut active: Vec<usize> = (0..b).collect();
+        let mut gathered: Vec<f32> = Vec::new();
+        let (mut t0, mut wave) = match self.order {
+            Some(_) => (0, FIRST_WAVE_TILES),
+            None => (0, n_tiles),
+        };
+        while t0 < n_tiles && !active.is_empty() {
+            let t1 = (t0 + wave).min(n_tiles);
+            let all = active.len() == b;
+            if !all {
+                gathered.clear();
+                for &u in &active {
+                    gathered.extend_from_slice(&queries[u * f..(u + 1) * f]);
+                }
+            }
+            let q = if all { queries } else { &gathered[..] };
+            let ex: Option<Vec<&[u32]>> = exclude.map(|e| active.iter().map(|&u| e[u]).collect());
+            let parts = self.wave(q, ex.as_deref(), t0..t1, cap);
+            for (&u, part) in active.iter().zip(parts) {
+                heaps[u].merge(&part);
+            }
+            let visited = (t1 * self.tile).min(n);
+            self.scored.fetch_add(
+                (active.len() * (visited - t0 * self.tile)) as u64,
+                Ordering::Relaxed,
+            );
+            t0 = t1;
+            wave *= 2;
+            if let Some(o) = &self.order {
+                active.retain(|&u| {
+                    !heaps[u]
+                        .kth()
+                        .is_some_and(|kth| o.settled(kth, q_norms[u], visited, f))
+                });
+            }
+        }
+        Ok(heaps.into_par_iter().map(TopK::into_ranked).collect())
+    }
+
+    fn items_scored(&self) -> Option<u64> {
+        Some(self.scored.load(Ordering::Relaxed))
+    }
+}
+
+impl CpuScorer {
+    /// Heaps for every query in `q` over the tiles `tiles`: query chunks × tile ranges in
+    /// parallel, the ranges' heaps merged per query.
+    fn wave(
+        &self,
+        q: &[f32],
+        exclude: Option<&[&[u32]]>,
+        tiles: Range<usize>,
+        cap: usize,
+    ) -> Vec<TopK> {
+        let f = self.k;
+        let b = q.len() / f;
+        let n_tiles = tiles.len();
+        let n_chunks = b.div_ceil(QUERIES_PER_CHUNK);
         // Split items only when chunks alone cannot keep every thread busy.
         let want = (TASKS_PER_THREAD * rayon::current_num_threads()).div_ceil(n_chunks.max(1));
         let per_range = n_tiles.div_ceil(want.clamp(1, n_tiles.max(1))).max(1);
         let ranges = n_tiles.div_ceil(per_range).max(1);
-
         let mut parts: Vec<Vec<TopK>> = (0..n_chunks * ranges)
             .into_par_iter()
             .map(|task| {
                 let (c, r) = (task / ranges, task % ranges);
                 let (q0, q1) = (c * QUERIES_PER_CHUNK, ((c + 1) * QUERIES_PER_CHUNK).min(b));
-                let t0 = r * per_range;
-                let tiles = t0..(t0 + per_range).min(n_tiles);
+                let lo = tiles.start + r * per_range;
+                let hi = (lo + per_range).min(tiles.end);
                 let ex = exclude.map(|e| &e[q0..q1]);
-                self.score_range(&queries[q0 * f..q1 * f], ex, tiles, cap)
+                self.score_range(&q[q0 * f..q1 * f], ex, lo..hi, cap)
             })
             .collect();
-        let heaps: Vec<Vec<TopK>> = parts
+        parts
             .par_chunks_mut(ranges)
-            .map(|group| match group.split_first_mut() {
+            .flat_map_iter(|group| match group.split_first_mut() {
                 Some((first, rest)) => {
                     for other in rest.iter() {
                         for (h, o) in first.iter_mut().zip(other) {
@@ -229,11 +339,6 @@ impl Scorer for CpuScorer {
                 }
                 None => Vec::new(),
             })
-            .collect();
-        Ok(heaps
-            .into_par_iter()
-            .flatten()
-            .map(TopK::into_ranked)
-            .collect())
+            .collect()
     }
 }

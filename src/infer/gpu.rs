@@ -11,12 +11,20 @@
 //! rounds each input to 10 mantissa bits first, adding at most (2·2⁻¹¹ + 2⁻²²)·Σ|q_p y_p|. The
 //! constants below double these for the rounding of the norms and the comparison itself.
 //!
+//! Norm pruning ([`super::order`]): the items sit on the device in descending norm order, and a
+//! batch visits them in blocks that double in size (16 Ki items first). After each block the
+//! lists are merged and every query whose K-th best already beats |q|·|y_next| is dropped; the
+//! rest are gathered into a smaller batch for the next block. On LFM-1b-scale factors the first
+//! block settles almost every query, so a batch reads a few MB of factors instead of 1.3 GB.
+//!
 //! Large batches go in chunks of at most `max_batch` queries; few queries split the items among
 //! several blocks per query (`splits`) whose lists are merged at the end, so one request still
 //! uses the whole GPU.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::order::{NormOrder, norm_up};
 use super::{Ranked, Scorer, validate_query};
 use crate::als::Factors;
 use crate::error::{Error, Result};
@@ -30,8 +38,11 @@ const SCORE_BUDGET_BYTES: usize = 256 << 20;
 const MIN_TILE: usize = 1 << 16;
 /// Queries per chunk by default.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
-/// Largest K the fused screen takes: its candidate lists grow with K.
-const FUSED_MAX_K: usize = 128;
+/// Items in a pruned scan's first block (doubling after each block): the 0.06–0.31% of
+/// LFM-1b-scale tracks a query needs, measured (see [`super::order`]).
+const FIRST_BLOCK: usize = 1 << 14;
+/// Fewest items per split in the first block: smaller splits only add merge work.
+const MIN_SPLIT_ITEMS: usize = 512;
 /// Blocks per SM the selection aims for when choosing splits.
 const BLOCKS_PER_SM: usize = 4;
 
@@ -44,14 +55,9 @@ pub struct GpuScorerOptions {
     pub tile: Option<usize>,
     /// Queries per chunk.
     pub max_batch: usize,
-    /// For batches above 4 with K ≤ 128 and TF32: screen with the fused tensor-core kernel
-    /// (scores never written to memory) after a first tile that sets each query's threshold.
-    /// Off by default: measured slower at LFM-1b scale on an H200 (BENCHMARKS.md), where TF32's
-    /// error bound is wide next to the closely spaced top scores, so candidate lists overflow
-    /// and the chunk is redone by the tile path.
-    pub fused: bool,
-    /// Candidates kept per query by the fused screen before it falls back (tests shrink it).
-    pub candidate_cap: Option<usize>,
+    /// Visit items in descending norm order and stop each query once the rest provably cannot
+    /// enter its top-K (exact; see the module doc). Off for unit rows (cosine similarity).
+    pub prune: bool,
 }
 
 impl Default for GpuScorerOptions {
@@ -60,8 +66,7 @@ impl Default for GpuScorerOptions {
             tf32: true,
             tile: None,
             max_batch: DEFAULT_MAX_BATCH,
-            fused: false,
-            candidate_cap: None,
+            prune: true,
         }
     }
 }
@@ -79,10 +84,8 @@ struct Work {
     out_items: Option<DeviceBuffer<u32>>,
     out_scores: Option<DeviceBuffer<f32>>,
     out_counts: Option<DeviceBuffer<i32>>,
-    thresholds: Option<DeviceBuffer<f32>>,
-    cand: Option<DeviceBuffer<u32>>,
-    cand_count: Option<DeviceBuffer<i32>>,
-    overflow: Option<DeviceBuffer<i32>>,
+    active_queries: Option<DeviceBuffer<f32>>,
+    slots: Option<DeviceBuffer<u32>>,
 }
 
 /// A buffer of at least `len` values (at least one), reallocated only to grow.
@@ -104,8 +107,12 @@ fn grow<'a, T: Copy>(
 struct Inner {
     gpu: Gpu,
     kernels: TopkKernels,
+    /// Item factors in visiting order (descending norm when pruning).
     items: DeviceBuffer<f32>,
+    /// Norm bounds in visiting order.
     norms: DeviceBuffer<f32>,
+    /// Item id at each position (pruning only).
+    perm: Option<DeviceBuffer<u32>>,
     max_norm: f32,
     work: Work,
 }
@@ -121,6 +128,8 @@ pub struct GpuScorer {
     k: usize,
     options: GpuScorerOptions,
     name: String,
+    order: Option<NormOrder>,
+    scored: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -140,35 +149,53 @@ impl GpuScorer {
         }
         gpu.bind()?;
         let kernels = TopkKernels::load(&gpu.ctx)?;
-        let dev = DeviceBuffer::from_host(&gpu.ctx, &items.data, "item factors")?;
-        let norms = DeviceBuffer::new(&gpu.ctx, items.n, "item norms")?;
-        kernels.norms(&gpu.stream, dev.ptr(), items.n as u64, items.k, norms.ptr())?;
-        let mut host_norms = vec![0f32; items.n];
-        norms.download(&mut host_norms, &gpu.stream)?;
-        // NaN norms (non-finite factors) must not lower the bound: treat them as infinite.
-        let max_norm = host_norms
-            .iter()
-            .map(|&v| if v.is_nan() { f32::INFINITY } else { v })
-            .fold(0.0f32, f32::max);
-        let name = format!(
-            "gpu ({}{})",
-            gpu.describe(),
-            match (options.tf32, options.fused) {
-                (true, true) => ", TF32 fused screening",
-                (true, false) => ", TF32 screening",
-                _ => "",
+        let order = options.prune.then(|| NormOrder::new(items));
+        let (dev, norms, perm, max_norm) = match &order {
+            Some(o) => {
+                let dev =
+                    DeviceBuffer::from_host(&gpu.ctx, &o.permute_rows(items), "item factors")?;
+                let norms = DeviceBuffer::from_host(&gpu.ctx, &o.norms, "item norms")?;
+                let perm = DeviceBuffer::from_host(&gpu.ctx, &o.perm, "item order")?;
+                (
+                    dev,
+                    norms,
+                    Some(perm),
+                    o.norms.first().copied().unwrap_or(0.0),
+                )
             }
+            None => {
+                let dev = DeviceBuffer::from_host(&gpu.ctx, &items.data, "item factors")?;
+                let norms = DeviceBuffer::new(&gpu.ctx, items.n, "item norms")?;
+                kernels.norms(&gpu.stream, dev.ptr(), items.n as u64, items.k, norms.ptr())?;
+                let mut host_norms = vec![0f32; items.n];
+                norms.download(&mut host_norms, &gpu.stream)?;
+                // NaN norms (non-finite factors) must not lower the bound: treat them as infinite.
+                let max_norm = host_norms
+                    .iter()
+                    .map(|&v| if v.is_nan() { f32::INFINITY } else { v })
+                    .fold(0.0f32, f32::max);
+                (dev, norms, None, max_norm)
+            }
+        };
+        let name = format!(
+            "gpu ({}{}{})",
+            gpu.describe(),
+            if options.tf32 { ", TF32 screening" } else { "" },
+            if options.prune { ", norm pruning" } else { "" },
         );
         Ok(Self {
             n: items.n,
             k: items.k,
             options,
             name,
+            order,
+            scored: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 gpu,
                 kernels,
                 items: dev,
                 norms,
+                perm,
                 max_norm,
                 work: Work::default(),
             }),
@@ -202,21 +229,18 @@ impl GpuScorer {
             kernels,
             items,
             norms,
+            perm,
             max_norm,
             work,
         } = inner;
         let gpu: &Gpu = gpu;
-        // Host side: query norms and the exclusion lists as CSR.
-        let qnorms: Vec<f32> = queries
-            .chunks_exact(k)
-            .map(|q| {
-                let s: f64 = q.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-                (s.sqrt() * (1.0 + 1e-6)) as f32
-            })
-            .collect();
+        let order = self.order.as_ref();
+        // Host side: query norms and the exclusion lists (sorted item ids) as CSR.
+        let qnorms: Vec<f32> = queries.chunks_exact(k).map(norm_up).collect();
         let mut ex_indptr = Vec::with_capacity(bc + 1);
         ex_indptr.push(0u64);
-        let mut ex_items: Vec<u32> = Vec::new();
+        let total = exclude.map_or(0, |e| e.iter().map(|l| l.len()).sum());
+        let mut ex_items: Vec<u32> = Vec::with_capacity(total);
         for b in 0..bc {
             if let Some(ex) = exclude {
                 ex_items.extend_from_slice(ex[b]);
@@ -229,26 +253,18 @@ impl GpuScorer {
             .unwrap_or_else(|| (SCORE_BUDGET_BYTES / 4 / bc).max(MIN_TILE))
             .min(n)
             .max(1);
-        let small = kernels.small_fits(bc, k);
-        let fused = self.options.tf32
-            && self.options.fused
-            && !small
-            && top <= FUSED_MAX_K
-            && kernels.fused_shared(k).is_some()
-            && n > 2 * tile;
-        let target_blocks = gpu.multiprocessors * BLOCKS_PER_SM;
-        let splits = if fused {
-            1
+        let first_block = if order.is_some() {
+            FIRST_BLOCK.min(n)
         } else {
-            target_blocks
-                .div_ceil(bc)
-                .clamp(1, (SORT_CAP / top).clamp(1, 256))
-                .min(tile)
+            n
         };
-        let cap = self
-            .options
-            .candidate_cap
-            .unwrap_or_else(|| (8 * top * n.div_ceil(tile)).clamp(4096, 1 << 16));
+        let target_blocks = gpu.multiprocessors * BLOCKS_PER_SM;
+        let splits = target_blocks
+            .div_ceil(bc)
+            .clamp(1, (SORT_CAP / top).clamp(1, 256))
+            .min(tile)
+            .min(first_block.div_ceil(MIN_SPLIT_ITEMS))
+            .max(1);
         let s = &gpu.stream;
         let q_dev = grow(gpu, &mut work.queries, queries.len(), "queries")?.ptr();
         let qn_dev = grow(gpu, &mut work.query_norms, bc, "query norms")?.ptr();
@@ -262,27 +278,31 @@ impl GpuScorer {
         let out_items = grow(gpu, &mut work.out_items, bc * top, "results")?.ptr();
         let out_scores = grow(gpu, &mut work.out_scores, bc * top, "results")?.ptr();
         let out_counts = grow(gpu, &mut work.out_counts, bc, "results")?.ptr();
-        let (thr, cand, cand_count, overflow) = if fused {
-            let thr = grow(gpu, &mut work.thresholds, bc, "thresholds")?.ptr();
-            let cand = grow(gpu, &mut work.cand, bc * cap, "candidates")?.ptr();
-            let cc = grow(gpu, &mut work.cand_count, bc, "candidate counts")?;
-            cc.zero_async(s)?;
-            let cc = cc.ptr();
-            let of = grow(gpu, &mut work.overflow, 1, "overflow flag")?;
-            of.zero_async(s)?;
-            (thr, cand, cc, of.ptr())
-        } else {
-            (0, 0, 0, 0)
-        };
         // The stream is idle here (the previous chunk ended with a download), so synchronous
         // uploads cannot race a kernel still reading these buffers.
         upload(q_dev, queries, s)?;
         upload(qn_dev, &qnorms, s)?;
         upload(exp_dev, &ex_indptr, s)?;
         upload(exi_dev, &ex_items, s)?;
-        let eps = self.eps(self.options.tf32 && !small);
-        // Scores items [from, to) tile by tile and offers them to the running lists.
-        let run_tiles = |from: usize, to: usize| -> Result<()> {
+        let perm_dev = perm.as_ref().map_or(0, |p| p.ptr());
+        let merge = || {
+            kernels.merge(
+                s,
+                lists,
+                counts,
+                bc as u32,
+                splits as u32,
+                top,
+                out_items,
+                out_scores,
+                out_counts,
+            )
+        };
+        // Scores positions [from, to) for `rows` queries (their vectors at `q_rows`, row i being
+        // query slots[i]) tile by tile and offers them to the running lists.
+        let run_tiles = |from: usize, to: usize, rows: usize, q_rows: u64, slots: u64| {
+            let small = kernels.small_fits(rows, k);
+            let eps = self.eps(self.options.tf32 && !small);
             let mut tile0 = from;
             while tile0 < to {
                 let tv = tile.min(to - tile0);
@@ -292,8 +312,8 @@ impl GpuScorer {
                         items.ptr_at(tile0 * k),
                         tv as u64,
                         k,
-                        q_dev,
-                        bc,
+                        q_rows,
+                        rows,
                         scores,
                         gpu.multiprocessors,
                     )?;
@@ -301,8 +321,8 @@ impl GpuScorer {
                     gpu.blas.scores(
                         items.ptr_at(tile0 * k),
                         tv,
-                        q_dev,
-                        bc,
+                        q_rows,
+                        rows,
                         k,
                         scores,
                         self.options.tf32,
@@ -326,78 +346,62 @@ impl GpuScorer {
                         top,
                         lists,
                         counts,
-                        batch: bc as u32,
+                        batch: rows as u32,
                         splits: splits as u32,
+                        perm: perm_dev,
+                        slots,
                     },
                 )?;
                 tile0 += tv;
             }
-            Ok(())
+            Ok::<(), Error>(())
         };
-        if fused {
-            // The first tile is the sample whose K-th best bounds what can still matter.
-            run_tiles(0, tile)?;
-            kernels.thresholds(s, lists, counts, bc, top, thr)?;
-            kernels.fused_screen(
-                s,
-                items.ptr(),
-                n as u64,
-                tile as u64,
-                k,
-                q_dev,
-                bc,
-                norms.ptr(),
-                qn_dev,
-                thr,
-                eps,
-                cand,
-                cand_count,
-                cap,
-                overflow,
-                gpu.multiprocessors,
-            )?;
-            kernels.candidates(
-                s,
-                cand,
-                cand_count,
-                cap,
-                q_dev,
-                items.ptr(),
-                exp_dev,
-                exi_dev,
-                k,
-                top,
-                lists,
-                counts,
-                bc,
-            )?;
-            let mut flag = [0i32];
-            download(&mut flag, overflow, s)?;
-            s.synchronize()
-                .map_err(|e| driver_err("waiting for the screening pass", e))?;
-            if flag[0] != 0 {
-                // Too many candidates for some query (a weak sample threshold): redo the chunk
-                // the plain way, which needs no candidate lists.
-                counts_buf.zero_async(s)?;
-                run_tiles(0, n)?;
-            }
-        } else {
-            run_tiles(0, n)?;
-        }
-        kernels.merge(
-            s,
-            lists,
-            counts,
-            bc as u32,
-            splits as u32,
-            top,
-            out_items,
-            out_scores,
-            out_counts,
-        )?;
         let mut ids = vec![0u32; bc * top];
         let mut sc = vec![0f32; bc * top];
         let mut cnt = vec![0i32; bc];
+        let mut active: Vec<u32> = (0..bc as u32).collect();
+        let (mut q_rows, mut slots) = (q_dev, 0u64);
+        let (mut from, mut block) = (0usize, first_block);
+        let mut merged = false;
+        while from < n && !active.is_empty() {
+            let to = (from + block).min(n);
+            run_tiles(from, to, active.len(), q_rows, slots)?;
+            self.scored
+                .fetch_add((active.len() * (to - from)) as u64, Ordering::Relaxed);
+            from = to;
+            block = block.saturating_mul(2);
+            merged = false;
+            let Some(o) = order.filter(|_| from < n) else {
+                continue;
+            };
+            // Which queries are settled: merge the lists so far and test each K-th best.
+            merge()?;
+            download(&mut sc, out_scores, s)?;
+            download(&mut cnt, out_counts, s)?;
+            s.synchronize()
+                .map_err(|e| driver_err("waiting for the running top-K", e))?;
+            merged = true;
+            let before = active.len();
+            active.retain(|&b| {
+                let b = b as usize;
+                !(cnt[b] as usize == top && o.settled(sc[b * top + top - 1], qnorms[b], from, k))
+            });
+            if !active.is_empty() && active.len() < before {
+                // Gather the unsettled queries into a smaller batch.
+                let mut gathered = Vec::with_capacity(active.len() * k);
+                for &b in &active {
+                    let b = b as usize;
+                    gathered.extend_from_slice(&queries[b * k..(b + 1) * k]);
+                }
+                q_rows = grow(gpu, &mut work.active_queries, gathered.len(), "queries")?.ptr();
+                slots = grow(gpu, &mut work.slots, active.len(), "query slots")?.ptr();
+                upload(q_rows, &gathered, s)?;
+                upload(slots, &active, s)?;
+            }
+        }
+        if !merged {
+            merge()?;
+        }
         download(&mut ids, out_items, s)?;
         download(&mut sc, out_scores, s)?;
         download(&mut cnt, out_counts, s)?;
@@ -449,6 +453,10 @@ impl Scorer for GpuScorer {
 
     fn n_factors(&self) -> usize {
         self.k
+    }
+
+    fn items_scored(&self) -> Option<u64> {
+        Some(self.scored.load(Ordering::Relaxed))
     }
 
     fn top_k(&self, queries: &[f32], exclude: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>> {

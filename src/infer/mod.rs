@@ -18,11 +18,13 @@
 mod cpu;
 mod gpu;
 mod kernel;
+mod order;
 mod select;
 mod similar;
 
 pub use cpu::{CpuScorer, MAX_TILE, QUERIES_PER_CHUNK};
 pub use gpu::{DEFAULT_MAX_BATCH, GpuScorer, GpuScorerOptions};
+pub use order::NormOrder;
 pub use similar::{CpuSimilar, normalize_rows, similar_items};
 
 use crate::error::{Error, Result};
@@ -53,6 +55,12 @@ pub trait Scorer: Send + Sync {
     /// `exclude` of the wrong length, and unsorted or out-of-range excluded ids are
     /// [`Error::Config`].
     fn top_k(&self, queries: &[f32], exclude: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>>;
+
+    /// (query, item) scores computed so far over this scorer's life, where it counts them: with
+    /// norm pruning ([`NormOrder`]) far fewer than queries × items.
+    fn items_scored(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Checks a `top_k` call against a scorer of `n_items` × `n_factors`; returns the batch size B.

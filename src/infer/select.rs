@@ -39,16 +39,22 @@ fn rank_score(s: f32) -> f32 {
     if s.is_nan() { f32::NEG_INFINITY } else { s }
 }
 
-/// A sorted exclusion list walked forwards as increasing item ids are asked about.
+/// A sorted exclusion list of item ids. With ids in visiting order it is walked forwards as
+/// increasing ids are asked about; with permuted ids each question is a binary search (asked
+/// only for the rare scores that could enter the heap).
 struct Cursor<'a> {
     ids: &'a [u32],
     at: usize,
+    search: bool,
 }
 
 impl Cursor<'_> {
-    /// Whether `id` is excluded; ids must be asked in non-decreasing order.
+    /// Whether `id` is excluded; without `search`, ids must be asked in non-decreasing order.
     #[inline]
     fn contains(&mut self, id: u32) -> bool {
+        if self.search {
+            return self.ids.binary_search(&id).is_ok();
+        }
         while self.at < self.ids.len() && self.ids[self.at] < id {
             self.at += 1;
         }
@@ -124,21 +130,29 @@ impl TopK {
         }
     }
 
-    /// Offers `scores[j]` as item `first + j` for every j, skipping the ids in `exclude` (sorted;
-    /// ids outside the range are ignored). Items must arrive in increasing order across calls,
-    /// i.e. successive calls cover successive ranges.
-    pub fn scan(&mut self, scores: &[f32], first: u32, exclude: &[u32]) {
+    /// The K-th best score kept, once `cap` entries are kept.
+    pub fn kth(&self) -> Option<f32> {
+        (self.cap > 0 && self.heap.len() == self.cap).then(|| self.heap[0].score)
+    }
+
+    /// Offers `scores[j]` for every j as the item at position `first + j`, skipping the item ids
+    /// in `exclude` (sorted; ids not offered are ignored). Positions must arrive in increasing
+    /// order across calls, i.e. successive calls cover successive ranges. The item id at a
+    /// position is `ids[position]`, or the position itself when `ids` is None.
+    pub fn scan(&mut self, scores: &[f32], first: u32, exclude: &[u32], ids: Option<&[u32]>) {
         if self.cap == 0 {
             return;
         }
         let mut ex = Cursor {
             ids: exclude,
             at: 0,
+            search: ids.is_some(),
         };
+        let id_at = |p: u32| ids.map_or(p, |m| m[p as usize]);
         // Until the heap is full everything not excluded enters.
         let mut start = 0;
         while self.heap.len() < self.cap && start < scores.len() {
-            let id = first + start as u32;
+            let id = id_at(first + start as u32);
             if !ex.contains(id) {
                 self.push(Entry {
                     score: rank_score(scores[start]),
@@ -154,24 +168,43 @@ impl TopK {
         let rest = &scores[start..];
         let mut base = first + start as u32;
         let mut blocks = rest.chunks_exact(BLOCK);
+        // With ids in increasing order an equal score always loses the tie-break, so the screen
+        // can be strict; permuted ids need `>=` (a tie may win on a lower id).
+        let strict = ids.is_none();
         for block in &mut blocks {
             // Branch-free, so it vectorises; NaN compares false and never passes.
-            if block.iter().fold(false, |any, &s| any | (s > threshold)) {
-                self.scan_slow(block, base, &mut ex, &mut threshold);
+            let any = if strict {
+                block.iter().fold(false, |any, &s| any | (s > threshold))
+            } else {
+                block.iter().fold(false, |any, &s| any | (s >= threshold))
+            };
+            if any {
+                self.scan_slow(block, base, &mut ex, &mut threshold, ids);
             }
             base += BLOCK as u32;
         }
-        self.scan_slow(blocks.remainder(), base, &mut ex, &mut threshold);
+        self.scan_slow(blocks.remainder(), base, &mut ex, &mut threshold, ids);
     }
 
     /// The per-score path of [`TopK::scan`] for a block known (or suspected) to hold a winner.
     #[inline(never)]
-    fn scan_slow(&mut self, scores: &[f32], base: u32, ex: &mut Cursor<'_>, threshold: &mut f32) {
+    fn scan_slow(
+        &mut self,
+        scores: &[f32],
+        base: u32,
+        ex: &mut Cursor<'_>,
+        threshold: &mut f32,
+        ids: Option<&[u32]>,
+    ) {
         for (j, &s) in scores.iter().enumerate() {
-            if s > *threshold {
-                let id = base + j as u32;
-                if !ex.contains(id) {
-                    self.replace_worst(Entry { score: s, item: id });
+            if s >= *threshold {
+                let p = base + j as u32;
+                let e = Entry {
+                    score: s,
+                    item: ids.map_or(p, |m| m[p as usize]),
+                };
+                if worse(self.heap[0], e) && !ex.contains(e.item) {
+                    self.replace_worst(e);
                     *threshold = self.heap[0].score;
                 }
             }
@@ -233,16 +266,16 @@ mod tests {
         for k in [1, 2, 10, 33, 100, 999, 2000] {
             let want = reference(&scores, &exclude, k);
             let mut whole = TopK::new(k);
-            whole.scan(&scores, 0, &exclude);
+            whole.scan(&scores, 0, &exclude, None);
             assert_eq!(whole.clone().into_ranked().items, want, "k={k}");
             // Sequential pieces into one heap, and separate heaps merged in reverse order.
             let mut seq = TopK::new(k);
             let mut parts = Vec::new();
             for lo in (0..1000).step_by(37) {
                 let hi = (lo + 37).min(1000);
-                seq.scan(&scores[lo..hi], lo as u32, &exclude);
+                seq.scan(&scores[lo..hi], lo as u32, &exclude, None);
                 let mut p = TopK::new(k);
-                p.scan(&scores[lo..hi], lo as u32, &exclude);
+                p.scan(&scores[lo..hi], lo as u32, &exclude, None);
                 parts.push(p);
             }
             assert_eq!(seq.into_ranked().items, want, "k={k}");

@@ -86,7 +86,7 @@ impl CpuSimilar {
     /// Normalises `items` and builds the scorer (errors as [`CpuScorer::new`]).
     pub fn new(items: &Factors) -> Result<Self> {
         Ok(Self {
-            scorer: CpuScorer::new(&normalize_rows(items))?,
+            scorer: CpuScorer::unpruned(&normalize_rows(items))?,
         })
     }
 
