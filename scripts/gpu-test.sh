@@ -18,6 +18,11 @@ build)
     mkdir -p "$BIN/tests"
     cargo build --release --locked
     cp target/release/encore "$BIN/"
+    # A sans face for the report's PNG figures (GPU hosts often have no fonts; ENCORE_FONT_DIR).
+    mkdir -p "$BIN/fonts"
+    for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf; do
+        [[ -f $f ]] && cp "$f" "$BIN/fonts/"
+    done
     cargo test --release --locked --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys, shutil, os

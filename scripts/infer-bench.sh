@@ -15,4 +15,6 @@ if [[ ! -f $W/model/item_factors.npy ]]; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 $B bench infer $W/model $W/lfm --backends "${1:-gpu,gpu-fp32,gpu-noprune,cpu,cpu1,cpu-noprune}" \
-    --out "$OUT/infer" | tee "$OUT/infer.txt"
+    --out "$W/infer" | tee "$OUT/infer.txt"
+cp "$W/infer/results.json" "$OUT/infer-results.json"
+cp "$W/infer/infer.svg" "$OUT/infer.svg"

@@ -199,8 +199,11 @@ pub fn line_chart_svg(
     Ok(())
 }
 
+/// Environment variable naming an extra font folder for the PNG figures.
+pub const FONT_DIR_ENV: &str = "ENCORE_FONT_DIR";
+
 /// Renders the SVG at `svg` to a PNG at `png` (resvg, pure Rust) at `scale` × its size. Text
-/// uses the system's fonts; returns whether any were found (without them the PNG has no text,
+/// uses the system's fonts and those in `$ENCORE_FONT_DIR`; returns whether any were found (without them the PNG has no text,
 /// and the caller should say so).
 pub fn svg_to_png(svg: &Path, png: &Path, scale: f32) -> Result<bool> {
     use resvg::{tiny_skia, usvg};
@@ -208,6 +211,10 @@ pub fn svg_to_png(svg: &Path, png: &Path, scale: f32) -> Result<bool> {
     let mut opt = usvg::Options::default();
     let db = opt.fontdb_mut();
     db.load_system_fonts();
+    // Hosts without system fonts (a bare GPU node) can point at a folder of .ttf/.otf files.
+    if let Some(dir) = std::env::var_os(FONT_DIR_ENV) {
+        db.load_fonts_dir(dir);
+    }
     // plotters writes font-family="sans-serif"; fontdb maps that to Arial unless told otherwise,
     // which most Linux hosts lack. Use a sans face that is installed.
     let family = [

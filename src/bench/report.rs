@@ -205,13 +205,9 @@ fn with_server<T>(
     out
 }
 
-/// The serving batch settings of the ramps.
+/// The serving batch settings of the ramps: the server's defaults (greedy batching).
 fn ramp_batch() -> BatchConfig {
-    BatchConfig {
-        max_batch: 256,
-        max_wait: Duration::from_micros(500),
-        queue: 4096,
-    }
+    crate::serve::default_batch()
 }
 
 /// Runs the open-loop ramp against a server of `rec`.
@@ -485,7 +481,8 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
     let mut md = String::new();
     md += "# Encore benchmark report\n\n";
     if !fonts {
-        md += "(No system fonts were found: the PNG figures have no text; the SVG ones do.)\n\n";
+        md += "(No fonts were found, so the PNG figures have no text; the SVG ones do. Install a \
+               sans font or set ENCORE_FONT_DIR to a folder of .ttf files.)\n\n";
     }
     md += &format!(
         "Dataset `{}`; machine {} ({} cores); GPU: {}.\n\n",

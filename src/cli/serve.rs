@@ -27,10 +27,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// Most queries scored together in one batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 1024)]
     pub max_batch: usize,
-    /// Longest a query waits for its batch to fill, in microseconds.
-    #[arg(long, default_value_t = 500)]
+    /// Longest a query waits for its batch to fill, in microseconds. 0 (the default) batches
+    /// greedily: a batch is whatever has queued while the previous one was scored, so a lone
+    /// request never waits and batches grow with the load by themselves.
+    #[arg(long, default_value_t = 0)]
     pub max_wait_us: u64,
     /// Queries that may wait; beyond that requests get 503 with Retry-After.
     #[arg(long, default_value_t = 4096)]

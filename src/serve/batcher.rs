@@ -2,8 +2,10 @@
 //! one `Scorer::top_k` call, and every caller gets its own answer.
 //!
 //! A batch closes when it holds `max_batch` jobs or `max_wait` has passed since its first job
-//! arrived, whichever comes first; under load batches fill at once, at low load a lone request
-//! waits at most `max_wait`. The queue is bounded: when it is full, [`Batcher::submit`] refuses
+//! arrived, whichever comes first. With `max_wait` = 0 (the server's default) batching is
+//! greedy: the worker takes whatever queued while it scored the previous batch, so a lone
+//! request at low load is scored at once and batches grow with the load by themselves (a wait
+//! only helps when a batch of one costs nearly as much as a full one and load is steady). The queue is bounded: when it is full, [`Batcher::submit`] refuses
 //! the job at once (the server answers 503 with Retry-After) instead of letting memory and
 //! latency grow without bound. A batch asks for the largest K any of its jobs wants; the first
 //! k of an exact top-K under a total order are the exact top-k, so each job's answer is a prefix.

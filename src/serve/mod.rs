@@ -536,11 +536,11 @@ async fn shutdown_signal() {
     }
 }
 
-/// Default batching: up to 256 queries, 500 µs, a queue of 4,096.
+/// Default batching: up to 1,024 queries, no waiting (greedy), a queue of 4,096.
 pub fn default_batch() -> BatchConfig {
     BatchConfig {
-        max_batch: 256,
-        max_wait: Duration::from_micros(500),
+        max_batch: 1024,
+        max_wait: Duration::ZERO,
         queue: 4096,
     }
 }
