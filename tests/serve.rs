@@ -272,6 +272,59 @@ fn concurrent_callers_each_get_their_own_answer_through_the_batcher() {
 }
 
 #[test]
+fn greedy_batching_answers_lone_and_concurrent_callers_exactly() {
+    // max_wait 0: a lone request is scored on the handler's thread, concurrent ones queue for
+    // the worker; either way each caller gets its own exact answer and every query is counted.
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path());
+    let rec = recommender(&ds);
+    let rows: Vec<usize> = (0..30).collect();
+    let expected = rec.recommend_rows(&rows, 6, true).unwrap();
+    let s = Arc::new(start(rec, batch(8, 0, 256), 1 << 20));
+    let want = |r: usize| -> Vec<u64> {
+        expected[r]
+            .items
+            .iter()
+            .map(|&i| ds.item_ids[i as usize])
+            .collect()
+    };
+    let check = |r: usize, code: u16, body: &str| {
+        assert_eq!(code, 200, "{body}");
+        let a: UserAnswer = serde_json::from_str(body).unwrap();
+        let got: Vec<u64> = a.tracks.iter().map(|t| t.track_id).collect();
+        assert_eq!(got, want(r), "user row {r}");
+    };
+    for &r in &rows[..5] {
+        let (code, body) = get(&s.url(&format!("/v1/recommend?user={}&k=6", ds.user_ids[r])));
+        check(r, code, &body);
+    }
+    let handles: Vec<_> = rows
+        .iter()
+        .map(|&r| {
+            let url = s.url(&format!("/v1/recommend?user={}&k=6", ds.user_ids[r]));
+            std::thread::spawn(move || get(&url))
+        })
+        .collect();
+    for (&r, h) in rows.iter().zip(handles) {
+        let (code, body) = h.join().unwrap();
+        check(r, code, &body);
+    }
+    let (_, metrics) = get(&s.url("/metrics"));
+    let scored = metrics
+        .lines()
+        .find(|l| l.starts_with("encore_batch_size_sum"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert_eq!(
+        scored as usize,
+        5 + rows.len(),
+        "queries counted in batches"
+    );
+    Arc::try_unwrap(s).ok().unwrap().stop().unwrap();
+}
+
+#[test]
 fn a_full_queue_sheds_load_with_503_and_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());

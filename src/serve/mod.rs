@@ -219,7 +219,7 @@ impl AppState {
     ) -> std::result::Result<oneshot::Receiver<Result<Ranked>>, ApiError> {
         let (tx, rx) = oneshot::channel();
         self.batcher
-            .submit(Job {
+            .submit_or_run(Job {
                 query,
                 exclude,
                 k,
@@ -292,7 +292,7 @@ async fn recommend_get(
     let Query(q) = q?;
     check_k(q.k)?;
     let (job, rx) = st.user_job(q.user, q.k, q.filter)?;
-    st.batcher.submit(job).map_err(refused)?;
+    st.batcher.submit_or_run(job).map_err(refused)?;
     let r = answer(rx).await?;
     Ok(Json(st.user_answer(Some(q.user), q.k, &r)))
 }
