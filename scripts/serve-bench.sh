@@ -4,13 +4,18 @@
 #   bash scripts/serve-bench.sh GPU_RATES CPU_RATES SECONDS   (results in $OUT)
 set -euo pipefail
 B=.device-bin/encore
-OUT=${OUT:-serve-bench-out}
+FINAL=${OUT:-serve-bench-out}
+OUT=/tmp/w/serve-bench
 W=/tmp/w
 mkdir -p "$OUT" "$W"
-$B --quiet synth --scale lfm1b --out $W/raw
-$B --quiet prep $W/raw --out $W/lfm
-rm -rf $W/raw
-$B --quiet train $W/lfm --out $W/model --device gpu --force | tail -n 1
+if [[ ! -f $W/lfm/manifest.json ]]; then
+    $B --quiet synth --scale lfm1b --out $W/raw
+    $B --quiet prep $W/raw --out $W/lfm
+    rm -rf $W/raw
+fi
+if [[ ! -f $W/model/item_factors.npy ]]; then
+    $B --quiet train $W/lfm --out $W/model --device gpu --force | tail -n 1
+fi
 wait_up() { for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$1/healthz" >/dev/null && return 0; sleep 0.5; done; return 1; }
 for dev in gpu cpu; do
     port=$([[ $dev == gpu ]] && echo 8080 || echo 8081)
@@ -26,3 +31,5 @@ import json,sys
 for r in json.load(open('$OUT/load-$dev.json')):
     l=r['latency']; print('$dev', 'rate %8.0f sent %8.0f ok %8.0f shed %6d err %4d p50 %7d p95 %7d p99 %7d us' % (r['target_rate'], r['sent_rate'], r['achieved_rate'], r['shed'], r['errors'], l['p50_us'], l['p95_us'], l['p99_us']))"
 done
+# One archive: the device tool brings back only a few files per call.
+mkdir -p "$FINAL" && tar -C /tmp/w -czf "$FINAL/serve-bench.tgz" serve-bench

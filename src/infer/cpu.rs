@@ -54,6 +54,9 @@ const MAX_DEFAULT_TILE: usize = 8192;
 /// Largest tile [`CpuScorer::with_tile`] accepts (a 16 MiB scratch buffer per thread).
 pub const MAX_TILE: usize = 1 << 14;
 
+/// Multiply-adds below which a wave runs on the calling thread (about 30 µs of one core).
+const SEQUENTIAL_WORK: usize = 1 << 20;
+
 /// Tasks per rayon thread when a batch has few chunks: enough to even out uneven ranges.
 const TASKS_PER_THREAD: usize = 4;
 
@@ -310,6 +313,12 @@ impl CpuScorer {
         let f = self.k;
         let b = q.len() / f;
         let n_tiles = tiles.len();
+        let items = (tiles.end * self.tile).min(self.n) - tiles.start * self.tile;
+        if b * items * f <= SEQUENTIAL_WORK {
+            // Too little work to share: handing it to the pool and waking its threads would
+            // cost more than it saves (a lone request at low load, a small catalogue).
+            return self.score_range(q, exclude, tiles, cap);
+        }
         let n_chunks = b.div_ceil(QUERIES_PER_CHUNK);
         // Split items only when chunks alone cannot keep every thread busy.
         let want = (TASKS_PER_THREAD * rayon::current_num_threads()).div_ceil(n_chunks.max(1));
