@@ -54,8 +54,10 @@ const MAX_DEFAULT_TILE: usize = 8192;
 /// Largest tile [`CpuScorer::with_tile`] accepts (a 16 MiB scratch buffer per thread).
 pub const MAX_TILE: usize = 1 << 14;
 
-/// Multiply-adds below which a wave runs on the calling thread (about 30 µs of one core).
-const SEQUENTIAL_WORK: usize = 1 << 20;
+/// Multiply-adds below which a wave runs on the calling thread (a few µs of one core). Measured
+/// on the 16-core gpu-host: at 2²⁰ a B = 1 LFM-1b-scale query took 137 µs on one thread against
+/// 39 µs spread over the pool, so only truly small waves stay home.
+const SEQUENTIAL_WORK: usize = 1 << 16;
 
 /// Tasks per rayon thread when a batch has few chunks: enough to even out uneven ranges.
 const TASKS_PER_THREAD: usize = 4;
