@@ -16,6 +16,13 @@
 //!
 //! A query's scores also do not depend on the rest of its batch: each is one fused
 //! multiply-add chain over the factors, whether GEMM or GEMV computed it (see [`super::kernel`]).
+//!
+//! Norm pruning ([`super::order`], on by default): the panels hold the items in descending norm
+//! order and a batch walks them in waves of tiles that double in size (16 tiles first). After
+//! each wave a query whose K-th best beats |q|·|y_next| is settled and leaves the batch; the rest
+//! are gathered into a smaller batch for the next wave. Item ids then no longer rise with the
+//! position, so the selection breaks ties on ids explicitly and checks exclusions by binary
+//! search.
 
 use std::cell::RefCell;
 use std::ops::Range;
