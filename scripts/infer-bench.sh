@@ -3,16 +3,10 @@
 # GPU-trained model, then `encore bench infer` over every backend, pruned and not.
 #   bash scripts/infer-bench.sh [BACKENDS]   (results in $OUT)
 set -euo pipefail
-B=.device-bin/encore
+source "$(dirname "${BASH_SOURCE[0]}")/lfm-common.sh"
 OUT=${OUT:-infer-bench-out}
-W=/tmp/w
 mkdir -p "$OUT" "$W"
-if [[ ! -f $W/model/item_factors.npy ]]; then
-    $B --quiet synth --scale lfm1b --out $W/raw
-    $B --quiet prep $W/raw --out $W/lfm
-    rm -rf $W/raw
-    $B --quiet train $W/lfm --out $W/model --device gpu --force | tail -n 1
-fi
+lfm_model
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 $B bench infer $W/model $W/lfm --backends "${1:-gpu,gpu-fp32,gpu-noprune,cpu,cpu1,cpu-noprune}" \
     --out "$W/infer" | tee "$OUT/infer.txt"

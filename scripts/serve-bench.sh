@@ -3,19 +3,11 @@
 # model, then `encore serve` on the GPU and on the CPU, each under an open-loop rate ramp.
 #   bash scripts/serve-bench.sh GPU_RATES CPU_RATES SECONDS   (results in $OUT)
 set -euo pipefail
-B=.device-bin/encore
+source "$(dirname "${BASH_SOURCE[0]}")/lfm-common.sh"
 FINAL=${OUT:-serve-bench-out}
-OUT=/tmp/w/serve-bench
-W=/tmp/w
+OUT=$W/serve-bench
 mkdir -p "$OUT" "$W"
-if [[ ! -f $W/lfm/manifest.json ]]; then
-    $B --quiet synth --scale lfm1b --out $W/raw
-    $B --quiet prep $W/raw --out $W/lfm
-    rm -rf $W/raw
-fi
-if [[ ! -f $W/model/item_factors.npy ]]; then
-    $B --quiet train $W/lfm --out $W/model --device gpu --force | tail -n 1
-fi
+lfm_model
 wait_up() { for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$1/healthz" >/dev/null && return 0; sleep 0.5; done; return 1; }
 for dev in gpu cpu; do
     port=$([[ $dev == gpu ]] && echo 8080 || echo 8081)
