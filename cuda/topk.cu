@@ -279,17 +279,3 @@ extern "C" __global__ void __launch_bounds__(SMALL_ROWS) topk_scores_small(
         }
     }
 }
-
-// Euclidean norms of n rows of k floats, rounded up (they only bound errors).
-extern "C" __global__ void topk_row_norms(const float* __restrict__ rows, uint64_t n, int k,
-                                          float* __restrict__ norms) {
-    const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        double s = 0.0;
-        for (int p = 0; p < k; ++p) {
-            const double v = rows[i * k + p];
-            s += v * v;
-        }
-        norms[i] = (float)(sqrt(s) * (1.0 + 1e-6));
-    }
-}

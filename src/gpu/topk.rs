@@ -62,7 +62,6 @@ pub struct TopkKernels {
     max_shared: usize,
     tile: CudaFunction,
     merge: CudaFunction,
-    norms: CudaFunction,
 }
 
 impl TopkKernels {
@@ -94,7 +93,6 @@ impl TopkKernels {
             max_shared,
             tile: f("topk_tile")?,
             merge: f("topk_merge")?,
-            norms: f("topk_row_norms")?,
         })
     }
 
@@ -205,24 +203,6 @@ impl TopkKernels {
         // a cuMemAlloc base, rows of k floats, k % 4 == 0 for the vector path), `queries` b·k and
         // `out` b·n; the shared size was checked by `small_fits`.
         unsafe { l.launch(cfg) }.map_err(|e| driver_err("launching topk_scores_small", e))?;
-        Ok(())
-    }
-
-    /// Row norms (rounded up) of `n` rows of `k` floats.
-    pub fn norms(&self, s: &CudaStream, rows: u64, n: u64, k: usize, out: u64) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(256) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let k = k as i32;
-        let mut b = s.launch_builder(&self.norms);
-        b.arg(&rows).arg(&n).arg(&k).arg(&out);
-        // SAFETY: arguments match topk_row_norms; `rows` holds n·k floats, `out` n.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching topk_row_norms", e))?;
         Ok(())
     }
 }

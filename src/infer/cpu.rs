@@ -232,6 +232,56 @@ impl CpuScorer {
         });
         heaps
     }
+
+    /// Heaps for every query in `q` over the tiles `tiles`: query chunks × tile ranges in
+    /// parallel, the ranges' heaps merged per query.
+    fn wave(
+        &self,
+        q: &[f32],
+        exclude: Option<&[&[u32]]>,
+        tiles: Range<usize>,
+        cap: usize,
+    ) -> Vec<TopK> {
+        let f = self.k;
+        let b = q.len() / f;
+        let n_tiles = tiles.len();
+        let items = (tiles.end * self.tile).min(self.n) - tiles.start * self.tile;
+        if b * items * f <= SEQUENTIAL_WORK {
+            // Too little work to share: handing it to the pool and waking its threads would
+            // cost more than it saves (a lone request at low load, a small catalogue).
+            return self.score_range(q, exclude, tiles, cap);
+        }
+        let n_chunks = b.div_ceil(QUERIES_PER_CHUNK);
+        // Split items only when chunks alone cannot keep every thread busy.
+        let want = (TASKS_PER_THREAD * rayon::current_num_threads()).div_ceil(n_chunks.max(1));
+        let per_range = n_tiles.div_ceil(want.clamp(1, n_tiles.max(1))).max(1);
+        let ranges = n_tiles.div_ceil(per_range).max(1);
+        let mut parts: Vec<Vec<TopK>> = (0..n_chunks * ranges)
+            .into_par_iter()
+            .map(|task| {
+                let (c, r) = (task / ranges, task % ranges);
+                let (q0, q1) = (c * QUERIES_PER_CHUNK, ((c + 1) * QUERIES_PER_CHUNK).min(b));
+                let lo = tiles.start + r * per_range;
+                let hi = (lo + per_range).min(tiles.end);
+                let ex = exclude.map(|e| &e[q0..q1]);
+                self.score_range(&q[q0 * f..q1 * f], ex, lo..hi, cap)
+            })
+            .collect();
+        parts
+            .par_chunks_mut(ranges)
+            .flat_map_iter(|group| match group.split_first_mut() {
+                Some((first, rest)) => {
+                    for other in rest.iter() {
+                        for (h, o) in first.iter_mut().zip(other) {
+                            h.merge(o);
+                        }
+                    }
+                    std::mem::take(first)
+                }
+                None => Vec::new(),
+            })
+            .collect()
+    }
 }
 
 /// The part of the sorted `ids` within `lo..hi`.
@@ -306,57 +356,5 @@ impl Scorer for CpuScorer {
 
     fn items_scored(&self) -> Option<u64> {
         Some(self.scored.load(Ordering::Relaxed))
-    }
-}
-
-impl CpuScorer {
-    /// Heaps for every query in `q` over the tiles `tiles`: query chunks × tile ranges in
-    /// parallel, the ranges' heaps merged per query.
-    fn wave(
-        &self,
-        q: &[f32],
-        exclude: Option<&[&[u32]]>,
-        tiles: Range<usize>,
-        cap: usize,
-    ) -> Vec<TopK> {
-        let f = self.k;
-        let b = q.len() / f;
-        let n_tiles = tiles.len();
-        let items = (tiles.end * self.tile).min(self.n) - tiles.start * self.tile;
-        if b * items * f <= SEQUENTIAL_WORK {
-            // Too little work to share: handing it to the pool and waking its threads would
-            // cost more than it saves (a lone request at low load, a small catalogue).
-            return self.score_range(q, exclude, tiles, cap);
-        }
-        let n_chunks = b.div_ceil(QUERIES_PER_CHUNK);
-        // Split items only when chunks alone cannot keep every thread busy.
-        let want = (TASKS_PER_THREAD * rayon::current_num_threads()).div_ceil(n_chunks.max(1));
-        let per_range = n_tiles.div_ceil(want.clamp(1, n_tiles.max(1))).max(1);
-        let ranges = n_tiles.div_ceil(per_range).max(1);
-        let mut parts: Vec<Vec<TopK>> = (0..n_chunks * ranges)
-            .into_par_iter()
-            .map(|task| {
-                let (c, r) = (task / ranges, task % ranges);
-                let (q0, q1) = (c * QUERIES_PER_CHUNK, ((c + 1) * QUERIES_PER_CHUNK).min(b));
-                let lo = tiles.start + r * per_range;
-                let hi = (lo + per_range).min(tiles.end);
-                let ex = exclude.map(|e| &e[q0..q1]);
-                self.score_range(&q[q0 * f..q1 * f], ex, lo..hi, cap)
-            })
-            .collect();
-        parts
-            .par_chunks_mut(ranges)
-            .flat_map_iter(|group| match group.split_first_mut() {
-                Some((first, rest)) => {
-                    for other in rest.iter() {
-                        for (h, o) in first.iter_mut().zip(other) {
-                            h.merge(o);
-                        }
-                    }
-                    std::mem::take(first)
-                }
-                None => Vec::new(),
-            })
-            .collect()
     }
 }

@@ -24,7 +24,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::order::{NormOrder, norm_up};
+use super::order::{NormOrder, norm_up, row_norms};
 use super::{Ranked, Scorer, validate_query};
 use crate::als::Factors;
 use crate::error::{Error, Result};
@@ -165,15 +165,10 @@ impl GpuScorer {
             }
             None => {
                 let dev = DeviceBuffer::from_host(&gpu.ctx, &items.data, "item factors")?;
-                let norms = DeviceBuffer::new(&gpu.ctx, items.n, "item norms")?;
-                kernels.norms(&gpu.stream, dev.ptr(), items.n as u64, items.k, norms.ptr())?;
-                let mut host_norms = vec![0f32; items.n];
-                norms.download(&mut host_norms, &gpu.stream)?;
-                // NaN norms (non-finite factors) must not lower the bound: treat them as infinite.
-                let max_norm = host_norms
-                    .iter()
-                    .map(|&v| if v.is_nan() { f32::INFINITY } else { v })
-                    .fold(0.0f32, f32::max);
+                // Rounded up, NaN rows as +∞ (they must not lower the bound).
+                let host_norms = row_norms(items);
+                let max_norm = host_norms.iter().copied().fold(0.0f32, f32::max);
+                let norms = DeviceBuffer::from_host(&gpu.ctx, &host_norms, "item norms")?;
                 (dev, norms, None, max_norm)
             }
         };

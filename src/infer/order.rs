@@ -39,12 +39,16 @@ pub fn norm_up(v: &[f32]) -> f32 {
     if n.is_nan() { f32::INFINITY } else { n }
 }
 
+/// [`norm_up`] of every row of `items`.
+pub fn row_norms(items: &Factors) -> Vec<f32> {
+    items.data.par_chunks(items.k.max(1)).map(norm_up).collect()
+}
+
 impl NormOrder {
     /// Sorts the rows of `items` by norm, longest first (ties by lower id, so the order is
     /// deterministic).
     pub fn new(items: &Factors) -> Self {
-        let k = items.k.max(1);
-        let row_norms: Vec<f32> = items.data.par_chunks(k).map(norm_up).collect();
+        let row_norms = row_norms(items);
         let mut perm: Vec<u32> = (0..items.n as u32).collect();
         perm.par_sort_unstable_by(|&a, &b| {
             row_norms[b as usize]
