@@ -59,6 +59,24 @@ fn scorer_on(device: DeviceChoice, items: &Factors, prune: bool) -> Result<Box<d
 }
 
 impl Recommender {
+    /// The same recommender with its scorer wrapped (or replaced) by `f`.
+    pub fn map_scorer(self, f: impl FnOnce(Box<dyn Scorer>) -> Box<dyn Scorer>) -> Self {
+        let Self {
+            model,
+            dataset,
+            scorer,
+            device,
+            similar,
+        } = self;
+        Self {
+            model,
+            dataset,
+            scorer: f(scorer),
+            device,
+            similar,
+        }
+    }
+
     /// Joins `model` and `dataset` (checked to match) with a CPU scorer.
     pub fn cpu(model: Model, dataset: Dataset) -> Result<Self> {
         Ok(Self::on_device(model, dataset, DeviceChoice::Cpu)?.0)

@@ -417,3 +417,24 @@ fn norm_pruning_is_exact_and_skips_most_items() {
             .unwrap()
     );
 }
+
+/// A lone query's first waves run on the calling thread and later, larger ones in the pool (the
+/// pool entered once, mid-scan): the answer is still the full scan's, from outside the pool and
+/// inside one. Flat norms keep every wave going to the end of the catalogue.
+#[test]
+fn a_lone_query_moving_from_the_calling_thread_to_the_pool_stays_exact() {
+    let mut rng = Pcg64Mcg::seed_from_u64(21);
+    let items = float_factors(40_000, 64, &mut rng);
+    let q = float_factors(3, 64, &mut rng);
+    let ex = random_exclude(items.n, 0.01, &mut rng);
+    let pruned = CpuScorer::new(&items).unwrap();
+    let full = CpuScorer::unpruned(&items).unwrap();
+    for b in 1..=3 {
+        let qs = &q.data[..b * 64];
+        let exs = vec![ex.as_slice(); b];
+        let want = full.top_k(qs, Some(&exs), 10).unwrap();
+        assert_eq!(pruned.top_k(qs, Some(&exs), 10).unwrap(), want, "B = {b}");
+        let inside = on_threads(3, || pruned.top_k(qs, Some(&exs), 10).unwrap());
+        assert_eq!(inside, want, "B = {b} inside a pool");
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod chart;
 pub mod infer;
+pub mod overhead;
 pub mod report;
 pub mod train;
 

@@ -19,6 +19,7 @@ use crate::als::AlsConfig;
 use crate::als::fit::{FitOptions, fit};
 use crate::bench::Machine;
 use crate::bench::chart::{Bar, Series, bar_chart_svg, line_chart_svg, svg_to_png};
+use crate::bench::overhead::Overhead;
 use crate::bench::train::{RunSpec, TrainBenchArgs, TrainReport, train_bench};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, IoContext, Result};
@@ -163,11 +164,11 @@ impl Scorer for Pooled {
     }
 }
 
-/// Serves `rec` on a loopback port with `batch` settings and runs `f(runtime, address)`.
-fn with_server<T>(
+/// Serves `rec` on a loopback port with `batch` settings and runs `f(runtime, address, rec)`.
+pub(crate) fn with_server<T>(
     rec: Recommender,
     batch: BatchConfig,
-    f: impl FnOnce(&tokio::runtime::Runtime, std::net::SocketAddr) -> Result<T>,
+    f: impl FnOnce(&tokio::runtime::Runtime, std::net::SocketAddr, &Recommender) -> Result<T>,
 ) -> Result<T> {
     let cfg = ServeConfig {
         addr: "127.0.0.1:0"
@@ -177,6 +178,7 @@ fn with_server<T>(
         body_limit: 1 << 20,
     };
     let st = state(rec, &cfg)?;
+    let shared = st.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -199,7 +201,7 @@ fn with_server<T>(
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| Error::Config("the report's server did not start".into()))?;
-    let out = f(&rt, addr);
+    let out = f(&rt, addr, shared.recommender());
     let _ = stop_tx.send(());
     let _ = rt.block_on(server);
     out
@@ -212,7 +214,7 @@ fn ramp_batch() -> BatchConfig {
 
 /// Runs the open-loop ramp against a server of `rec`.
 fn ramp(rec: Recommender, a: &ReportArgs, users: &[u64]) -> Result<Vec<LoadResult>> {
-    with_server(rec, ramp_batch(), |rt, addr| {
+    with_server(rec, ramp_batch(), |rt, addr, _| {
         let mut steps = Vec::new();
         let mut rate = a.start_rate;
         for i in 0..a.max_steps {
@@ -242,48 +244,6 @@ fn ramp(rec: Recommender, a: &ReportArgs, users: &[u64]) -> Result<Vec<LoadResul
             rate *= 2.0;
         }
         Ok(steps)
-    })
-}
-
-/// The server's own cost at low load: p50 of one-at-a-time HTTP requests (no batching wait)
-/// against p50 of the same users' direct `top_k` calls on the same scorer.
-#[derive(Debug, Clone, Serialize)]
-pub struct Overhead {
-    pub backend: String,
-    pub requests: usize,
-    pub direct_p50_us: u64,
-    pub http_p50_us: u64,
-    pub overhead_p50_us: i64,
-}
-
-fn overhead(rec: Recommender, users: &[u64], rows: &[usize]) -> Result<Overhead> {
-    let mut direct = crate::serve::loadgen::latency_histogram()?;
-    for &r in rows {
-        let q = rec.model.users.row(r).to_vec();
-        let ex = [rec.dataset.train.row(r).0];
-        let t = std::time::Instant::now();
-        rec.scorer.top_k(&q, Some(&ex), 10)?;
-        let _ = direct.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
-    }
-    let backend = rec.scorer.name();
-    let batch = BatchConfig {
-        max_wait: Duration::ZERO,
-        ..ramp_batch()
-    };
-    let http = with_server(rec, batch, |rt, addr| {
-        rt.block_on(crate::serve::loadgen::sequential(
-            &format!("http://{addr}"),
-            users,
-            10,
-        ))
-    })?;
-    let (d, h) = (direct.value_at_quantile(0.5), http.value_at_quantile(0.5));
-    Ok(Overhead {
-        backend,
-        requests: rows.len(),
-        direct_p50_us: d,
-        http_p50_us: h,
-        overhead_p50_us: h as i64 - d as i64,
     })
 }
 
@@ -361,10 +321,10 @@ pub fn report(a: &ReportArgs) -> Result<Report> {
     let model = fit(ds.clone(), &cfg, &opts, |_| {})?;
     let users = ds.user_ids.clone();
     // Overhead first, on a quiet machine: the first 300 users (or all), one call each.
-    let n_over = users.len().min(300);
+    let n_over = users.len().min(1000);
     let rows: Vec<usize> = (0..n_over).collect();
     let (rec, _) = Recommender::on_device(model.clone(), ds.clone(), DeviceChoice::Cpu)?;
-    let overhead = overhead(rec, &users[..n_over], &rows)?;
+    let overhead = crate::bench::overhead::measure(rec, &users[..n_over], &rows, 10)?;
     eprintln!(
         " server overhead at low load: p50 {} µs over HTTP vs {} µs direct",
         overhead.http_p50_us, overhead.direct_p50_us
@@ -538,8 +498,18 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
     );
     let o = &r.overhead;
     md += &format!(
-        "\n## Server overhead at low load\n\n{} requests one at a time, no batching wait, {}: p50 {} µs over HTTP against {} µs for the direct top-K call — {} µs of server overhead.\n",
-        o.requests, o.backend, o.http_p50_us, o.direct_p50_us, o.overhead_p50_us
+        "\n## Server overhead at low load\n\n{} requests one at a time, no batching wait, {}: p50 {} µs over HTTP against {} µs for the direct top-K call back to back — {} µs of server overhead.\n\n\
+         Its parts (same run): a `GET /healthz` round trip takes {} µs at p50; the direct call made once per {} µs idle gap, as a server at low load makes it, {} µs; inside the server the recommend handler takes {:.0} µs on average, {:.0} µs of it scoring.\n",
+        o.requests,
+        o.backend,
+        o.http_p50_us,
+        o.direct_p50_us,
+        o.overhead_p50_us,
+        o.healthz_p50_us,
+        o.idle_gap_us,
+        o.direct_paced_p50_us,
+        o.handler_mean_us,
+        o.scoring_mean_us
     );
     crate::util::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(())

@@ -29,6 +29,10 @@ pub enum BenchCommand {
     /// an open-loop ramp) and the latency distribution at a common rate. Writes report.md,
     /// results.json and SVG figures.
     Report(bench::report::ReportArgs),
+    /// What the HTTP server adds to a lone request at low load: one-at-a-time GET
+    /// /v1/recommend over loopback against the same users' direct top-K calls, with the parts
+    /// (healthz round trip, paced direct calls, the server's own handler and scoring means).
+    Overhead(bench::overhead::OverheadArgs),
     /// CPU top-K latency for a batch of users (the first N users with held-out tracks), with
     /// already-listened filtering, median of repeated runs after a warm-up.
     Recommend(RecommendBenchArgs),
@@ -52,6 +56,16 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Recommend(a) => bench_recommend(&a),
+        BenchCommand::Overhead(a) => {
+            anyhow::ensure!(a.requests >= 1, "--requests must be at least 1");
+            let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
+            let n = a.requests.min(rec.dataset.user_ids.len());
+            let rows: Vec<usize> = (0..n).collect();
+            let users = rec.dataset.user_ids[..n].to_vec();
+            let o = bench::overhead::measure(rec, &users, &rows, a.k)?;
+            println!("{}", o.render(a.json)?);
+            Ok(())
+        }
         BenchCommand::Report(a) => {
             let r = bench::report::report(&a)?;
             println!(

@@ -8,17 +8,21 @@
 //! never O(B · n_items).
 //!
 //! Parallelism: a task is one query chunk against a contiguous range of tiles. With many chunks
-//! (a large batch) each task takes all tiles, so threads split the users; with few (B = 1, a
-//! server answering one request) the tiles are split into ranges so threads split the items, and
-//! the per-range heaps are merged. The number of ranges depends on the thread count, but the
-//! result does not: every score is computed the same way on the same fixed grid, and the merge
-//! of exact per-range top-Ks under a strict total order is exact.
+//! (a large batch) each task takes all tiles, so threads split the users; with few (a small
+//! batch, or a lone query's larger waves) the tiles are split into ranges so threads split the
+//! items, and the per-range heaps are merged. The number of ranges depends on the thread count,
+//! but the result does not: every score is computed the same way on the same fixed grid, and the
+//! merge of exact per-range top-Ks under a strict total order is exact. Small waves (up to
+//! [`SEQUENTIAL_WORK`]) run on the calling thread: a server at low load finds the pool asleep,
+//! and waking it costs more than such a wave. A scan called from outside the pool enters it once,
+//! at its first shared wave, not once per wave.
 //!
 //! A query's scores also do not depend on the rest of its batch: each is one fused
 //! multiply-add chain over the factors, whether GEMM or GEMV computed it (see [`super::kernel`]).
 //!
 //! Norm pruning ([`super::order`], on by default): the panels hold the items in descending norm
-//! order and a batch walks them in waves of tiles that double in size (16 tiles first). After
+//! order and a batch walks them in waves of tiles that double in size (16 tiles first; 2 for a
+//! lone query, whose extra waves cost nothing to gather). After
 //! each wave a query whose K-th best beats |q|·|y_next| is settled and leaves the batch; the rest
 //! are gathered into a smaller batch for the next wave. Item ids then no longer rise with the
 //! position, so the selection breaks ties on ids explicitly and checks exclusions by binary
@@ -61,10 +65,14 @@ const MAX_DEFAULT_TILE: usize = 8192;
 /// Largest tile [`CpuScorer::with_tile`] accepts (a 16 MiB scratch buffer per thread).
 pub const MAX_TILE: usize = 1 << 14;
 
-/// Multiply-adds below which a wave runs on the calling thread (a few µs of one core). Measured
-/// on the 16-core gpu-host: at 2²⁰ a B = 1 LFM-1b-scale query took 137 µs on one thread against
-/// 39 µs spread over the pool, so only truly small waves stay home.
-const SEQUENTIAL_WORK: usize = 1 << 16;
+/// Multiply-adds up to which a wave runs on the calling thread (one core streams them in about
+/// 70 µs). Handing a wave to the pool costs waking its threads, and a server at low load finds
+/// them asleep: on the 16-core gpu-host (H100 host, LFM-1b scale, `bench overhead`), a lone
+/// query's scoring inside the server took 68–90 µs at p50 spread over the pool against 59–69 µs
+/// on one thread with small first waves ([`LONE_FIRST_WAVE_TILES`]). Back to back (pool awake)
+/// the pool wins, 38–45 µs, but that is not how lone queries arrive. Waves above this (16 tiles
+/// of 768 items for one query, or any real batch) are shared.
+const SEQUENTIAL_WORK: usize = 1 << 19;
 
 /// Tasks per rayon thread when a batch has few chunks: enough to even out uneven ranges.
 const TASKS_PER_THREAD: usize = 4;
@@ -88,9 +96,17 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Tiles in the first wave of a pruned scan (doubling after each wave): 16 tiles of 768 items
-/// cover the 0.06–0.31% of LFM-1b-scale tracks a query needs (see [`super::order`]).
+/// Tiles in the first wave of a pruned scan of a batch (doubling after each wave): 16 tiles of
+/// 768 items cover the 0.06–0.31% of LFM-1b-scale tracks a query needs (see [`super::order`]),
+/// and a batch pays a gather and a fork-join per wave. Measured on the gpu-host for B = 10 and
+/// 100, first waves of 1–8 tiles were up to 2× slower.
 const FIRST_WAVE_TILES: usize = 16;
+
+/// The first wave of a lone query (B = 1): 2 tiles, so a query that settles early stops early.
+/// Its waves cost nothing extra (no gathering, and run on the calling thread up to
+/// [`SEQUENTIAL_WORK`]). At LFM-1b scale the median query then scores 4,611 items instead of
+/// 12,295.
+const LONE_FIRST_WAVE_TILES: usize = 2;
 
 /// Exact top-K on the CPU. Owns the item factors, rearranged into panels of `tile` items, in
 /// descending norm order when pruning ([`super::order`]).
@@ -256,31 +272,31 @@ impl CpuScorer {
         let want = (TASKS_PER_THREAD * rayon::current_num_threads()).div_ceil(n_chunks.max(1));
         let per_range = n_tiles.div_ceil(want.clamp(1, n_tiles.max(1))).max(1);
         let ranges = n_tiles.div_ceil(per_range).max(1);
-        let mut parts: Vec<Vec<TopK>> = (0..n_chunks * ranges)
-            .into_par_iter()
-            .map(|task| {
-                let (c, r) = (task / ranges, task % ranges);
-                let (q0, q1) = (c * QUERIES_PER_CHUNK, ((c + 1) * QUERIES_PER_CHUNK).min(b));
-                let lo = tiles.start + r * per_range;
-                let hi = (lo + per_range).min(tiles.end);
-                let ex = exclude.map(|e| &e[q0..q1]);
-                self.score_range(&q[q0 * f..q1 * f], ex, lo..hi, cap)
-            })
-            .collect();
-        parts
-            .par_chunks_mut(ranges)
-            .flat_map_iter(|group| match group.split_first_mut() {
-                Some((first, rest)) => {
-                    for other in rest.iter() {
-                        for (h, o) in first.iter_mut().zip(other) {
-                            h.merge(o);
-                        }
+        let task = |task: usize| {
+            let (c, r) = (task / ranges, task % ranges);
+            let (q0, q1) = (c * QUERIES_PER_CHUNK, ((c + 1) * QUERIES_PER_CHUNK).min(b));
+            let lo = tiles.start + r * per_range;
+            let hi = (lo + per_range).min(tiles.end);
+            let ex = exclude.map(|e| &e[q0..q1]);
+            self.score_range(&q[q0 * f..q1 * f], ex, lo..hi, cap)
+        };
+        let mut parts: Vec<Vec<TopK>> = (0..n_chunks * ranges).into_par_iter().map(task).collect();
+        let merge = |group: &mut [Vec<TopK>]| match group.split_first_mut() {
+            Some((first, rest)) => {
+                for other in rest.iter() {
+                    for (h, o) in first.iter_mut().zip(other) {
+                        h.merge(o);
                     }
-                    std::mem::take(first)
                 }
-                None => Vec::new(),
-            })
-            .collect()
+                std::mem::take(first)
+            }
+            None => Vec::new(),
+        };
+        if n_chunks == 1 {
+            // One chunk (a small batch): merging its few heaps is quicker than a fork-join.
+            return merge(&mut parts);
+        }
+        parts.par_chunks_mut(ranges).flat_map_iter(merge).collect()
     }
 }
 
@@ -305,56 +321,125 @@ impl Scorer for CpuScorer {
     }
 
     fn top_k(&self, queries: &[f32], exclude: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>> {
-        let (n, f) = (self.n, self.k);
-        let b = validate_query(n, f, queries, exclude, k)?;
-        let cap = k.min(n);
-        let n_tiles = n.div_ceil(self.tile);
-        // Each query's norm bound, when pruning.
-        let q_norms: Vec<f32> = match &self.order {
-            Some(_) => queries.chunks_exact(f).map(norm_up).collect(),
+        let b = validate_query(self.n, self.k, queries, exclude, k)?;
+        let mut scan = Scan::new(self, queries, exclude, k, b);
+        let outside = rayon::current_thread_index().is_none();
+        if !scan.run(self, outside) {
+            // Called from outside the pool (a server thread) with a wave the pool will share:
+            // enter the pool once for the rest of the scan, so that each wave's fork-join
+            // starts from a worker rather than paying its own cross-thread hand-off and a
+            // wake-up of the blocked caller.
+            rayon::scope(|_| scan.run(self, false));
+        }
+        Ok(scan.finish())
+    }
+
+    fn items_scored(&self) -> Option<u64> {
+        Some(self.scored.load(Ordering::Relaxed))
+    }
+}
+
+/// A batch's walk over the tiles in waves, with what it has found so far.
+struct Scan<'a> {
+    queries: &'a [f32],
+    exclude: Option<&'a [&'a [u32]]>,
+    cap: usize,
+    /// Each query's norm bound, when pruning.
+    q_norms: Vec<f32>,
+    heaps: Vec<TopK>,
+    /// Queries not yet settled.
+    active: Vec<usize>,
+    /// The active queries' rows, once some have settled.
+    gathered: Vec<f32>,
+    /// Next tile, and tiles in the next wave.
+    t0: usize,
+    wave: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn new(
+        s: &CpuScorer,
+        queries: &'a [f32],
+        exclude: Option<&'a [&'a [u32]]>,
+        k: usize,
+        b: usize,
+    ) -> Self {
+        let cap = k.min(s.n);
+        let q_norms: Vec<f32> = match &s.order {
+            Some(_) => queries.chunks_exact(s.k).map(norm_up).collect(),
             None => Vec::new(),
         };
-        let mut heaps: Vec<TopK> = (0..b).map(|_| TopK::new(cap)).collect();
-        let mut active: Vec<usize> = (0..b).collect();
-        let mut gathered: Vec<f32> = Vec::new();
-        let (mut t0, mut wave) = match self.order {
-            Some(_) => (0, FIRST_WAVE_TILES),
-            None => (0, n_tiles),
+        let wave = match s.order {
+            Some(_) if b == 1 => LONE_FIRST_WAVE_TILES,
+            Some(_) => FIRST_WAVE_TILES,
+            None => s.n.div_ceil(s.tile),
         };
-        while t0 < n_tiles && !active.is_empty() {
-            let t1 = (t0 + wave).min(n_tiles);
-            let all = active.len() == b;
+        Self {
+            queries,
+            exclude,
+            cap,
+            q_norms,
+            heaps: (0..b).map(|_| TopK::new(cap)).collect(),
+            active: (0..b).collect(),
+            gathered: Vec::new(),
+            t0: 0,
+            wave,
+        }
+    }
+
+    /// Runs waves until every query is settled or every tile visited (then true), or, with
+    /// `until_shared`, until the next wave is big enough to share with the pool (then false).
+    fn run(&mut self, s: &CpuScorer, until_shared: bool) -> bool {
+        let (n, f, b) = (s.n, s.k, self.heaps.len());
+        let n_tiles = n.div_ceil(s.tile);
+        while self.t0 < n_tiles && !self.active.is_empty() {
+            let t1 = (self.t0 + self.wave).min(n_tiles);
+            let items = (t1 * s.tile).min(n) - self.t0 * s.tile;
+            if until_shared && self.active.len() * items * f > SEQUENTIAL_WORK {
+                return false;
+            }
+            let all = self.active.len() == b;
             if !all {
-                gathered.clear();
-                for &u in &active {
-                    gathered.extend_from_slice(&queries[u * f..(u + 1) * f]);
+                self.gathered.clear();
+                for &u in &self.active {
+                    self.gathered
+                        .extend_from_slice(&self.queries[u * f..(u + 1) * f]);
                 }
             }
-            let q = if all { queries } else { &gathered[..] };
-            let ex: Option<Vec<&[u32]>> = exclude.map(|e| active.iter().map(|&u| e[u]).collect());
-            let parts = self.wave(q, ex.as_deref(), t0..t1, cap);
-            for (&u, part) in active.iter().zip(parts) {
-                heaps[u].merge(&part);
+            let q = if all {
+                self.queries
+            } else {
+                &self.gathered[..]
+            };
+            let ex: Option<Vec<&[u32]>> = self
+                .exclude
+                .map(|e| self.active.iter().map(|&u| e[u]).collect());
+            let parts = s.wave(q, ex.as_deref(), self.t0..t1, self.cap);
+            for (&u, part) in self.active.iter().zip(parts) {
+                self.heaps[u].merge(&part);
             }
-            let visited = (t1 * self.tile).min(n);
-            self.scored.fetch_add(
-                (active.len() * (visited - t0 * self.tile)) as u64,
-                Ordering::Relaxed,
-            );
-            t0 = t1;
-            wave *= 2;
-            if let Some(o) = &self.order {
-                active.retain(|&u| {
+            s.scored
+                .fetch_add((self.active.len() * items) as u64, Ordering::Relaxed);
+            self.t0 = t1;
+            self.wave *= 2;
+            if let Some(o) = &s.order {
+                let visited = (t1 * s.tile).min(n);
+                let (heaps, q_norms) = (&self.heaps, &self.q_norms);
+                self.active.retain(|&u| {
                     !heaps[u]
                         .kth()
                         .is_some_and(|kth| o.settled(kth, q_norms[u], visited, f))
                 });
             }
         }
-        Ok(heaps.into_par_iter().map(TopK::into_ranked).collect())
+        true
     }
 
-    fn items_scored(&self) -> Option<u64> {
-        Some(self.scored.load(Ordering::Relaxed))
+    /// Every query's answer.
+    fn finish(self) -> Vec<Ranked> {
+        if self.heaps.len() < QUERIES_PER_CHUNK {
+            return self.heaps.into_iter().map(TopK::into_ranked).collect();
+        }
+        self.heaps.into_par_iter().map(TopK::into_ranked).collect()
     }
 }

@@ -205,13 +205,23 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
 /// Closed loop, one request at a time (low load): the latency of each of `users` in order, in
 /// microseconds. Used to measure the server's own overhead over the scoring call.
 pub async fn sequential(url: &str, users: &[u64], k: usize) -> Result<Histogram<u64>> {
+    let paths: Vec<String> = users
+        .iter()
+        .map(|u| format!("/v1/recommend?user={u}&k={k}"))
+        .collect();
+    sequential_paths(url, &paths).await
+}
+
+/// Closed loop, one GET at a time over one keep-alive connection: the latency of each of
+/// `paths` (relative to `url`) in order, in microseconds. Any status but 200 is an error.
+pub async fn sequential_paths(url: &str, paths: &[String]) -> Result<Histogram<u64>> {
     let base = url.trim_end_matches('/');
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut h = latency_histogram()?;
-    for user in users {
-        let uri: hyper::Uri = format!("{base}/v1/recommend?user={user}&k={k}")
+    for path in paths {
+        let uri: hyper::Uri = format!("{base}{path}")
             .parse()
-            .map_err(|e| Error::Config(format!("bad url {base}: {e}")))?;
+            .map_err(|e| Error::Config(format!("bad url {base}{path}: {e}")))?;
         let t = Instant::now();
         let resp = client
             .get(uri)
@@ -220,7 +230,7 @@ pub async fn sequential(url: &str, users: &[u64], k: usize) -> Result<Histogram<
         let status = resp.status().as_u16();
         let _ = resp.into_body().collect().await;
         if status != 200 {
-            return Err(Error::Config(format!("user {user}: status {status}")));
+            return Err(Error::Config(format!("GET {path}: status {status}")));
         }
         let _ = h.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
     }

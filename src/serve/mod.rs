@@ -268,6 +268,13 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The recommender being served.
+    pub fn recommender(&self) -> &Recommender {
+        &self.rec
+    }
+}
+
 /// The 503 for a refused job.
 fn refused(r: Refused) -> ApiError {
     match r {
