@@ -65,13 +65,14 @@ const MAX_DEFAULT_TILE: usize = 8192;
 /// Largest tile [`CpuScorer::with_tile`] accepts (a 16 MiB scratch buffer per thread).
 pub const MAX_TILE: usize = 1 << 14;
 
-/// Multiply-adds up to which a wave runs on the calling thread (one core streams them in about
-/// 70 µs). Handing a wave to the pool costs waking its threads, and a server at low load finds
-/// them asleep: on the 16-core gpu-host (H100 host, LFM-1b scale, `bench overhead`), a lone
-/// query's scoring inside the server took 68–90 µs at p50 spread over the pool against 59–69 µs
-/// on one thread with small first waves ([`LONE_FIRST_WAVE_TILES`]). Back to back (pool awake)
-/// the pool wins, 38–45 µs, but that is not how lone queries arrive. Waves above this (16 tiles
-/// of 768 items for one query, or any real batch) are shared.
+/// Multiply-adds up to which a wave runs on the calling thread (8,192 items of 64 factors, about
+/// 90 µs of one core). Handing a wave to the pool means waking its threads, and a server at low
+/// load finds them asleep: on the 16-core gpu-host (H100 host, LFM-1b scale, `bench overhead`),
+/// with every lone query's 16-tile first wave in the pool, scoring took 38–66 µs back to back
+/// but 68–192 µs at p50 inside the server. With this threshold and [`LONE_FIRST_WAVE_TILES`] the
+/// median lone query never leaves its thread and takes the same inside the server as back to
+/// back (69–87 vs 84 µs), using one core instead of sixteen. Waves above this (16 tiles for one
+/// query, or any real batch) are shared.
 const SEQUENTIAL_WORK: usize = 1 << 19;
 
 /// Tasks per rayon thread when a batch has few chunks: enough to even out uneven ranges.
