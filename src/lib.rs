@@ -11,7 +11,7 @@
 //! - [`eval`]: ranking metrics against held-out listens and the popularity baseline.
 //! - [`infer`]: exact top-K scoring (the `Scorer` seam) and item similarity.
 //! - [`recommend`]: original ids in, named tracks out; shared by the CLI and the server.
-//! - [`bench`]: self-measurement (throughput, peak memory) for the `encore bench` commands.
+//! - [`mod@bench`]: self-measurement (throughput, peak memory) for the `encore bench` commands.
 
 pub mod als;
 pub mod bench;

@@ -110,7 +110,7 @@ const FIRST_WAVE_TILES: usize = 16;
 const LONE_FIRST_WAVE_TILES: usize = 2;
 
 /// Exact top-K on the CPU. Owns the item factors, rearranged into panels of `tile` items, in
-/// descending norm order when pruning ([`super::order`]).
+/// descending norm order when pruning (see the module doc).
 #[derive(Debug)]
 pub struct CpuScorer {
     n: usize,
@@ -189,7 +189,7 @@ impl CpuScorer {
     }
 
     /// The default tile for `k` factors: the largest multiple of 64 items whose scores and factor
-    /// rows fit [`TILE_BUDGET_BYTES`], within 256..=8192 (768 for k = 64).
+    /// rows fit a 1 MiB cache budget, within 256..=8192 (768 for k = 64).
     pub fn default_tile(k: usize) -> usize {
         let per_item = 4 * (QUERIES_PER_CHUNK + k);
         (TILE_BUDGET_BYTES / per_item / 64 * 64).clamp(MIN_DEFAULT_TILE, MAX_DEFAULT_TILE)

@@ -24,11 +24,11 @@ use crate::als::Factors;
 /// Items in descending norm order, with the map back to item ids.
 #[derive(Debug, Clone)]
 pub struct NormOrder {
-    /// perm[p] = the item id at position p.
+    /// `perm[p]` = the item id at position p.
     pub perm: Vec<u32>,
-    /// pos[i] = the position of item i.
+    /// `pos[i]` = the position of item i.
     pub pos: Vec<u32>,
-    /// norms[p] = an upper bound on |y_perm[p]| (non-increasing; NaN rows count as +∞, first).
+    /// `norms[p]` = an upper bound on `|y_perm[p]|` (non-increasing; NaN rows count as +∞, first).
     pub norms: Vec<f32>,
 }
 

@@ -6,7 +6,7 @@
 //! request that should have gone out meanwhile (no coordinated omission). Latencies go into an
 //! HdrHistogram (1 µs to 60 s, 3 significant digits). 503 answers (load shed) and other failures
 //! are counted apart from successes, and only successes enter the histogram. Sends keep to the
-//! schedule within microseconds ([`pace_until`]), not the 1 ms of tokio's timer.
+//! schedule within microseconds (`pace_until`), not the 1 ms of tokio's timer.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
