@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::infer::{Ranked, Scorer};
 use crate::recommend::Recommender;
 use crate::serve::batcher::BatchConfig;
-use crate::serve::loadgen::{latency_histogram, sequential_paths};
+use crate::serve::loadgen::{get_text, latency_histogram, record_since, sequential_paths};
 
 /// Arguments of `encore bench overhead`.
 #[derive(Debug, Clone, clap::Args)]
@@ -100,9 +100,8 @@ impl Scorer for Timed {
     fn top_k(&self, q: &[f32], ex: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>> {
         let t = Instant::now();
         let out = self.inner.top_k(q, ex, k);
-        let us = (t.elapsed().as_micros() as u64).clamp(1, 60_000_000);
         if let Ok(mut h) = self.calls.lock() {
-            let _ = h.record(us);
+            record_since(&mut h, t);
         }
         out
     }
@@ -152,14 +151,17 @@ pub fn measure(rec: Recommender, users: &[u64], rows: &[usize], k: usize) -> Res
         direct(rec, &rows[..warm], k, None)?;
         let mut m = Measured {
             hot: latency_histogram()?,
-            items: None,
+            items: match rec.scorer.items_scored() {
+                Some(_) => Some(items_histogram()?),
+                None => None,
+            },
             paced: latency_histogram()?,
             healthz: latency_histogram()?,
             http: latency_histogram()?,
             inside: latency_histogram()?,
             rounds: Vec::new(),
             gap,
-            metrics: (rt.block_on(fetch(&url, "/metrics"))?, String::new()),
+            metrics: (rt.block_on(get_text(&url, "/metrics"))?, String::new()),
         };
         // Rounds of each measurement in turn, so that drift in the machine's state (other
         // tenants, clocks) reaches all of them alike.
@@ -184,13 +186,11 @@ pub fn measure(rec: Recommender, users: &[u64], rows: &[usize], k: usize) -> Res
             add(&mut m.paced, &paced)?;
             add(&mut m.healthz, &healthz)?;
             add(&mut m.http, &http)?;
-            match (&mut m.items, items) {
-                (Some(all), Some(i)) => add(all, &i)?,
-                (all @ None, i) if r == 0 => *all = i,
-                _ => {}
+            if let (Some(all), Some(i)) = (&mut m.items, &items) {
+                add(all, i)?;
             }
         }
-        m.metrics.1 = rt.block_on(fetch(&url, "/metrics"))?;
+        m.metrics.1 = rt.block_on(get_text(&url, "/metrics"))?;
         Ok(m)
     })?;
     let text = &m.metrics;
@@ -246,6 +246,11 @@ struct Measured {
     metrics: (String, String),
 }
 
+/// Items scored per call (any count, 3 significant digits).
+fn items_histogram() -> Result<Histogram<u64>> {
+    Histogram::new(3).map_err(|e| Error::Config(format!("items histogram: {e}")))
+}
+
 fn add(to: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<()> {
     to.add(from)
         .map_err(|e| Error::Config(format!("histogram: {e}")))
@@ -261,8 +266,7 @@ fn direct(
     gap: Option<Duration>,
 ) -> Result<(Histogram<u64>, Option<Histogram<u64>>)> {
     let mut h = latency_histogram()?;
-    let mut items =
-        Histogram::<u64>::new(3).map_err(|e| Error::Config(format!("items histogram: {e}")))?;
+    let mut items = items_histogram()?;
     let mut counted = true;
     for &r in rows {
         let q = rec.model.users.row(r).to_vec();
@@ -274,9 +278,8 @@ fn direct(
         let before = rec.scorer.items_scored();
         let t = Instant::now();
         let out = rec.scorer.top_k(&q, Some(&ex), k)?;
-        let us = t.elapsed().as_micros() as u64;
+        record_since(&mut h, t);
         std::hint::black_box(out);
-        let _ = h.record(us.clamp(1, 60_000_000));
         match (before, rec.scorer.items_scored()) {
             (Some(a), Some(b)) => {
                 let _ = items.record(b.saturating_sub(a).max(1));
@@ -285,29 +288,6 @@ fn direct(
         }
     }
     Ok((h, counted.then_some(items)))
-}
-
-/// The body of `GET url+path`.
-async fn fetch(url: &str, path: &str) -> Result<String> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
-    let client: hyper_util::client::legacy::Client<_, Empty<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let uri: hyper::Uri = format!("{url}{path}")
-        .parse()
-        .map_err(|e| Error::Config(format!("bad url {url}{path}: {e}")))?;
-    let resp = client
-        .get(uri)
-        .await
-        .map_err(|e| Error::Config(format!("GET {path}: {e}")))?;
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| Error::Config(format!("GET {path}: {e}")))?
-        .to_bytes();
-    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The value of the Prometheus sample `key` (name with labels, as written) in `text`, 0 if

@@ -64,10 +64,23 @@ impl Percentiles {
     }
 }
 
+/// Longest latency a [`latency_histogram`] holds: 60 s in microseconds.
+const MAX_US: u64 = 60_000_000;
+
 /// A histogram for latencies from 1 µs to 60 s at 3 significant digits.
 pub fn latency_histogram() -> Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 60_000_000, 3)
+    Histogram::new_with_bounds(1, MAX_US, 3)
         .map_err(|e| Error::Config(format!("latency histogram: {e}")))
+}
+
+/// Records `us` microseconds into a [`latency_histogram`], clamped to its range.
+pub fn record_us(h: &mut Histogram<u64>, us: u64) {
+    let _ = h.record(us.clamp(1, MAX_US));
+}
+
+/// Records the microseconds since `t` into a [`latency_histogram`].
+pub fn record_since(h: &mut Histogram<u64>, t: Instant) {
+    record_us(h, t.elapsed().as_micros() as u64);
 }
 
 /// Results of one load step.
@@ -172,7 +185,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
                 Some(200) => {
                     c.0 += 1;
                     if let Ok(mut h) = hist.lock() {
-                        let _ = h.record(us.clamp(1, 60_000_000));
+                        record_us(&mut h, us);
                     }
                 }
                 Some(503) => c.1 += 1,
@@ -202,39 +215,52 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     })
 }
 
-/// Closed loop, one request at a time (low load): the latency of each of `users` in order, in
-/// microseconds. Used to measure the server's own overhead over the scoring call.
-pub async fn sequential(url: &str, users: &[u64], k: usize) -> Result<Histogram<u64>> {
-    let paths: Vec<String> = users
-        .iter()
-        .map(|u| format!("/v1/recommend?user={u}&k={k}"))
-        .collect();
-    sequential_paths(url, &paths).await
-}
-
 /// Closed loop, one GET at a time over one keep-alive connection: the latency of each of
-/// `paths` (relative to `url`) in order, in microseconds. Any status but 200 is an error.
+/// `paths` (relative to `url`) in order, in microseconds. Any status but 200 is an error. Used
+/// to measure the server's own overhead over the scoring call.
 pub async fn sequential_paths(url: &str, paths: &[String]) -> Result<Histogram<u64>> {
-    let base = url.trim_end_matches('/');
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client = Client::builder(TokioExecutor::new()).build_http();
     let mut h = latency_histogram()?;
     for path in paths {
-        let uri: hyper::Uri = format!("{base}{path}")
-            .parse()
-            .map_err(|e| Error::Config(format!("bad url {base}{path}: {e}")))?;
         let t = Instant::now();
-        let resp = client
-            .get(uri)
-            .await
-            .map_err(|e| Error::Config(format!("request failed: {e}")))?;
-        let status = resp.status().as_u16();
-        let _ = resp.into_body().collect().await;
-        if status != 200 {
-            return Err(Error::Config(format!("GET {path}: status {status}")));
-        }
-        let _ = h.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
+        get(&client, url, path).await?;
+        record_since(&mut h, t);
     }
     Ok(h)
+}
+
+/// The body of `GET url+path` as text; any status but 200 is an error.
+pub async fn get_text(url: &str, path: &str) -> Result<String> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let body = get(&client, url, path).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `GET url+path` on `client`: the body of a 200 answer, an error otherwise.
+async fn get(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    url: &str,
+    path: &str,
+) -> Result<Bytes> {
+    let base = url.trim_end_matches('/');
+    let uri: hyper::Uri = format!("{base}{path}")
+        .parse()
+        .map_err(|e| Error::Config(format!("bad url {base}{path}: {e}")))?;
+    let resp = client
+        .get(uri)
+        .await
+        .map_err(|e| Error::Config(format!("GET {path}: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Error::Config(format!("GET {path}: {e}")))?
+        .to_bytes();
+    if status != 200 {
+        return Err(Error::Config(format!("GET {path}: status {status}")));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
