@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, measurement::WallTime};
 
-use encore::bench::Machine;
 use encore::data::aggregate::{ChunkOpts, parse_chunk};
 use encore::data::blocks::{DEFAULT_BLOCK_BYTES, lines};
 use encore::data::formats;
 use encore::data::lines::{Schema, parse_line};
+use encore::sys::Machine;
 use encore::util::mix64;
 
 /// Size of each generated block: one `prep` block.

@@ -28,8 +28,8 @@ use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 
 use encore::als::Factors;
-use encore::bench::Machine;
 use encore::infer::{CpuScorer, Ranked, Scorer};
+use encore::sys::Machine;
 
 const N_ITEMS: usize = 200_000;
 const N_USERS: usize = 1000;

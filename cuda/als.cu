@@ -1,5 +1,5 @@
-// ALS half-step kernels (issue 4). Compiled to PTX by build.rs (nvcc -ptx -arch=compute_80) and
-// embedded in the binary; src/gpu/kernels.rs launches them, src/als/gpu.rs drives them.
+// ALS half-step kernels. Compiled to PTX by build.rs (nvcc -ptx -arch=compute_80) and
+// embedded in the binary; src/gpu/als.rs launches them, src/als/gpu.rs drives them.
 //
 // Every kernel solves rows of one CSR chunk against the fixed factors Y (n_fixed x k, row-major):
 //
@@ -370,7 +370,7 @@ extern "C" __global__ void __launch_bounds__(1024) als_fused_cholesky(const uint
     }
 }
 
-// lu (the design card's pipeline): build each row's A into `work` (k x k, dense; symmetric, so
+// lu (cuBLAS batched LU, the original design's pipeline): build each row's A into `work` (k x k, dense; symmetric, so
 // row- and column-major agree) and b into the row's place in x_out, for cublasSgetrfBatched and
 // cublasSgetrsBatched to solve in place. Rows [0, n_rows) of the chunk go to work[0..n_rows).
 extern "C" __global__ void __launch_bounds__(1024) als_build_lu(const uint64_t* indptr, uint64_t nnz_base,
@@ -403,12 +403,6 @@ extern "C" __global__ void als_lu_pointers(float* work, float* x, uint64_t row0,
         a_ptrs[i] = work + i * (size_t)k * k;
         b_ptrs[i] = x + (row0 + i) * (size_t)k;
     }
-}
-
-// Sets *bad when any of the n statuses is non-zero (cuBLAS getrf: a zero pivot).
-extern "C" __global__ void als_any_nonzero(const int* info, uint64_t n, int* bad) {
-    const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n && info[i] != 0) *bad = 1;
 }
 
 // Sets *bad when any of the n values is NaN or infinite.

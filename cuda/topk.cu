@@ -1,4 +1,4 @@
-// Exact top-K selection for GPU inference (issue 5). Compiled to PTX by build.rs; launched by
+// Exact top-K selection for GPU inference. Compiled to PTX by build.rs; launched by
 // src/infer/gpu.rs after cuBLAS has scored a tile of items for a batch of queries.
 //
 // Exactness: the GEMM's scores (FP32 or TF32, any summation order) only *screen*. Every item that

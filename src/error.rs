@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+pub use crate::gpu::error::GpuError;
+
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -40,15 +42,47 @@ pub enum Error {
     /// A numerical failure (non-finite values, a matrix that is not positive definite).
     #[error("numerical problem: {0}")]
     Numerical(String),
-    /// A CUDA driver or cuBLAS failure, or no usable GPU.
-    #[error("GPU: {0}")]
-    Gpu(String),
+    /// A CUDA driver or cuBLAS failure, or no usable GPU: what was being done, and the typed
+    /// cause (match on it, e.g. [`GpuError::is_out_of_memory`]).
+    #[error("GPU: {}", gpu_message(.what, .error))]
+    Gpu { what: String, error: GpuError },
     /// Writing or reading a `.npy`/`.npz` file failed.
     #[error("{path}: {reason}")]
     Npy { path: PathBuf, reason: String },
 }
 
+/// "what: cause" for driver and cuBLAS failures; "what" alone when the cause says nothing more.
+fn gpu_message(what: &str, error: &GpuError) -> String {
+    match error {
+        GpuError::Unavailable | GpuError::Internal => what.to_string(),
+        e => format!("{what}: {e}"),
+    }
+}
+
 impl Error {
+    /// A GPU failure while doing `what`.
+    pub fn gpu(what: impl Into<String>, error: impl Into<GpuError>) -> Self {
+        Error::Gpu {
+            what: what.into(),
+            error: error.into(),
+        }
+    }
+
+    /// No usable GPU, and why.
+    pub fn no_gpu(why: impl Into<String>) -> Self {
+        Self::gpu(why, GpuError::Unavailable)
+    }
+
+    /// A state or size the GPU code cannot handle.
+    pub fn gpu_internal(what: impl Into<String>) -> Self {
+        Self::gpu(what, GpuError::Internal)
+    }
+
+    /// Whether this is the GPU running out of memory.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::Gpu { error, .. } if error.is_out_of_memory())
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -1,8 +1,9 @@
 //! Recommendations in terms users understand: original ids in, tracks with names out.
 //!
 //! A [`Recommender`] joins a model with the dataset it was trained on (id maps, training rows for
-//! filtering, names) and a [`Scorer`]. The CLI's `recommend`, `similar` and `eval` use it, and the
-//! HTTP server will too, so every entry point filters, breaks ties and reports names the same way.
+//! filtering, names) and a [`Scorer`]. The CLI's `recommend`, `similar` and `eval`, the HTTP
+//! server and the benchmarks all use it, so every entry point filters, breaks ties and reports
+//! names the same way.
 
 use serde::Serialize;
 
@@ -10,13 +11,11 @@ use crate::als::Factors;
 use crate::als::model::Model;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::eval::{Metrics, eval_users, metrics};
 use crate::gpu::{DeviceChoice, Gpu};
 use crate::infer::{
-    CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer, normalize_rows, similar_items,
+    BATCH, CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer, normalize_rows, similar_items,
 };
-
-/// Users per `top_k` call when ranking many users (bounds scratch memory).
-pub const BATCH: usize = 4096;
 
 /// One recommended track.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,10 +109,23 @@ impl Recommender {
         ))
     }
 
+    /// Ranking quality @`k` for every user with validation tracks (training tracks excluded).
+    pub fn evaluate(&self, k: usize) -> Result<Metrics> {
+        let valid = &self.dataset.valid;
+        let users = eval_users(valid);
+        let rows: Vec<usize> = users.iter().map(|&u| u as usize).collect();
+        let ranked: Vec<Vec<u32>> = self
+            .recommend_rows(&rows, k, true)?
+            .into_iter()
+            .map(|r| r.items)
+            .collect();
+        metrics(&users, &ranked, valid, k)
+    }
+
     /// Dense rows of the users to benchmark with: those with held-out listens, or every user
     /// when the dataset holds none.
     pub fn benchmark_users(&self) -> Vec<usize> {
-        let users: Vec<usize> = crate::eval::eval_users(&self.dataset.valid)
+        let users: Vec<usize> = eval_users(&self.dataset.valid)
             .into_iter()
             .map(|u| u as usize)
             .collect();

@@ -8,7 +8,6 @@
 //! without letting a wrong term through (dropping one non-zero of a row moves it by far more).
 
 use encore::als::cpu::CpuCholesky;
-use encore::als::fit::{FitOptions, fit, make_backend};
 use encore::als::gpu::{GpuBackend, GpuOptions};
 use encore::als::{self, AlsConfig, Backend, Confidence, CpuBackend, Factors, SolverKind};
 use encore::data::csr::Csr;
@@ -17,6 +16,7 @@ use encore::data::prep::{PrepConfig, prep};
 use encore::error::Error;
 use encore::gpu::{DeviceChoice, Gpu, driver_present};
 use encore::synth::{Scale, SynthConfig, generate};
+use encore::train::{FitOptions, fit, make_backend};
 use encore::util::mix64;
 
 /// A play-count matrix with heavy-tailed rows: some empty, most short, a few long (longer than

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use encore::als::fit::{FitOptions, fit};
 use encore::als::model::{ITEM_FACTORS, MODEL_JSON, Model, USER_FACTORS};
 use encore::als::{AlsConfig, SolverKind};
 use encore::data::dataset::Dataset;
@@ -11,6 +10,7 @@ use encore::data::prep::{PrepConfig, prep};
 use encore::eval;
 use encore::recommend::Recommender;
 use encore::synth::{Scale, SynthConfig, generate};
+use encore::train::{FitOptions, fit};
 
 fn hetrec_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hetrec2011-lastfm-2k")
@@ -121,7 +121,7 @@ fn hetrec_model_beats_popularity() {
         let model = fit(ds.clone(), &cfg, &cpu_quiet(), |_| {}).unwrap();
         let pop = eval::popularity(&ds.train, &ds.valid, 10).unwrap();
         let rec = Recommender::cpu(model, ds.clone()).unwrap();
-        let m = eval::evaluate(&rec, 10).unwrap();
+        let m = rec.evaluate(10).unwrap();
         assert!(m.users > 1_500);
         assert!(
             m.precision > 1.5 * pop.precision && m.ndcg > 1.5 * pop.ndcg,

@@ -6,7 +6,7 @@
 //! - `cg`: one warp per row, conjugate gradient warm-started from the current factors;
 //! - `cholesky-fused`: one block per row builds A_u = G + λI + Σ w y yᵀ and b_u in shared memory
 //!   and solves by Cholesky there;
-//! - `lu` (the design card): the same build written to memory for a batch of rows, solved by
+//! - `lu` (the original design): the same build written to memory for a batch of rows, solved by
 //!   `cublasSgetrfBatched` + `cublasSgetrsBatched`, solutions landing in the factor matrix.
 //!
 //! Residency: when both CSR copies, both factor matrices and the solver's workspace fit the
@@ -19,12 +19,12 @@
 
 use rayon::prelude::*;
 
-use crate::als::{AlsConfig, Backend, Factors, Prepared, SolverKind, non_finite};
+use crate::als::{AlsConfig, Backend, Factors, Prepared, SolverKind, TrainDevice, non_finite};
 use crate::data::csr::Csr;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{ChunkArgs, SideArgs};
+use crate::gpu::als::{ChunkArgs, SideArgs};
 use crate::gpu::memory::{DeviceBuffer, PinnedBuffer};
-use crate::gpu::{Gpu, driver_err, is_out_of_memory};
+use crate::gpu::{Gpu, gpu_err};
 use crate::util::human_bytes;
 
 /// Device memory left free for cuBLAS's workspace, the module and the driver's own use.
@@ -126,8 +126,7 @@ struct State {
 /// ALS on one GPU.
 pub struct GpuBackend {
     gpu: Gpu,
-    solver: SolverKind,
-    cg_steps: usize,
+    solver: GpuSolver,
     k: usize,
     options: GpuOptions,
     iteration: usize,
@@ -138,16 +137,14 @@ pub struct GpuBackend {
 impl GpuBackend {
     /// A backend for `cfg` on `gpu`; fails for solvers the GPU does not have.
     pub fn new(gpu: Gpu, cfg: &AlsConfig, options: GpuOptions) -> Result<Self> {
-        cfg.validate()?;
-        if !cfg.solver.on_gpu() {
-            return Err(Error::Config(format!(
-                "solver {} runs on the CPU only; on the GPU use --solver cg, cholesky-fused or lu",
-                cfg.solver.as_str()
-            )));
-        }
-        if let Some(why) = crate::gpu::kernels::unsupported(cfg.solver, cfg.factors) {
-            return Err(Error::Config(why));
-        }
+        cfg.solver.supports(TrainDevice::Gpu, cfg.factors)?;
+        let solver = match cfg.solver {
+            SolverKind::Lu => GpuSolver::Lu,
+            SolverKind::CholeskyFused => GpuSolver::Fused,
+            _ => GpuSolver::Cg {
+                steps: cfg.cg_steps,
+            },
+        };
         let stats = GpuStats {
             device: gpu.describe(),
             peak_gb_per_s: gpu.peak_bandwidth / 1e9,
@@ -156,8 +153,7 @@ impl GpuBackend {
         };
         Ok(Self {
             gpu,
-            solver: cfg.solver,
-            cg_steps: cfg.cg_steps,
+            solver,
             k: cfg.factors,
             options,
             iteration: 0,
@@ -183,7 +179,7 @@ impl GpuBackend {
         let mut tries = 0;
         loop {
             match self.setup_within(p, users, items, budget) {
-                Err(e) if is_out_of_memory(&e) && tries < 3 => {
+                Err(e) if e.is_out_of_memory() && tries < 3 => {
                     tries += 1;
                     budget /= 2;
                     eprintln!(
@@ -215,7 +211,7 @@ impl GpuBackend {
         let k = self.k;
         let csr_bytes = |m: &Csr| (m.n_rows + 1) * 8 + m.nnz() * NNZ_BYTES;
         let factor_bytes = (users.data.len() + items.data.len()) * 4 + k * k * 4 + 64;
-        let lu_rows = if self.solver == SolverKind::Lu {
+        let lu_rows = if self.solver == GpuSolver::Lu {
             LU_MAX_BATCH_ROWS
                 .min(p.by_user.n_rows.max(p.by_item.n_rows))
                 .max(1)
@@ -225,7 +221,7 @@ impl GpuBackend {
         let lu_bytes = |rows: usize| rows * (k * k * 4 + k * 4 + 4 + 16);
         let mut fixed = factor_bytes + lu_bytes(lu_rows);
         if fixed > budget {
-            return Err(Error::Gpu(format!(
+            return Err(Error::gpu_internal(format!(
                 "the factors and workspace need {} of device memory; {} is available",
                 human_bytes(fixed as u64),
                 human_bytes(budget as u64)
@@ -278,11 +274,10 @@ impl GpuBackend {
             };
             cap_rows = cap_rows.min(avail / 2 / 8 / 4).max(1);
             let cap_nnz = ((avail / 2).saturating_sub((cap_rows + 1) * 8) / NNZ_BYTES) as u64;
-            let longest_any = longest_row(&p.by_user).max(longest_row(&p.by_item));
-            let cap_nnz = cap_nnz.min(MAX_CHUNK_NNZ.max(longest_any));
             let longest = longest_row(&p.by_user).max(longest_row(&p.by_item));
+            let cap_nnz = cap_nnz.min(MAX_CHUNK_NNZ.max(longest));
             if cap_nnz < longest {
-                return Err(Error::Gpu(format!(
+                return Err(Error::gpu_internal(format!(
                     "streaming needs room for the longest row ({longest} non-zeros) twice: at least {} \
                      of device memory; {} is available",
                     human_bytes(
@@ -363,7 +358,7 @@ impl GpuBackend {
 fn timing_event(gpu: &Gpu) -> Result<cudarc::driver::CudaEvent> {
     gpu.ctx
         .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-        .map_err(|e| driver_err("creating an event", e))
+        .map_err(|e| gpu_err("creating an event", e))
 }
 
 /// The number of non-zeros of the longest row.
@@ -382,7 +377,7 @@ fn plan_chunks(m: &Csr, cap_nnz: u64, cap_rows: usize) -> Result<Vec<Chunk>> {
             end += 1;
         }
         if end == start {
-            return Err(Error::Gpu(format!(
+            return Err(Error::gpu_internal(format!(
                 "row {start} has {} non-zeros, more than a chunk holds ({cap_nnz})",
                 m.indptr[start + 1] - base
             )));
@@ -405,6 +400,14 @@ fn par_copy<T: Copy + Send + Sync>(dst: &mut [T], src: &[T]) {
         .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
+/// The GPU solvers (what [`SolverKind::supports`] admits on the GPU), with their settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GpuSolver {
+    Cg { steps: usize },
+    Fused,
+    Lu,
+}
+
 /// Which half-step.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -416,7 +419,7 @@ impl GpuBackend {
     /// Solves one side: users against items, or items against users.
     fn half_step(&mut self, p: &Prepared, side: Side) -> Result<()> {
         let Some(st) = self.state.as_mut() else {
-            return Err(Error::Gpu("half-step before set-up".into()));
+            return Err(Error::gpu_internal("half-step before set-up"));
         };
         let gpu = &self.gpu;
         let k = self.k;
@@ -434,28 +437,24 @@ impl GpuBackend {
             regularization: p.regularization,
         };
         let solver = self.solver;
-        let steps = self.cg_steps;
+        let kernels = gpu.als_kernels()?;
         let solve = |c: &ChunkArgs| -> Result<()> {
             match solver {
-                SolverKind::Cg => gpu.kernels.cg(&gpu.stream, c, &side_args, steps),
-                SolverKind::CholeskyFused => {
-                    gpu.kernels
-                        .fused(&gpu.stream, c, &side_args, st.bad_pivot.ptr())
-                }
-                SolverKind::Lu => {
+                GpuSolver::Cg { steps } => kernels.cg(&gpu.stream, c, &side_args, steps),
+                GpuSolver::Fused => kernels.fused(&gpu.stream, c, &side_args, st.bad_pivot.ptr()),
+                GpuSolver::Lu => {
                     let lu = st
                         .lu
                         .as_ref()
-                        .ok_or_else(|| Error::Gpu("lu workspace missing".into()))?;
+                        .ok_or_else(|| Error::gpu_internal("lu workspace missing"))?;
                     let n = c.n_rows;
                     if n as usize > lu.rows {
-                        return Err(Error::Gpu(format!(
+                        return Err(Error::gpu_internal(format!(
                             "lu chunk of {n} rows exceeds its workspace"
                         )));
                     }
-                    gpu.kernels
-                        .build_lu(&gpu.stream, c, &side_args, lu.matrices.ptr())?;
-                    gpu.kernels.lu_pointers(
+                    kernels.build_lu(&gpu.stream, c, &side_args, lu.matrices.ptr())?;
+                    kernels.lu_pointers(
                         &gpu.stream,
                         lu.matrices.ptr(),
                         side_args.target,
@@ -482,7 +481,6 @@ impl GpuBackend {
                         n as usize,
                     )
                 }
-                SolverKind::Cholesky => Err(Error::Config("cholesky is a CPU solver".into())),
             }
         };
         if let Some((by_user, by_item)) = &st.resident {
@@ -504,7 +502,7 @@ impl GpuBackend {
             return Ok(());
         }
         let Some(sm) = st.streaming.as_mut() else {
-            return Err(Error::Gpu("neither resident nor streaming".into()));
+            return Err(Error::gpu_internal("neither resident nor streaming"));
         };
         let mut uploaded = 0u64;
         for (j, c) in chunks.iter().enumerate() {
@@ -514,14 +512,14 @@ impl GpuBackend {
             // Staging b is free once its previous upload (chunk j − 2) has finished.
             sm.uploaded[b]
                 .synchronize()
-                .map_err(|e| driver_err("waiting for an upload", e))?;
+                .map_err(|e| gpu_err("waiting for an upload", e))?;
             par_copy(sm.host_indptr[b].as_mut_slice(), &m.indptr[r0..=r1]);
             par_copy(sm.host_indices[b].as_mut_slice(), &m.indices[n0..n1]);
             par_copy(sm.host_conf[b].as_mut_slice(), &m.data[n0..n1]);
             // Device buffer b is free once the solve of chunk j − 2 has consumed it.
             gpu.copy
                 .wait(&sm.consumed[b])
-                .map_err(|e| driver_err("ordering the copy stream", e))?;
+                .map_err(|e| gpu_err("ordering the copy stream", e))?;
             // SAFETY: staging b is not written again until `uploaded[b]` (recorded right after
             // these copies) has completed, and it lives as long as the backend, whose Drop
             // synchronises both streams before freeing it.
@@ -544,10 +542,10 @@ impl GpuBackend {
             }
             sm.uploaded[b]
                 .record(&gpu.copy)
-                .map_err(|e| driver_err("recording an event", e))?;
+                .map_err(|e| gpu_err("recording an event", e))?;
             gpu.stream
                 .wait(&sm.uploaded[b])
-                .map_err(|e| driver_err("ordering the compute stream", e))?;
+                .map_err(|e| gpu_err("ordering the compute stream", e))?;
             solve(&ChunkArgs {
                 indptr: sm.dev_indptr[b].ptr(),
                 nnz_base: c.nnz.0,
@@ -558,7 +556,7 @@ impl GpuBackend {
             })?;
             sm.consumed[b]
                 .record(&gpu.stream)
-                .map_err(|e| driver_err("recording an event", e))?;
+                .map_err(|e| gpu_err("recording an event", e))?;
             uploaded += ((r1 - r0 + 1) * 8 + (n1 - n0) * NNZ_BYTES) as u64;
         }
         self.stats.uploaded_bytes += uploaded;
@@ -570,7 +568,7 @@ impl GpuBackend {
         if let Some(st) = &self.state {
             st.marks[i]
                 .record(&self.gpu.stream)
-                .map_err(|e| driver_err("recording an event", e))?;
+                .map_err(|e| gpu_err("recording an event", e))?;
         }
         Ok(())
     }
@@ -581,13 +579,14 @@ impl GpuBackend {
             return Ok(());
         };
         let gpu = &self.gpu;
-        gpu.kernels.check_finite(
+        let kernels = gpu.als_kernels()?;
+        kernels.check_finite(
             &gpu.stream,
             st.users.ptr(),
             st.users.len() as u64,
             st.bad_value.ptr(),
         )?;
-        gpu.kernels.check_finite(
+        kernels.check_finite(
             &gpu.stream,
             st.items.ptr(),
             st.items.len() as u64,
@@ -621,8 +620,9 @@ impl Drop for GpuBackend {
 impl Backend for GpuBackend {
     fn name(&self) -> String {
         match self.solver {
-            SolverKind::Cg => format!("cg{}", self.cg_steps),
-            other => other.as_str().to_string(),
+            GpuSolver::Cg { steps } => format!("cg{steps}"),
+            GpuSolver::Fused => SolverKind::CholeskyFused.as_str().to_string(),
+            GpuSolver::Lu => SolverKind::Lu.as_str().to_string(),
         }
     }
 

@@ -15,7 +15,7 @@
 //! and copies factors back only when asked.
 
 pub mod cpu;
-pub mod fit;
+pub mod foldin;
 pub mod gpu;
 pub mod linalg;
 pub mod model;
@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::util::mix64;
 
 /// How play counts become confidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Confidence {
     /// c = 1 + α·log(1 + r/ε): dampens heavy repeat listening.
@@ -42,14 +42,14 @@ pub enum Confidence {
 }
 
 /// Which solver runs each half-step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SolverKind {
     /// Exact per-row Cholesky solve (CPU; the reference).
     Cholesky,
     /// Conjugate gradient warm-started from the current factors (CPU and GPU).
     Cg,
-    /// GPU: per-row systems built into memory, solved by cuBLAS batched LU (the design card).
+    /// GPU: per-row systems built into memory, solved by cuBLAS batched LU.
     Lu,
     /// GPU: one thread block per row builds and Cholesky-solves its system in shared memory.
     CholeskyFused,
@@ -66,15 +66,54 @@ impl SolverKind {
         }
     }
 
-    /// Whether the CPU backend has this solver.
-    pub fn on_cpu(self) -> bool {
-        matches!(self, Self::Cholesky | Self::Cg)
-    }
+    /// Every solver, in the order `--help` lists them.
+    pub const ALL: [SolverKind; 4] = [Self::Cholesky, Self::Cg, Self::Lu, Self::CholeskyFused];
 
-    /// Whether the GPU backend has this solver.
-    pub fn on_gpu(self) -> bool {
-        matches!(self, Self::Cg | Self::Lu | Self::CholeskyFused)
+    /// Whether this solver can train `k` factors on `device`, and if not, why (with what to use
+    /// instead). The one place that answers it: backend choice (`--device auto` falls back to
+    /// the CPU on an error), [`cpu_solver`] and the GPU backend all ask here.
+    pub fn supports(self, device: TrainDevice, k: usize) -> Result<()> {
+        use crate::gpu::als::{MAX_CG_FACTORS, MAX_EXACT_FACTORS};
+        let no = |m: String| Err(Error::Config(m));
+        match (device, self) {
+            (TrainDevice::Cpu, Self::Cholesky | Self::Cg) => Ok(()),
+            (TrainDevice::Cpu, _) => no(format!(
+                "solver {} needs a GPU (--device gpu); the CPU solvers are cholesky and cg",
+                self.as_str()
+            )),
+            (TrainDevice::Gpu, Self::Cholesky) => no(format!(
+                "solver {} runs on the CPU only; on the GPU use cholesky-fused (exact), lu or cg",
+                self.as_str()
+            )),
+            (TrainDevice::Gpu, Self::Cg) if k > MAX_CG_FACTORS => no(format!(
+                "the GPU cg solver supports at most {MAX_CG_FACTORS} factors (got {k})"
+            )),
+            (TrainDevice::Gpu, Self::Lu | Self::CholeskyFused) if k > MAX_EXACT_FACTORS => {
+                no(format!(
+                    "the GPU exact solvers support at most {MAX_EXACT_FACTORS} factors (got {k}); use --solver cg"
+                ))
+            }
+            (TrainDevice::Gpu, _) => Ok(()),
+        }
     }
+}
+
+impl std::str::FromStr for SolverKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown solver {s:?}: use cholesky, cg, lu or cholesky-fused"))
+    }
+}
+
+/// The kind of device a training backend runs on (which one, and whether it is usable, is the
+/// GPU module's business).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainDevice {
+    Cpu,
+    Gpu,
 }
 
 /// Hyper-parameters of a training run.
@@ -214,16 +253,13 @@ pub trait Solver {
 
 /// The CPU solver for `cfg`; the GPU-only solvers are an error that names the CPU ones.
 pub fn cpu_solver(cfg: &AlsConfig) -> Result<Box<dyn Solver>> {
-    match cfg.solver {
-        SolverKind::Cholesky => Ok(Box::new(cpu::CpuCholesky)),
-        SolverKind::Cg => Ok(Box::new(cpu::CpuCg {
+    cfg.solver.supports(TrainDevice::Cpu, cfg.factors)?;
+    Ok(match cfg.solver {
+        SolverKind::Cholesky => Box::new(cpu::CpuCholesky),
+        _ => Box::new(cpu::CpuCg {
             steps: cfg.cg_steps,
-        })),
-        other => Err(Error::Config(format!(
-            "solver {} runs on the GPU only; on the CPU use --solver cholesky or cg",
-            other.as_str()
-        ))),
-    }
+        }),
+    })
 }
 
 /// Runs ALS iterations on one device: the CPU/GPU seam of training.

@@ -11,9 +11,9 @@ use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use serde::{Deserialize, Serialize};
 
 use crate::als::{AlsConfig, Factors, IterationStats};
-use crate::bench::Machine;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, IoContext, Result};
+use crate::sys::Machine;
 use crate::util::AtomicDir;
 
 pub const USER_FACTORS: &str = "user_factors.npy";

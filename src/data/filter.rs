@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::index::Interactions;
 
 /// How the thresholds are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FilterMode {
     /// Repeat until nothing changes (every kept user and track meets its threshold).

@@ -19,7 +19,7 @@ use crate::data::lines::{LineError, Schema, parse_line, trim_end};
 use crate::error::{Error, IoContext, Result};
 
 /// Which kind of input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Decide from the file or directory names.
@@ -44,7 +44,7 @@ impl Format {
 }
 
 /// Field delimiter of `triples` inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Delimiter {
     /// Tab if the first line has one, else comma, else semicolon, else space.
@@ -56,7 +56,7 @@ pub enum Delimiter {
 }
 
 /// Whether the first line is a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeaderMode {
     /// A first line that does not parse as data and contains a letter is a header.

@@ -121,19 +121,6 @@ pub fn metrics(users: &[u32], ranked: &[Vec<u32>], valid: &Csr, k: usize) -> Res
     })
 }
 
-/// Evaluates a model's rankings for every user with validation tracks (training tracks excluded).
-pub fn evaluate(rec: &crate::recommend::Recommender, k: usize) -> Result<Metrics> {
-    let valid = &rec.dataset.valid;
-    let users = eval_users(valid);
-    let rows: Vec<usize> = users.iter().map(|&u| u as usize).collect();
-    let ranked: Vec<Vec<u32>> = rec
-        .recommend_rows(&rows, k, true)?
-        .into_iter()
-        .map(|r| r.items)
-        .collect();
-    metrics(&users, &ranked, valid, k)
-}
-
 /// Users with at least one validation track, ascending.
 pub fn eval_users(valid: &Csr) -> Vec<u32> {
     (0..valid.n_rows)

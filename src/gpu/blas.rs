@@ -1,12 +1,14 @@
 //! cuBLAS through its raw C API (`cudarc::cublas::sys`): the Gram matrix YᵀY by SGEMM, and the
-//! batched LU factorisation and solve of the design card's `lu` solver. Every status is checked.
+//! batched LU factorisation and solve of the `lu` solver. Every status is checked.
 
 use std::sync::Arc;
 
+use cudarc::cublas::result::CublasError;
 use cudarc::cublas::sys::{self, cublasHandle_t, cublasOperation_t, cublasStatus_t};
 use cudarc::driver::CudaStream;
 
 use crate::error::{Error, Result};
+use crate::gpu::gpu_err;
 
 /// A cuBLAS handle bound to the compute stream.
 pub struct Blas {
@@ -18,12 +20,13 @@ fn check(what: &str, status: cublasStatus_t) -> Result<()> {
     if status == cublasStatus_t::CUBLAS_STATUS_SUCCESS {
         Ok(())
     } else {
-        Err(Error::Gpu(format!("cuBLAS {what} failed: {status:?}")))
+        Err(gpu_err(&format!("cuBLAS {what}"), CublasError(status)))
     }
 }
 
 fn int(v: usize, what: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::Gpu(format!("{what} = {v} exceeds cuBLAS's 32-bit sizes")))
+    i32::try_from(v)
+        .map_err(|_| Error::gpu_internal(format!("{what} = {v} exceeds cuBLAS's 32-bit sizes")))
 }
 
 impl Blas {
@@ -31,10 +34,9 @@ impl Blas {
     pub fn new(stream: Arc<CudaStream>) -> Result<Self> {
         // SAFETY: only probes for the shared library.
         if !unsafe { sys::is_culib_present() } {
-            return Err(Error::Gpu(
+            return Err(Error::no_gpu(
                 "libcublas could not be loaded: install the CUDA toolkit's cuBLAS (or put its \
-                 directory on LD_LIBRARY_PATH), or use --device cpu"
-                    .into(),
+                 directory on LD_LIBRARY_PATH), or use --device cpu",
             ));
         }
         let mut handle: cublasHandle_t = std::ptr::null_mut();
@@ -179,7 +181,7 @@ impl Blas {
             )
         })?;
         if info != 0 {
-            return Err(Error::Gpu(format!(
+            return Err(Error::gpu_internal(format!(
                 "getrsBatched: argument {} invalid",
                 -info
             )));

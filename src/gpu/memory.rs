@@ -11,7 +11,7 @@ use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{CudaContext, CudaStream, result};
 
 use crate::error::{Error, Result};
-use crate::gpu::driver_err;
+use crate::gpu::gpu_err;
 
 /// `len` values of `T` in device memory.
 pub struct DeviceBuffer<T> {
@@ -25,15 +25,17 @@ impl<T: Copy> DeviceBuffer<T> {
     /// Uninitialised device memory for `len` values (at least one byte is allocated).
     pub fn new(ctx: &Arc<CudaContext>, len: usize, what: &str) -> Result<Self> {
         ctx.bind_to_thread()
-            .map_err(|e| driver_err("binding the CUDA context", e))?;
+            .map_err(|e| gpu_err("binding the CUDA context", e))?;
         let bytes = len
             .checked_mul(size_of::<T>())
-            .ok_or_else(|| Error::Gpu(format!("{what}: {len} values overflow the address space")))?
+            .ok_or_else(|| {
+                Error::gpu_internal(format!("{what}: {len} values overflow the address space"))
+            })?
             .max(1);
         // SAFETY: the context is current; the pointer is owned by the returned value and freed
         // exactly once in Drop.
         let ptr = unsafe { result::malloc_sync(bytes) }.map_err(|e| {
-            driver_err(
+            gpu_err(
                 &format!(
                     "allocating {what} ({})",
                     crate::util::human_bytes(bytes as u64)
@@ -58,7 +60,7 @@ impl<T: Copy> DeviceBuffer<T> {
                 cudarc::driver::sys::cuMemcpyHtoD_v2(buf.ptr, src.as_ptr().cast(), size_of_val(src))
             }
             .result()
-            .map_err(|e| driver_err(&format!("uploading {what}"), e))?;
+            .map_err(|e| gpu_err(&format!("uploading {what}"), e))?;
         }
         Ok(buf)
     }
@@ -92,7 +94,7 @@ impl<T: Copy> DeviceBuffer<T> {
     /// event recorded after it before writing or freeing the source).
     pub unsafe fn upload_async(&self, offset: usize, src: &[T], stream: &CudaStream) -> Result<()> {
         if offset + src.len() > self.len {
-            return Err(Error::Gpu(format!(
+            return Err(Error::gpu_internal(format!(
                 "upload of {} values at {offset} overruns a buffer of {}",
                 src.len(),
                 self.len
@@ -103,13 +105,13 @@ impl<T: Copy> DeviceBuffer<T> {
         }
         // SAFETY: bounds checked above; the caller keeps `src` alive until the copy completes.
         unsafe { result::memcpy_htod_async(self.ptr_at(offset), src, stream.cu_stream()) }
-            .map_err(|e| driver_err("host-to-device copy", e))
+            .map_err(|e| gpu_err("host-to-device copy", e))
     }
 
     /// Copies the whole buffer to `dst` and waits for it (after all earlier work on `stream`).
     pub fn download(&self, dst: &mut [T], stream: &CudaStream) -> Result<()> {
         if dst.len() != self.len {
-            return Err(Error::Gpu(format!(
+            return Err(Error::gpu_internal(format!(
                 "download into {} values from a buffer of {}",
                 dst.len(),
                 self.len
@@ -120,10 +122,10 @@ impl<T: Copy> DeviceBuffer<T> {
         }
         // SAFETY: lengths match; the stream is synchronised before `dst` is used.
         unsafe { result::memcpy_dtoh_async(dst, self.ptr, stream.cu_stream()) }
-            .map_err(|e| driver_err("device-to-host copy", e))?;
+            .map_err(|e| gpu_err("device-to-host copy", e))?;
         stream
             .synchronize()
-            .map_err(|e| driver_err("waiting for a device-to-host copy", e))
+            .map_err(|e| gpu_err("waiting for a device-to-host copy", e))
     }
 
     /// Sets every byte to zero, asynchronously on `stream`.
@@ -132,7 +134,7 @@ impl<T: Copy> DeviceBuffer<T> {
         unsafe {
             result::memset_d8_async(self.ptr, 0, self.len * size_of::<T>(), stream.cu_stream())
         }
-        .map_err(|e| driver_err("cuMemsetD8Async", e))
+        .map_err(|e| gpu_err("cuMemsetD8Async", e))
     }
 }
 
@@ -158,11 +160,11 @@ impl<T: Copy + bytemuck::Zeroable> PinnedBuffer<T> {
     /// Zeroed pinned memory for `len` values.
     pub fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<Self> {
         ctx.bind_to_thread()
-            .map_err(|e| driver_err("binding the CUDA context", e))?;
+            .map_err(|e| gpu_err("binding the CUDA context", e))?;
         let bytes = (len * size_of::<T>()).max(1);
         // SAFETY: the context is current; the allocation is owned by the returned value.
         let ptr = unsafe { result::malloc_host(bytes, 0) }.map_err(|e| {
-            driver_err(
+            gpu_err(
                 &format!(
                     "allocating {} of pinned host memory",
                     crate::util::human_bytes(bytes as u64)

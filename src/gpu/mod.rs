@@ -4,21 +4,24 @@
 //! CUDA comes through cudarc with `dynamic-loading`: `libcuda` and `libcublas` are opened at run
 //! time, so the same binary runs on hosts without a GPU. Nothing here touches the driver before
 //! [`driver_present`] has said the library exists (cudarc panics on a missing library otherwise),
-//! and every driver and cuBLAS status becomes an [`Error::Gpu`] so the rest of the crate never
-//! names cudarc types.
+//! and every driver and cuBLAS status becomes an [`Error::Gpu`] holding the typed status
+//! ([`GpuError`]). cudarc's types appear only here and in the two GPU backends of the seams
+//! (`als::gpu`, `infer::gpu`); everything else sees `Gpu`, device addresses and `Error`.
 
+pub mod als;
 pub mod blas;
-pub mod kernels;
+pub mod error;
 pub mod memory;
 pub mod topk;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::result::DriverError;
-use cudarc::driver::sys::{CUdevice_attribute, CUresult};
+use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+
+pub use error::GpuError;
 
 use crate::error::{Error, Result};
 
@@ -66,35 +69,22 @@ pub fn driver_present() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
-/// Maps a driver status to an error saying what was being done.
-pub(crate) fn driver_err(what: &str, e: DriverError) -> Error {
-    let hint = match e.0 {
-        CUresult::CUDA_ERROR_OUT_OF_MEMORY => " (out of device memory)",
-        CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION | CUresult::CUDA_ERROR_INVALID_PTX => {
-            " (the embedded PTX is newer than this NVIDIA driver supports: update the driver, or \
-             rebuild Encore with this host's CUDA toolkit so build.rs compiles cuda/ with its nvcc: \
-             NVCC=/usr/local/cuda/bin/nvcc cargo build --release)"
-        }
-        CUresult::CUDA_ERROR_NO_DEVICE => " (no CUDA device is visible)",
-        CUresult::CUDA_ERROR_INVALID_DEVICE => " (no such GPU number)",
-        _ => "",
-    };
-    Error::Gpu(format!("{what}: {e:?}{hint}"))
+/// A driver or cuBLAS failure while doing `what`.
+pub(crate) fn gpu_err(what: &str, e: impl Into<GpuError>) -> Error {
+    Error::gpu(what, e)
 }
 
-/// Whether an error is the device running out of memory.
-pub fn is_out_of_memory(e: &Error) -> bool {
-    matches!(e, Error::Gpu(m) if m.contains("CUDA_ERROR_OUT_OF_MEMORY"))
-}
-
-/// An open GPU: context, a compute stream and a copy stream, the ALS kernels and cuBLAS.
+/// An open GPU: context, a compute stream and a copy stream, cuBLAS, and the kernel modules.
 pub struct Gpu {
     pub ctx: Arc<CudaContext>,
     /// Kernels and cuBLAS run here.
     pub stream: Arc<CudaStream>,
     /// Host→device uploads of streamed chunks run here, overlapping the compute stream.
     pub copy: Arc<CudaStream>,
-    pub kernels: kernels::AlsKernels,
+    /// The kernel modules, each loaded the first time it is needed (a server never loads the
+    /// training kernels): see [`Gpu::als_kernels`] and [`Gpu::topk_kernels`].
+    als: OnceLock<als::AlsKernels>,
+    topk: OnceLock<topk::TopkKernels>,
     pub blas: blas::Blas,
     pub ordinal: usize,
     pub name: String,
@@ -112,43 +102,40 @@ impl Gpu {
     /// no cuBLAS, or a driver too old for the embedded PTX.
     pub fn open(ordinal: usize) -> Result<Self> {
         if !driver_present() {
-            return Err(Error::Gpu(
+            return Err(Error::no_gpu(
                 "no CUDA driver found (libcuda.so could not be loaded): install the NVIDIA \
-                 driver, or use --device cpu"
-                    .into(),
+                 driver, or use --device cpu",
             ));
         }
-        let count = CudaContext::device_count().map_err(|e| driver_err("cuDeviceGetCount", e))?;
+        let count = CudaContext::device_count().map_err(|e| gpu_err("cuDeviceGetCount", e))?;
         if ordinal >= count.max(0) as usize {
-            return Err(Error::Gpu(format!(
+            return Err(Error::no_gpu(format!(
                 "gpu:{ordinal} requested but this host has {count} CUDA device(s)"
             )));
         }
-        let ctx =
-            CudaContext::new(ordinal).map_err(|e| driver_err("creating a CUDA context", e))?;
+        let ctx = CudaContext::new(ordinal).map_err(|e| gpu_err("creating a CUDA context", e))?;
         // Encore orders its streams with explicit events; cudarc's per-buffer tracking would
         // add hidden waits (and we hand raw pointers to kernels and cuBLAS anyway).
         // SAFETY: called before any buffer or stream of this context exists.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx
             .new_stream()
-            .map_err(|e| driver_err("creating a stream", e))?;
+            .map_err(|e| gpu_err("creating a stream", e))?;
         let copy = ctx
             .new_stream()
-            .map_err(|e| driver_err("creating a stream", e))?;
-        let kernels = kernels::AlsKernels::load(&ctx)?;
+            .map_err(|e| gpu_err("creating a stream", e))?;
         let blas = blas::Blas::new(stream.clone())?;
-        let name = ctx.name().map_err(|e| driver_err("cuDeviceGetName", e))?;
+        let name = ctx.name().map_err(|e| gpu_err("cuDeviceGetName", e))?;
         let total_memory = ctx
             .total_mem()
-            .map_err(|e| driver_err("cuDeviceTotalMem", e))?;
+            .map_err(|e| gpu_err("cuDeviceTotalMem", e))?;
         let multiprocessors = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .map_err(|e| driver_err("cuDeviceGetAttribute", e))?
+            .map_err(|e| gpu_err("cuDeviceGetAttribute", e))?
             .max(1) as usize;
         let compute_capability = ctx
             .compute_capability()
-            .map_err(|e| driver_err("cuDeviceGetAttribute", e))?;
+            .map_err(|e| gpu_err("cuDeviceGetAttribute", e))?;
         // Report-only figures: an attribute a driver no longer offers gives 0, not an error.
         let attr = |a| ctx.attribute(a).map(|v| f64::from(v.max(0))).unwrap_or(0.0);
         let peak_bandwidth = 2.0
@@ -165,7 +152,8 @@ impl Gpu {
             ctx,
             stream,
             copy,
-            kernels,
+            als: OnceLock::new(),
+            topk: OnceLock::new(),
             blas,
             ordinal,
             name,
@@ -190,34 +178,54 @@ impl Gpu {
         )
     }
 
+    /// The training kernels of `cuda/als.cu`, loaded on first use.
+    pub fn als_kernels(&self) -> Result<&als::AlsKernels> {
+        if let Some(k) = self.als.get() {
+            return Ok(k);
+        }
+        self.bind()?;
+        let k = als::AlsKernels::load(&self.ctx)?;
+        Ok(self.als.get_or_init(|| k))
+    }
+
+    /// The top-K kernels of `cuda/topk.cu`, loaded on first use.
+    pub fn topk_kernels(&self) -> Result<&topk::TopkKernels> {
+        if let Some(k) = self.topk.get() {
+            return Ok(k);
+        }
+        self.bind()?;
+        let k = topk::TopkKernels::load(&self.ctx)?;
+        Ok(self.topk.get_or_init(|| k))
+    }
+
     /// Free and total device memory in bytes.
     pub fn memory(&self) -> Result<(usize, usize)> {
         self.bind()?;
-        cudarc::driver::result::mem_get_info().map_err(|e| driver_err("cuMemGetInfo", e))
+        cudarc::driver::result::mem_get_info().map_err(|e| gpu_err("cuMemGetInfo", e))
     }
 
     /// Makes this GPU's context current on the calling thread.
     pub fn bind(&self) -> Result<()> {
         self.ctx
             .bind_to_thread()
-            .map_err(|e| driver_err("binding the CUDA context", e))
+            .map_err(|e| gpu_err("binding the CUDA context", e))
     }
 
     /// Waits for all work on both streams.
     pub fn synchronize(&self) -> Result<()> {
         self.stream
             .synchronize()
-            .map_err(|e| driver_err("synchronizing the compute stream", e))?;
+            .map_err(|e| gpu_err("synchronizing the compute stream", e))?;
         self.copy
             .synchronize()
-            .map_err(|e| driver_err("synchronizing the copy stream", e))
+            .map_err(|e| gpu_err("synchronizing the copy stream", e))
     }
 
     /// A new event (no timing).
     pub fn event(&self) -> Result<CudaEvent> {
         self.ctx
             .new_event(None)
-            .map_err(|e| driver_err("creating an event", e))
+            .map_err(|e| gpu_err("creating an event", e))
     }
 }
 

@@ -7,7 +7,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 use cudarc::nvrtc::Ptx;
 
 use crate::error::Result;
-use crate::gpu::driver_err;
+use crate::gpu::gpu_err;
 
 /// PTX of `cuda/topk.cu`.
 pub const TOPK_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/topk.ptx"));
@@ -69,17 +69,17 @@ impl TopkKernels {
     pub fn load(ctx: &Arc<CudaContext>) -> Result<Self> {
         let module = ctx
             .load_module(Ptx::from_src(TOPK_PTX))
-            .map_err(|e| driver_err("loading the top-K kernels (PTX)", e))?;
+            .map_err(|e| gpu_err("loading the top-K kernels (PTX)", e))?;
         let f = |name: &str| {
             module
                 .load_function(name)
-                .map_err(|e| driver_err(&format!("finding kernel {name}"), e))
+                .map_err(|e| gpu_err(&format!("finding kernel {name}"), e))
         };
         let max_shared = ctx
             .attribute(
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )
-            .map_err(|e| driver_err("cuDeviceGetAttribute", e))?
+            .map_err(|e| gpu_err("cuDeviceGetAttribute", e))?
             .max(0) as usize;
         let small = f("topk_scores_small")?;
         small
@@ -87,7 +87,7 @@ impl TopkKernels {
                 cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 max_shared as i32,
             )
-            .map_err(|e| driver_err("raising the shared-memory limit", e))?;
+            .map_err(|e| gpu_err("raising the shared-memory limit", e))?;
         Ok(Self {
             small,
             max_shared,
@@ -125,7 +125,7 @@ impl TopkKernels {
         // SAFETY: arguments match topk_tile in order and type; the scorer sized every buffer for
         // `batch` scored rows of queries in range, `splits` lists of `top` keys each per query, a
         // tile of `tv` items, and `perm` (when set) for every position.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching topk_tile", e))?;
+        unsafe { b.launch(cfg) }.map_err(|e| gpu_err("launching topk_tile", e))?;
         Ok(())
     }
 
@@ -159,7 +159,7 @@ impl TopkKernels {
             .arg(&out_counts);
         // SAFETY: arguments match topk_merge; splits·top ≤ SORT_CAP (checked by the scorer); the
         // outputs hold batch·top items and scores and batch counts.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err("launching topk_merge", e))?;
+        unsafe { b.launch(cfg) }.map_err(|e| gpu_err("launching topk_merge", e))?;
         Ok(())
     }
 
@@ -202,7 +202,7 @@ impl TopkKernels {
         // SAFETY: arguments match topk_scores_small; `items` holds n·k floats (16-byte aligned:
         // a cuMemAlloc base, rows of k floats, k % 4 == 0 for the vector path), `queries` b·k and
         // `out` b·n; the shared size was checked by `small_fits`.
-        unsafe { l.launch(cfg) }.map_err(|e| driver_err("launching topk_scores_small", e))?;
+        unsafe { l.launch(cfg) }.map_err(|e| gpu_err("launching topk_scores_small", e))?;
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use super::kernel::{self, GEMV_MAX_QUERIES};
+use super::dot::{self, GEMV_MAX_QUERIES};
 use super::order::{NormOrder, norm_up};
 use super::select::TopK;
 use super::{Ranked, Scorer, validate_query};
@@ -175,8 +175,8 @@ impl CpuScorer {
         }
         let order = prune.then(|| NormOrder::new(items));
         let panels = match &order {
-            Some(o) => kernel::to_panels(&o.permute_rows(items), items.n, items.k, tile),
-            None => kernel::to_panels(&items.data, items.n, items.k, tile),
+            Some(o) => dot::to_panels(&o.permute_rows(items), items.n, items.k, tile),
+            None => dot::to_panels(&items.data, items.n, items.k, tile),
         };
         Ok(Self {
             n: items.n,
@@ -224,10 +224,10 @@ impl CpuScorer {
         let ids = self.order.as_ref().map(|o| o.perm.as_slice());
         let (n, f) = (self.n, self.k);
         let m = q.len() / f;
-        let product: kernel::Product = if m <= GEMV_MAX_QUERIES && kernel::gemv_matches_gemm(f) {
-            kernel::gemv
+        let product: dot::Product = if m <= GEMV_MAX_QUERIES && dot::gemv_matches_gemm(f) {
+            dot::gemv
         } else {
-            kernel::gemm
+            dot::gemm
         };
         let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(cap)).collect();
         with_scratch(m * self.tile, |scratch| {

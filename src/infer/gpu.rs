@@ -29,8 +29,8 @@ use super::{Ranked, Scorer, validate_query};
 use crate::als::Factors;
 use crate::error::{Error, Result};
 use crate::gpu::memory::DeviceBuffer;
-use crate::gpu::topk::{MAX_K, SORT_CAP, TileArgs, TopkKernels};
-use crate::gpu::{Gpu, driver_err};
+use crate::gpu::topk::{MAX_K, SORT_CAP, TileArgs};
+use crate::gpu::{Gpu, gpu_err};
 
 /// Scores buffer per chunk (bytes): a tile is as many items as fit for the chunk's queries.
 const SCORE_BUDGET_BYTES: usize = 256 << 20;
@@ -101,12 +101,11 @@ fn grow<'a, T: Copy>(
         *slot = Some(DeviceBuffer::new(&gpu.ctx, len, what)?);
     }
     slot.as_ref()
-        .ok_or_else(|| Error::Gpu(format!("{what}: buffer missing")))
+        .ok_or_else(|| Error::gpu_internal(format!("{what}: buffer missing")))
 }
 
 struct Inner {
     gpu: Gpu,
-    kernels: TopkKernels,
     /// Item factors in visiting order (descending norm when pruning).
     items: DeviceBuffer<f32>,
     /// Norm bounds in visiting order.
@@ -148,7 +147,8 @@ impl GpuScorer {
             return Err(Error::Config(format!("{} items exceed 2^32", items.n)));
         }
         gpu.bind()?;
-        let kernels = TopkKernels::load(&gpu.ctx)?;
+        // Loaded here, the first time this GPU scores (training never needs them).
+        gpu.topk_kernels()?;
         let order = options.prune.then(|| NormOrder::new(items));
         let (dev, norms, perm, max_norm) = match &order {
             Some(o) => {
@@ -187,7 +187,6 @@ impl GpuScorer {
             scored: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 gpu,
-                kernels,
                 items: dev,
                 norms,
                 perm,
@@ -221,7 +220,6 @@ impl GpuScorer {
         let bc = queries.len() / k;
         let Inner {
             gpu,
-            kernels,
             items,
             norms,
             perm,
@@ -229,6 +227,7 @@ impl GpuScorer {
             work,
         } = inner;
         let gpu: &Gpu = gpu;
+        let kernels = gpu.topk_kernels()?;
         let order = self.order.as_ref();
         // Host side: query norms and the exclusion lists (sorted item ids) as CSR.
         let qnorms: Vec<f32> = queries.chunks_exact(k).map(norm_up).collect();
@@ -374,7 +373,7 @@ impl GpuScorer {
             download(&mut sc, out_scores, s)?;
             download(&mut cnt, out_counts, s)?;
             s.synchronize()
-                .map_err(|e| driver_err("waiting for the running top-K", e))?;
+                .map_err(|e| gpu_err("waiting for the running top-K", e))?;
             merged = true;
             let before = active.len();
             active.retain(|&b| {
@@ -401,7 +400,7 @@ impl GpuScorer {
         download(&mut sc, out_scores, s)?;
         download(&mut cnt, out_counts, s)?;
         s.synchronize()
-            .map_err(|e| driver_err("waiting for top-K results", e))?;
+            .map_err(|e| gpu_err("waiting for top-K results", e))?;
         Ok((0..bc)
             .map(|b| {
                 let c = (cnt[b].max(0) as usize).min(top);
@@ -422,9 +421,9 @@ fn upload<T: Copy>(dst: u64, src: &[T], s: &cudarc::driver::CudaStream) -> Resul
     // SAFETY: `dst` is a live buffer of at least src.len() values (grown by the caller); the
     // stream is synchronised before `src` can go away.
     unsafe { cudarc::driver::result::memcpy_htod_async(dst, src, s.cu_stream()) }
-        .map_err(|e| driver_err("host-to-device copy", e))?;
+        .map_err(|e| gpu_err("host-to-device copy", e))?;
     s.synchronize()
-        .map_err(|e| driver_err("waiting for a host-to-device copy", e))
+        .map_err(|e| gpu_err("waiting for a host-to-device copy", e))
 }
 
 /// Queues a copy of `dst.len()` values from device address `src` (wait on the stream after).
@@ -434,7 +433,7 @@ fn download<T: Copy>(dst: &mut [T], src: u64, s: &cudarc::driver::CudaStream) ->
     }
     // SAFETY: `src` holds at least dst.len() values; the caller synchronises before reading dst.
     unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, s.cu_stream()) }
-        .map_err(|e| driver_err("device-to-host copy", e))
+        .map_err(|e| gpu_err("device-to-host copy", e))
 }
 
 impl Scorer for GpuScorer {
@@ -476,7 +475,7 @@ impl Scorer for GpuScorer {
         let mut inner = self
             .inner
             .lock()
-            .map_err(|_| Error::Gpu("a previous GPU call panicked".into()))?;
+            .map_err(|_| Error::gpu_internal("a previous GPU call panicked"))?;
         inner.gpu.bind()?;
         let mut out = Vec::with_capacity(b);
         let step = self.options.max_batch;

@@ -16,13 +16,16 @@
 //! row-normalised factors ([`CpuSimilar`] bundles the two for the CPU).
 
 mod cpu;
+mod dot;
 mod gpu;
-mod kernel;
 mod order;
 mod select;
 mod similar;
 
 pub use cpu::{CpuScorer, MAX_TILE, QUERIES_PER_CHUNK};
+/// Users per `top_k` call when ranking many users (bounds scratch memory).
+pub const BATCH: usize = 4096;
+
 pub use gpu::{DEFAULT_MAX_BATCH, GpuScorer, GpuScorerOptions};
 pub use order::NormOrder;
 pub use similar::{CpuSimilar, normalize_rows, similar_items};

@@ -14,9 +14,9 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
 use super::SynthConfig;
+use super::decimal::put_decimal;
 use super::ids::{ALBUM_IDS, ARTIST_IDS, TRACK_IDS};
 use super::sampler::{AliasSlot, build_alias, prefix, sample_alias, sample_range};
-use super::write::put_decimal;
 use crate::util::mix64;
 
 /// Zipf exponent of genre sizes (a few big genres, a long tail of niches).

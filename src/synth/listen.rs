@@ -20,10 +20,10 @@ use rand_pcg::Pcg64Mcg;
 
 use super::SynthConfig;
 use super::catalog::{Catalog, FIELDS_COPY};
+use super::decimal::{MAX_DECIMAL, put_decimal};
 use super::ids::USER_IDS;
 use super::sampler::sample_range;
 use super::users::{LISTEN_END, LISTEN_FIRST, SETTLE_IN, registered, user_rng};
-use super::write::{MAX_DECIMAL, put_decimal};
 
 const SALT_LISTEN: u64 = 0;
 /// Repeats choose among the last this-many listens some of the time ("on repeat" bursts).

@@ -16,6 +16,7 @@
 //! user's history; `write` runs the parallel in-order writer; `names` and `ids` make names and ids.
 
 mod catalog;
+mod decimal;
 mod ids;
 mod listen;
 mod names;
@@ -61,7 +62,7 @@ pub const MAX_USERS: u32 = 10_000_000;
 const BATCH_EVENTS: u64 = 1 << 15;
 
 /// Preset sizes. `Lfm1b` matches the real dataset's users and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
     /// 1,000 users, 10,000 tracks, 500,000 events: the demo default, well under a second.
     Tiny,

@@ -1,0 +1,123 @@
+//! The `encore` command line: a thin layer over Encore's libraries that parses flags, prints
+//! results and maps errors to exit codes (1 for a failure, 2 for bad usage via clap).
+//!
+//! All argument parsing lives in this crate: one module per pipeline stage turns its clap
+//! arguments into the libraries' configuration types ([`values`] mirrors their choice enums),
+//! calls the library, and prints.
+
+mod bench;
+mod data;
+mod demo;
+mod fmt;
+mod model;
+mod serve;
+mod values;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use bench::BenchCommand;
+use data::{PrepArgs, SynthArgs};
+use demo::DemoArgs;
+use model::{EvalArgs, RecommendArgs, SimilarArgs, TrainArgs};
+
+/// Encore: a GPU-accelerated implicit-feedback (ALS) music recommender for LFM-1b-scale logs.
+///
+/// Pipeline: `synth` (or your own LFM-1b / LFM-2b / HetRec / CSV logs) → `prep` → dataset.
+/// `demo` runs the whole pipeline on a small synthetic set.
+#[derive(Parser, Debug)]
+#[command(name = "encore", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads (default: all cores). 1 gives the single-thread baseline.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate synthetic listening logs in the exact LFM-1b file format.
+    Synth(SynthArgs),
+    /// Turn raw listening logs into a dataset (aggregate, filter, re-index, split).
+    Prep(PrepArgs),
+    /// Train an implicit-feedback ALS model on a dataset's train.npz (CPU or GPU).
+    Train(TrainArgs),
+    /// Ranking quality (precision, recall, nDCG, MAP, coverage @K) against held-out listens,
+    /// beside the popularity baseline.
+    Eval(EvalArgs),
+    /// Top-K tracks for a user (or many users, as JSON lines).
+    Recommend(RecommendArgs),
+    /// Tracks most similar to a track (cosine over item factors).
+    Similar(SimilarArgs),
+    /// Run the pipeline end to end on built-in synthetic data (no arguments needed).
+    Demo(DemoArgs),
+    /// Serve recommendations over HTTP (JSON API, dynamic batching, Prometheus metrics).
+    Serve(serve::ServeArgs),
+    /// Open-loop load (Poisson arrivals) against a running server; latency percentiles from
+    /// each request's intended send time.
+    Loadgen(serve::LoadgenArgs),
+    /// Measure Encore itself.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+fn main() -> ExitCode {
+    restore_sigpipe();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `encore ... | head` would panic inside `println!` once the reader
+/// goes away. Like other command-line tools, end quietly instead.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    match cli.cmd {
+        Command::Synth(a) => data::cmd_synth(&a, cli.quiet),
+        Command::Prep(a) => data::cmd_prep(&a, cli.quiet),
+        Command::Train(a) => model::cmd_train(&a, cli.quiet).map(|_| ()),
+        Command::Eval(a) => model::cmd_eval(&a),
+        Command::Recommend(a) => model::cmd_recommend(&a),
+        Command::Similar(a) => model::cmd_similar(&a),
+        Command::Demo(a) => demo::cmd_demo(&a, cli.quiet),
+        Command::Serve(a) => serve::cmd_serve(&a),
+        Command::Loadgen(a) => serve::cmd_loadgen(&a),
+        Command::Bench(b) => bench::run(b),
+    }
+}

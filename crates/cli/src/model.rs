@@ -1,0 +1,444 @@
+//! `train`, `eval`, `recommend` and `similar`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use encore::als::gpu::GpuOptions;
+use encore::als::model::Model;
+use encore::als::{AlsConfig, SolverKind};
+use encore::data::dataset::Dataset;
+use encore::eval;
+use encore::gpu::DeviceChoice;
+use encore::recommend::{Recommender, Track};
+use encore::train::{FitOptions, fit_with, make_backend};
+
+use crate::fmt::thousands;
+use crate::values::{ConfidenceArg, SolverArg};
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Dataset directory written by `encore prep`.
+    pub dataset: PathBuf,
+    /// Output model directory (user_factors.npy, item_factors.npy, model.json).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Latent factors k.
+    #[arg(long, default_value_t = AlsConfig::default().factors)]
+    pub factors: usize,
+    /// ALS iterations (each solves all users, then all items).
+    #[arg(long, default_value_t = AlsConfig::default().iterations)]
+    pub iterations: usize,
+    /// L2 regularization λ.
+    #[arg(long, default_value_t = AlsConfig::default().regularization)]
+    pub regularization: f32,
+    /// Confidence scale α: c = 1 + α·f(plays).
+    #[arg(long, default_value_t = AlsConfig::default().alpha)]
+    pub alpha: f32,
+    /// f(plays): log = log(1 + plays/ε), linear = plays.
+    #[arg(long, value_enum, default_value = "log")]
+    pub confidence: ConfidenceArg,
+    /// ε of the log confidence.
+    #[arg(long, default_value_t = AlsConfig::default().epsilon)]
+    pub epsilon: f32,
+    /// Per-row solver. CPU: cholesky (exact reference) or cg. GPU: cg, cholesky-fused (exact,
+    /// in shared memory) or lu (cuBLAS batched LU).
+    #[arg(long, value_enum, default_value = "cg")]
+    pub solver: SolverArg,
+    /// Where to train: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Device memory to plan for, e.g. 2G or 512M (default: what is free, less a reserve). The
+    /// matrices stream through the GPU in chunks when they do not fit.
+    #[arg(long, value_name = "BYTES", value_parser = encore::util::parse_bytes)]
+    pub gpu_memory: Option<usize>,
+    /// Conjugate-gradient steps per row and half-step.
+    #[arg(long, default_value_t = AlsConfig::default().cg_steps)]
+    pub cg_steps: usize,
+    /// Seed of the factor initialization.
+    #[arg(long, default_value_t = AlsConfig::default().seed)]
+    pub seed: u64,
+    /// Compute the exact training loss after every iteration (costs about one CG half-step).
+    #[arg(long)]
+    pub loss: bool,
+    /// Measure precision@K and nDCG@K on valid.npz after every iteration.
+    #[arg(long, value_name = "K")]
+    pub eval_k: Option<usize>,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> AlsConfig {
+        AlsConfig {
+            factors: self.factors,
+            iterations: self.iterations,
+            regularization: self.regularization,
+            alpha: self.alpha,
+            confidence: self.confidence.into(),
+            epsilon: self.epsilon,
+            solver: self.solver.into(),
+            cg_steps: self.cg_steps,
+            seed: self.seed,
+            compute_loss: self.loss,
+        }
+    }
+}
+
+pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
+    let opts = FitOptions {
+        device: a.device,
+        gpu: GpuOptions {
+            memory_budget: a.gpu_memory,
+        },
+        quiet,
+        eval_k: a.eval_k,
+    };
+    train_to_dir(&a.dataset, &a.out, &a.config(), &opts, a.force)
+}
+
+/// Loads `dataset`, trains with `cfg`, prints progress and a summary, and saves to `out`.
+pub fn train_to_dir(
+    dataset: &Path,
+    out: &Path,
+    cfg: &AlsConfig,
+    opts: &FitOptions,
+    force: bool,
+) -> Result<Model> {
+    let quiet = opts.quiet;
+    let ds =
+        Dataset::load(dataset).with_context(|| format!("loading dataset {}", dataset.display()))?;
+    if out.exists() && !force {
+        anyhow::bail!(
+            "{} already exists (pass --force to replace it)",
+            out.display()
+        );
+    }
+    let (mut backend, note) = make_backend(cfg, opts.device, opts.gpu)?;
+    if let Some(n) = note {
+        eprintln!("train: {n}");
+    }
+    println!(
+        "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {}{}, on {}{}",
+        thousands(ds.train.n_rows as u64),
+        thousands(ds.train.n_cols as u64),
+        thousands(ds.train.nnz() as u64),
+        cfg.factors,
+        cfg.iterations,
+        cfg.solver.as_str(),
+        if cfg.solver == SolverKind::Cg {
+            format!(" ({} steps)", cfg.cg_steps)
+        } else {
+            String::new()
+        },
+        backend.device(),
+        if backend.device() == "cpu" {
+            format!(" ({} threads)", rayon::current_num_threads())
+        } else {
+            String::new()
+        }
+    );
+    let model = fit_with(ds, cfg, backend.as_mut(), opts, |s| {
+        if quiet {
+            return;
+        }
+        let loss = s
+            .loss
+            .map(|l| format!("  loss {l:.6e}"))
+            .unwrap_or_default();
+        let valid = s
+            .valid
+            .map(|v| format!("  p@{} {:.4}  nDCG@{} {:.4}", v.k, v.precision, v.k, v.ndcg))
+            .unwrap_or_default();
+        eprintln!(
+            "  iteration {:>3}  {:>8.3} s{loss}{valid}",
+            s.iteration, s.seconds
+        );
+    })?;
+    model
+        .save(out, force)
+        .with_context(|| format!("saving the model to {}", out.display()))?;
+    let its = &model.meta.iterations;
+    let steady: Vec<f64> = its.iter().skip(1).map(|s| s.seconds).collect();
+    println!(
+        "train: {:.2} s total, first iteration {:.3} s, steady {:.3} s/iteration; wrote {}",
+        model.meta.train_seconds,
+        its.first().map(|s| s.seconds).unwrap_or(0.0),
+        if steady.is_empty() {
+            0.0
+        } else {
+            steady.iter().sum::<f64>() / steady.len() as f64
+        },
+        out.display()
+    );
+    Ok(model)
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Dataset directory (its valid.npz holds the held-out listens).
+    pub dataset: PathBuf,
+    /// Model directory written by `encore train` on that dataset.
+    pub model: PathBuf,
+    /// Cut-off K of the metrics.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Where to score: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    /// Model directory written by `encore train`.
+    pub model: PathBuf,
+    /// Dataset directory (default: the one recorded in the model's model.json).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Original user id (as in the input logs).
+    #[arg(
+        long,
+        required_unless_present = "users_file",
+        conflicts_with = "users_file"
+    )]
+    pub user: Option<u64>,
+    /// Batch mode: a file of original user ids, one per line (`-` for stdin); writes JSON lines.
+    #[arg(long)]
+    pub users_file: Option<PathBuf>,
+    /// How many tracks.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Keep tracks the user already listened to.
+    #[arg(long)]
+    pub no_filter: bool,
+    /// Where to score: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print JSON (single-user mode) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SimilarArgs {
+    /// Model directory written by `encore train`.
+    pub model: PathBuf,
+    /// Dataset directory (default: the one recorded in the model's model.json).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Original track id.
+    #[arg(long)]
+    pub item: u64,
+    /// How many tracks.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Where to score: auto (the GPU when usable, else the CPU), cpu, gpu or gpu:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads a model and its dataset (given, or the one model.json names) into a recommender.
+pub fn load_recommender(
+    model: &Path,
+    dataset: Option<&Path>,
+    device: DeviceChoice,
+) -> Result<Recommender> {
+    let m = Model::load(model).with_context(|| format!("loading model {}", model.display()))?;
+    let dir = dataset
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| m.meta.dataset.dir.clone());
+    let ds = Dataset::load(&dir).with_context(|| format!("loading dataset {}", dir.display()))?;
+    m.check_dataset(&ds).with_context(|| {
+        format!(
+            "model {} does not belong to dataset {}",
+            model.display(),
+            dir.display()
+        )
+    })?;
+    let (rec, note) = Recommender::on_device(m, ds, device)?;
+    if let Some(n) = note {
+        eprintln!("{n}");
+    }
+    Ok(rec)
+}
+
+pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
+    let rec = load_recommender(&a.model, Some(&a.dataset), a.device)?;
+    let t = Instant::now();
+    let model = rec.evaluate(a.k)?;
+    let model_s = t.elapsed().as_secs_f64();
+    let pop = eval::popularity(&rec.dataset.train, &rec.dataset.valid, a.k)?;
+    if a.json {
+        let v = serde_json::json!({
+            "k": a.k,
+            "dataset": rec.dataset.dir,
+            "model_dir": a.model,
+            "model": model,
+            "popularity": pop,
+            "ranking_seconds": model_s,
+            "threads": rayon::current_num_threads(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "eval @{}: {} users with held-out tracks, {} tracks (ranked all {} users in {:.2} s)",
+        a.k,
+        thousands(model.users),
+        thousands(rec.dataset.train.n_cols as u64),
+        thousands(model.users),
+        model_s
+    );
+    println!(
+        "{:<12} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "", "precision", "recall", "nDCG", "MAP", "coverage"
+    );
+    for (name, m) in [("model", &model), ("popularity", &pop)] {
+        println!(
+            "{:<12} {:>11.4} {:>11.4} {:>11.4} {:>11.4} {:>11.4}",
+            name, m.precision, m.recall, m.ndcg, m.map, m.coverage
+        );
+    }
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}x", a / b)
+        } else {
+            "n/a".into()
+        }
+    };
+    println!(
+        "{:<12} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "model/pop",
+        ratio(model.precision, pop.precision),
+        ratio(model.recall, pop.recall),
+        ratio(model.ndcg, pop.ndcg),
+        ratio(model.map, pop.map),
+        ratio(model.coverage, pop.coverage)
+    );
+    Ok(())
+}
+
+fn print_tracks(tracks: &[Track]) {
+    println!("{:>4} {:>9}  {:<40} artist", "rank", "score", "track");
+    for (r, t) in tracks.iter().enumerate() {
+        let name = t.name.clone().unwrap_or_else(|| format!("track {}", t.id));
+        let artist = t.artist.clone().unwrap_or_else(|| {
+            t.artist_id
+                .map(|a| format!("artist {a}"))
+                .unwrap_or_else(|| "-".into())
+        });
+        println!("{:>4} {:>9.4}  {:<40} {}", r + 1, t.score, name, artist);
+    }
+}
+
+pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
+    let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
+    let filter = !a.no_filter;
+    if let Some(user) = a.user {
+        let row = rec.user_index(user)?;
+        let ranked = rec.recommend_rows(&[row], a.k, filter)?;
+        let tracks = rec.describe(&ranked[0]);
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"user": user, "tracks": tracks}))?
+            );
+        } else {
+            println!(
+                "Top {} for user {user}{}:",
+                a.k,
+                if filter {
+                    " (already-played tracks removed)"
+                } else {
+                    ""
+                }
+            );
+            print_tracks(&tracks);
+        }
+        return Ok(());
+    }
+    let Some(path) = &a.users_file else {
+        anyhow::bail!("give --user ID or --users-file FILE");
+    };
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading user ids from stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let id: u64 = t
+            .parse()
+            .with_context(|| format!("{}:{}: not a user id: {t:?}", path.display(), n + 1))?;
+        ids.push(id);
+    }
+    let rows: Vec<Option<usize>> = ids.iter().map(|&u| rec.user_index(u).ok()).collect();
+    let known: Vec<usize> = rows.iter().flatten().copied().collect();
+    let ranked = rec.recommend_rows(&known, a.k, filter)?;
+    let mut next = ranked.iter();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut unknown = 0usize;
+    for (&id, row) in ids.iter().zip(&rows) {
+        let line = match row {
+            Some(_) => match next.next() {
+                Some(r) => serde_json::json!({"user": id, "tracks": rec.describe(r)}),
+                None => anyhow::bail!("internal error: fewer results than users"),
+            },
+            None => {
+                unknown += 1;
+                serde_json::json!({"user": id, "error": format!("unknown user id {id}")})
+            }
+        };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    if unknown > 0 {
+        eprintln!(
+            "recommend: {unknown} of {} user ids were unknown (reported inline)",
+            ids.len()
+        );
+    }
+    Ok(())
+}
+
+pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
+    let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
+    let col = rec.item_index(a.item)? as u32;
+    let ranked = rec.similar_rows(&[col], a.k)?;
+    let tracks = rec.describe(&ranked[0]);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"item": a.item, "tracks": tracks}))?
+        );
+    } else {
+        let me = rec.describe(&encore::infer::Ranked {
+            items: vec![col],
+            scores: vec![1.0],
+        });
+        println!(
+            "Tracks most similar to {} (cosine):",
+            me[0]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("track {}", a.item))
+        );
+        print_tracks(&tracks);
+    }
+    Ok(())
+}

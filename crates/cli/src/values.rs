@@ -1,0 +1,106 @@
+//! The command line's value enums: clap's view of the libraries' choice types. The libraries
+//! stay free of clap, so each choice is mirrored here with its `--help` text and converted into
+//! the library type where a command builds its configuration.
+
+use clap::ValueEnum;
+
+/// Declares a clap value enum with the same variants as a library enum, and the conversion.
+macro_rules! mirror {
+    ($(#[$meta:meta])* $name:ident => $lib:ty { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl From<$name> for $lib {
+            fn from(v: $name) -> Self {
+                match v {
+                    $($name::$variant => <$lib>::$variant),+
+                }
+            }
+        }
+    };
+}
+
+mirror! {
+    /// How play counts become confidence.
+    ConfidenceArg => encore::als::Confidence {
+        /// c = 1 + α·log(1 + r/ε): dampens heavy repeat listening.
+        Log,
+        /// c = 1 + α·r (the original paper's choice).
+        Linear,
+    }
+}
+
+mirror! {
+    /// Which solver runs each half-step.
+    SolverArg => encore::als::SolverKind {
+        /// Exact per-row Cholesky solve (CPU; the reference).
+        Cholesky,
+        /// Conjugate gradient warm-started from the current factors (CPU and GPU).
+        Cg,
+        /// GPU: per-row systems built into memory, solved by cuBLAS batched LU.
+        Lu,
+        /// GPU: one thread block per row builds and Cholesky-solves its system in shared memory.
+        CholeskyFused,
+    }
+}
+
+mirror! {
+    /// Which kind of input.
+    FormatArg => encore::data::formats::Format {
+        /// Decide from the file or directory names.
+        Auto,
+        Lfm1b,
+        Lfm2b,
+        Hetrec,
+        Triples,
+    }
+}
+
+mirror! {
+    /// Field delimiter of `triples` inputs.
+    DelimiterArg => encore::data::formats::Delimiter {
+        /// Tab if the first line has one, else comma, else semicolon, else space.
+        Auto,
+        Tab,
+        Comma,
+        Semicolon,
+        Space,
+    }
+}
+
+mirror! {
+    /// Whether the first line is a header.
+    HeaderArg => encore::data::formats::HeaderMode {
+        /// A first line that does not parse as data and contains a letter is a header.
+        Auto,
+        Yes,
+        No,
+    }
+}
+
+mirror! {
+    /// How the thresholds are applied.
+    FilterArg => encore::data::filter::FilterMode {
+        /// Repeat until nothing changes (every kept user and track meets its threshold).
+        FixedPoint,
+        /// One pass of each rule.
+        Once,
+    }
+}
+
+mirror! {
+    /// Preset sizes of synthetic data.
+    ScaleArg => encore::synth::Scale {
+        /// 1,000 users, 10,000 tracks, 500,000 events: the demo default, well under a second.
+        Tiny,
+        /// 10,000 users, 200,000 tracks, 20 M events.
+        Small,
+        /// 30,000 users, 1 M tracks, 150 M events.
+        Medium,
+        /// 120,322 users, 5.6 M tracks, 1,088,161,692 events (~47.8 GB of LEs text).
+        Lfm1b,
+    }
+}
