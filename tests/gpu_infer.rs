@@ -1,7 +1,9 @@
-//! GPU top-K against the CPU scorer, which is the oracle: ids, order and scores must be identical
-//! (bit for bit: the GPU re-scores every candidate with the CPU's arithmetic). The oracle is the
-//! CPU's full scan (no norm pruning), so the GPU's pruning is checked, not assumed. Run on the
-//! GPU host with `--ignored` (`scripts/gpu-test.sh`).
+//! What only the GPU scorer has (TF32 or FP32 screening, score tiles, batch chunking), against
+//! the CPU scorer, which is the oracle: ids, order and scores must be identical (bit for bit: the
+//! GPU re-scores every candidate with the CPU's arithmetic). The oracle is the CPU's full scan
+//! (no norm pruning), so the GPU's pruning is checked, not assumed. The behaviours every scorer
+//! shares run on the GPU from tests/infer.rs. Run on the GPU host with `--ignored`
+//! (`scripts/gpu-test.sh`).
 
 mod common;
 
@@ -82,60 +84,6 @@ fn gpu_top_k_equals_cpu_top_k_on_random_factors() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn ties_break_by_lower_item_index() {
-    // 40 distinct vectors repeated over 4,000 items: every score occurs 100 times.
-    let base = factors(40, 16, 3);
-    let mut data = Vec::with_capacity(4_000 * 16);
-    for i in 0..4_000 {
-        data.extend_from_slice(base.row(i % 40));
-    }
-    let items = Factors {
-        n: 4_000,
-        k: 16,
-        data,
-    };
-    let queries = factors(9, 16, 4);
-    let cpu = CpuScorer::unpruned(&items).unwrap();
-    let g = gpu_scorer(
-        &items,
-        GpuScorerOptions {
-            tile: Some(999),
-            ..GpuScorerOptions::default()
-        },
-    );
-    for k in [1, 7, 150, 1000] {
-        let want = cpu.top_k(&queries.data, None, k).unwrap();
-        assert_same(
-            &g.top_k(&queries.data, None, k).unwrap(),
-            &want,
-            &format!("k={k}"),
-        );
-    }
-}
-
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn fewer_items_than_k_and_fully_filtered_users() {
-    let items = factors(50, 8, 5);
-    let queries = factors(3, 8, 6);
-    let all: Vec<u32> = (0..50).collect();
-    let some: Vec<u32> = (0..50).step_by(3).collect();
-    let ex: Vec<&[u32]> = vec![&all, &some, &[]];
-    let g = gpu_scorer(&items, GpuScorerOptions::default());
-    let got = g.top_k(&queries.data, Some(&ex), 100).unwrap();
-    assert!(got[0].items.is_empty(), "every item filtered");
-    assert_eq!(got[1].items.len(), 50 - some.len());
-    assert_eq!(got[2].items.len(), 50);
-    let cpu = CpuScorer::unpruned(&items).unwrap();
-    assert_same(
-        &got,
-        &cpu.top_k(&queries.data, Some(&ex), 100).unwrap(),
-        "k > items",
-    );
-}
-
-#[test]
-#[ignore = "needs a CUDA GPU"]
 fn large_batches_are_chunked_and_answers_do_not_depend_on_the_batch() {
     let items = factors(3_000, 24, 7);
     let queries = factors(30, 24, 8);
@@ -162,33 +110,23 @@ fn large_batches_are_chunked_and_answers_do_not_depend_on_the_batch() {
     assert_same(&one, &want[13..14], "query 13 alone");
 }
 
+/// What only the GPU refuses (the shared argument checks run on every backend in tests/infer.rs).
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn bad_requests_are_errors_not_panics() {
+fn k_above_the_gpu_limit_is_an_error_not_a_panic() {
     let items = factors(100, 8, 9);
     let g = gpu_scorer(&items, GpuScorerOptions::default());
     let q = factors(2, 8, 10).data;
-    assert!(g.top_k(&q, None, 0).is_err(), "k = 0");
     assert!(g.top_k(&q, None, 1025).is_err(), "k above the GPU limit");
-    assert!(g.top_k(&q[..7], None, 5).is_err(), "ragged queries");
-    let unsorted: Vec<u32> = vec![5, 3];
-    assert!(
-        g.top_k(&q, Some(&[&unsorted, &[]]), 5).is_err(),
-        "unsorted exclusions"
-    );
-    assert!(
-        g.top_k(&q, Some(&[&[100u32][..], &[]]), 5).is_err(),
-        "excluded id out of range"
-    );
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn norm_pruning_is_exact_and_skips_most_items() {
+fn norm_pruning_is_exact_with_tf32_and_fp32_screening_over_many_blocks() {
     // Heavy-tailed norms with planted equal-score pairs whose longer copy has the higher id, a NaN
     // row, 150,000 items (several first blocks), k = 64 (the cuBLAS path and the small path).
     let k = 64;
-    let items = common::heavy_tailed_items(150_000, k, 13, true);
+    let items = common::factors::heavy_tailed_items(150_000, k, 13, true);
     let cpu = CpuScorer::unpruned(&items).unwrap();
     for tf32 in [true, false] {
         let g = gpu_scorer(
@@ -200,8 +138,8 @@ fn norm_pruning_is_exact_and_skips_most_items() {
             },
         );
         for b in [1, 3, 40, 600] {
-            let q = common::queries_for_ties(b, k, 14 + b as u64);
-            let ex = common::exclusions(b, items.n, 3);
+            let q = common::factors::queries_for_ties(b, k, 14 + b as u64);
+            let ex = common::factors::exclusions(b, items.n, 3);
             let ex_refs: Vec<&[u32]> = ex.iter().map(Vec::as_slice).collect();
             for top in [1, 10, 100, 1000] {
                 for filter in [None, Some(ex_refs.as_slice())] {

@@ -25,7 +25,8 @@ const CG_THREADS: u32 = 256;
 /// Shared memory a block may use without opting in (G of the CG kernel lives here when it fits).
 const DEFAULT_SHARED: usize = 48 * 1024;
 /// Largest k of the exact solvers: their blocks have (k/4)² threads, at most 1024. What a solver
-/// supports is decided in one place, [`crate::als::SolverKind::supports`], from these two limits.
+/// supports is decided in one place, `SolverKind::supports` in the `als` module, from these
+/// two limits.
 pub const MAX_EXACT_FACTORS: usize = 128;
 /// Largest k of the CG kernel: 8 values per lane (`als_cg_p8`).
 pub const MAX_CG_FACTORS: usize = 256;
