@@ -1,4 +1,4 @@
-//! Compiles every `cuda/*.cu` to PTX for embedding (`include_str!` in `src/gpu/kernels.rs`).
+//! Compiles every `cuda/*.cu` to PTX for embedding (`include_str!` in `src/gpu/als.rs` and `src/gpu/topk.rs`).
 //!
 //! With an nvcc (from `NVCC`, `CUDA_HOME`/`CUDA_PATH`, or `PATH`) each kernel file is compiled
 //! with the flags below; without one, the committed `ptx/*.ptx` are used, so machines without the

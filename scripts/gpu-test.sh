@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU tests and benchmarks on a host without a Rust toolchain, in two halves:
 #
-#   bash scripts/gpu-test.sh build   # here: release test binaries + encore into .device-bin/
+#   bash scripts/gpu-test.sh build   # here: the core crate's release test binaries + encore
+#                                    # into .device-bin/
 #   bash scripts/gpu-test.sh run     # on the GPU host (device tool, carry .device-bin): every
 #                                    # test binary with --ignored, then the plain tests of
 #                                    # tests/gpu.rs; logs to $OUT (or ./gpu-test-logs)
@@ -23,7 +24,8 @@ build)
     for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf; do
         [[ -f $f ]] && cp "$f" "$BIN/fonts/"
     done
-    cargo test --release --locked --no-run --message-format=json 2>/dev/null |
+    # The GPU tests live in the core crate (the root package): collect its test binaries.
+    cargo test --release --locked -p encore --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys, shutil, os
 for line in sys.stdin:
