@@ -14,11 +14,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operating-system I/O error on a named path.
-    #[error("{path}: {source}")]
+    ///
+    /// The I/O error is shown in the message and deliberately *not* exposed as
+    /// [`std::error::Error::source`]: a chain printer (`anyhow`'s `{:#}`) would otherwise print
+    /// it twice (`x: No such file or directory (os error 2): No such file or directory (os
+    /// error 2)`). Use [`Error::io_error`] to inspect it.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A malformed line in an input file.
     #[error("{path}:{line}: {reason}")]
@@ -36,9 +40,20 @@ pub enum Error {
     /// An output that already exists and would be overwritten.
     #[error("{path} already exists (pass --force to replace it)")]
     OutputExists { path: PathBuf },
+    /// An output that must not be replaced, even with `--force`: an input of the run, a
+    /// directory holding one, or something that is not an Encore output of the kind written.
+    #[error("refusing to replace {path}: {reason}")]
+    WontReplace { path: PathBuf, reason: String },
     /// Invalid configuration (flags, sizes) caught before any work starts.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Something asked for does not exist (an unknown user or track id).
+    #[error("{0}")]
+    NotFound(String),
+    /// A failure while running that is neither bad input nor bad configuration (a thread or
+    /// socket that cannot be set up, an address in use, serialisation).
+    #[error("{0}")]
+    Runtime(String),
     /// A numerical failure (non-finite values, a matrix that is not positive definite).
     #[error("numerical problem: {0}")]
     Numerical(String),
@@ -87,7 +102,16 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
+        }
+    }
+
+    /// The operating-system error behind an [`Error::Io`] (to match its kind, e.g. a broken
+    /// pipe), `None` for every other variant.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Error::Io { error, .. } => Some(error),
+            _ => None,
         }
     }
 

@@ -10,23 +10,75 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, IoContext, Result};
 
+/// The kinds of directory Encore writes, each recognised by a marker file only it contains.
+///
+/// `--force` replaces a directory only when it holds the marker of the kind being written (or is
+/// empty): `train ds -o ds --force` must not delete a dataset, and `prep x -o ~ --force` must not
+/// delete a home directory (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// A `prep` dataset (`manifest.json`).
+    Dataset,
+    /// A trained model (`model.json`).
+    Model,
+    /// `synth` output (`encore-synth.json`).
+    Synth,
+}
+
+impl OutputKind {
+    const ALL: [OutputKind; 3] = [OutputKind::Dataset, OutputKind::Model, OutputKind::Synth];
+
+    /// The file whose presence marks a directory as this kind of output.
+    pub const fn marker(self) -> &'static str {
+        match self {
+            OutputKind::Dataset => "manifest.json",
+            OutputKind::Model => "model.json",
+            OutputKind::Synth => "encore-synth.json",
+        }
+    }
+
+    /// What the kind is called in messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OutputKind::Dataset => "dataset",
+            OutputKind::Model => "model",
+            OutputKind::Synth => "synthetic dataset",
+        }
+    }
+}
+
 /// A directory being written; becomes `dest` on [`AtomicDir::commit`], is removed on drop otherwise.
 #[derive(Debug)]
 pub struct AtomicDir {
     tmp: PathBuf,
     dest: PathBuf,
     force: bool,
+    kind: OutputKind,
+    inputs: Vec<PathBuf>,
     committed: bool,
 }
 
+/// `p` made absolute with symbolic links resolved as far as it exists, so that two spellings of
+/// one place compare equal.
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = fs::canonicalize(p) {
+        return c;
+    }
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => resolved(parent).join(name),
+        _ => abs,
+    }
+}
+
 impl AtomicDir {
-    /// Prepares a temporary directory beside `dest`. Fails if `dest` exists and `force` is false.
-    pub fn create(dest: &Path, force: bool) -> Result<Self> {
-        if dest.exists() && !force {
-            return Err(Error::OutputExists {
-                path: dest.to_path_buf(),
-            });
-        }
+    /// Prepares a temporary directory beside `dest` for an output of `kind`, made from `inputs`.
+    ///
+    /// Fails, before anything is written, when `dest` exists and `force` is false, and — even
+    /// with `force` — when replacing `dest` would remove an input or something that is not an
+    /// Encore output of this kind (see [`AtomicDir::check`]).
+    pub fn create(dest: &Path, force: bool, kind: OutputKind, inputs: &[&Path]) -> Result<Self> {
+        Self::check(dest, force, kind, inputs)?;
         let name = dest
             .file_name()
             .ok_or_else(|| Error::Config(format!("{} is not a directory name", dest.display())))?
@@ -46,8 +98,77 @@ impl AtomicDir {
             tmp,
             dest: dest.to_path_buf(),
             force,
+            kind,
+            inputs: inputs.iter().map(|p| p.to_path_buf()).collect(),
             committed: false,
         })
+    }
+
+    /// Whether an output of `kind` may be written to `dest` (replacing it only when `force`):
+    ///
+    /// - `dest` must not be one of `inputs` nor contain one (being *inside* an input directory is
+    ///   fine: only `dest` is ever replaced);
+    /// - an existing `dest` needs `force`, and must then be an empty directory or one holding
+    ///   `kind`'s marker file.
+    pub fn check(dest: &Path, force: bool, kind: OutputKind, inputs: &[&Path]) -> Result<()> {
+        let refuse = |reason: String| {
+            Err(Error::WontReplace {
+                path: dest.to_path_buf(),
+                reason,
+            })
+        };
+        let d = resolved(dest);
+        for input in inputs {
+            let i = resolved(input);
+            if i == d {
+                return refuse(format!("it is an input of this run ({})", input.display()));
+            }
+            if i.starts_with(&d) {
+                return refuse(format!(
+                    "it contains {}, an input of this run",
+                    input.display()
+                ));
+            }
+        }
+        let Ok(meta) = fs::metadata(dest) else {
+            // Nothing there (or a dangling link, which the rename replaces): nothing is removed.
+            return Ok(());
+        };
+        if !force {
+            return Err(Error::OutputExists {
+                path: dest.to_path_buf(),
+            });
+        }
+        if !meta.is_dir() {
+            return refuse(format!(
+                "it is a file, not an Encore {} directory",
+                kind.name()
+            ));
+        }
+        if dest.join(kind.marker()).is_file() {
+            return Ok(());
+        }
+        if let Some(other) = OutputKind::ALL
+            .into_iter()
+            .find(|k| dest.join(k.marker()).is_file())
+        {
+            return refuse(format!(
+                "it holds a {} ({}), not a {}",
+                other.name(),
+                other.marker(),
+                kind.name()
+            ));
+        }
+        let empty = fs::read_dir(dest).at(dest)?.next().is_none();
+        if empty {
+            return Ok(());
+        }
+        refuse(format!(
+            "it is not an Encore {} directory (it has no {}), and --force only replaces those; \
+             remove it yourself or choose another output",
+            kind.name(),
+            kind.marker()
+        ))
     }
 
     /// The temporary directory to write into.
@@ -55,16 +176,17 @@ impl AtomicDir {
         &self.tmp
     }
 
-    /// Renames the temporary directory to its destination, replacing an old one when forced.
+    /// Renames the temporary directory to its destination, replacing an old one when forced
+    /// (after checking again that the old one may be replaced: it may have changed meanwhile).
     pub fn commit(mut self) -> Result<PathBuf> {
-        if self.dest.exists() {
-            if !self.force {
-                return Err(Error::OutputExists {
-                    path: self.dest.clone(),
-                });
-            }
+        let inputs: Vec<&Path> = self.inputs.iter().map(PathBuf::as_path).collect();
+        Self::check(&self.dest, self.force, self.kind, &inputs)?;
+        if fs::symlink_metadata(&self.dest).is_ok() {
             // Move the old output aside first so that a failure never leaves neither.
-            let old = self.tmp.with_extension("old");
+            let old = self.tmp.with_file_name(format!(
+                "{}.old",
+                self.tmp.file_name().unwrap_or_default().to_string_lossy()
+            ));
             fs::rename(&self.dest, &old).at(&self.dest)?;
             fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
             let _ = remove_path(&old);
@@ -85,10 +207,28 @@ impl Drop for AtomicDir {
 }
 
 fn remove_path(p: &Path) -> std::io::Result<()> {
-    if p.is_dir() {
+    // `symlink_metadata`: an old output that is a link is removed as a link, never followed.
+    if fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
         fs::remove_dir_all(p)
     } else {
         fs::remove_file(p)
+    }
+}
+
+/// How many characters of user input a message quotes.
+pub const QUOTE_CHARS: usize = 80;
+
+/// User input for a message, quoted like `{:?}`; longer input is cut to its first
+/// [`QUOTE_CHARS`] characters and followed by its size, so that a 20 MB bad field is not echoed
+/// whole into an error or `manifest.json` (issue 13). Every message that quotes input uses this.
+pub fn quote(bytes: &[u8]) -> String {
+    // A character is at most 4 bytes, so this prefix holds at least `QUOTE_CHARS` of them.
+    let head = &bytes[..bytes.len().min(QUOTE_CHARS * 4)];
+    let text = String::from_utf8_lossy(head);
+    match text.char_indices().nth(QUOTE_CHARS) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], bytes.len()),
+        None if head.len() < bytes.len() => format!("{text:?}… ({} bytes)", bytes.len()),
+        None => format!("{text:?}"),
     }
 }
 
@@ -139,6 +279,15 @@ fn proc_status_kib(key: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// A number for a message: `2`, `0.1`, but `1e30` rather than 31 digits.
+pub fn num(v: f32) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-4..1e7).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
 }
 
 /// Formats a byte count for humans (`1.50 GiB`).
@@ -198,6 +347,26 @@ pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
         return Err(format!("size must be positive: {s:?}"));
     }
     Ok((v * mult as f64) as usize)
+}
+
+#[cfg(test)]
+mod quote_tests {
+    use super::quote;
+
+    #[test]
+    fn short_input_is_quoted_whole() {
+        assert_eq!(quote(b"abc"), "\"abc\"");
+        assert_eq!(quote(b"a\tb"), "\"a\\tb\"");
+    }
+
+    #[test]
+    fn long_input_is_cut_to_80_characters_with_its_size() {
+        let q = quote(&vec![b'x'; 20 << 20]);
+        assert_eq!(q, format!("\"{}\"… (20971520 bytes)", "x".repeat(80)));
+        // Multi-byte characters are never split.
+        let q = quote("é".repeat(100).as_bytes());
+        assert_eq!(q, format!("\"{}\"… (200 bytes)", "é".repeat(80)));
+    }
 }
 
 #[cfg(test)]

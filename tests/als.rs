@@ -5,7 +5,7 @@ mod common;
 
 use approx::assert_relative_eq;
 use encore::als::cpu::{CpuCg, CpuCholesky};
-use encore::als::{self, AlsConfig, Confidence, Factors, HalfStep, Solver, SolverKind};
+use encore::als::{self, AlsConfig, Backend, Confidence, Factors, HalfStep, Solver, SolverKind};
 use encore::data::csr::Csr;
 use encore::util::mix64;
 
@@ -336,6 +336,7 @@ fn cpu(solver: impl Solver + 'static) -> als::CpuBackend {
 fn overflowing_confidences_are_reported_not_silently_kept() {
     // w = 3e38 · plays overflows to infinity: the CG residual is not finite, which must surface
     // as a numerical error, not as rows that silently keep their previous values.
+    // `train` refuses such an alpha up front, so the backend is driven directly.
     let m = random_csr(60, 50, 120, 9);
     let cfg = AlsConfig {
         factors: 6,
@@ -345,13 +346,68 @@ fn overflowing_confidences_are_reported_not_silently_kept() {
         solver: SolverKind::Cg,
         ..AlsConfig::default()
     };
+    let p = als::prepare(m.clone(), &cfg);
+    let mut users = Factors::random(m.n_rows, 6, 1);
+    let mut items = Factors::random(m.n_cols, 6, 2);
+    let e = cpu(CpuCg { steps: 3 })
+        .iterate(&p, &mut users, &mut items)
+        .unwrap_err();
+    assert!(matches!(e, encore::Error::Numerical(_)), "{e}");
+}
+
+#[test]
+fn an_alpha_that_makes_confidences_infinite_is_named_not_reported_as_not_positive_definite() {
+    let m = random_csr(60, 50, 120, 9);
+    let max = m.data.iter().copied().fold(0.0f32, f32::max);
+    let run = |cfg: &AlsConfig| {
+        als::train(
+            m.clone(),
+            cfg,
+            &mut cpu(CpuCholesky),
+            false,
+            |_, _, _, _| Ok(()),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = run(&AlsConfig {
+        alpha: 1e30,
+        ..AlsConfig::default()
+    });
+    assert!(e.contains("--alpha must be in [0, 1e12], got 1e30"), "{e}");
+    // Within the flag's range, but too large for these counts under the linear confidence.
+    let e = run(&AlsConfig {
+        alpha: 1e12,
+        confidence: Confidence::Linear,
+        ..AlsConfig::default()
+    });
+    assert!(
+        e.contains(&format!(
+            "--alpha 1e12 makes the confidence of a play count {max} "
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("positive definite"), "{e}");
+    // A tiny epsilon overflows r / ε: blamed on --epsilon.
+    let e = run(&AlsConfig {
+        epsilon: 1e-38,
+        ..AlsConfig::default()
+    });
+    assert!(e.contains("--epsilon") && e.ends_with("infinite"), "{e}");
+}
+
+#[test]
+fn negative_or_nan_play_counts_are_named() {
+    let mut m = random_csr(20, 20, 50, 3);
+    m.data[5] = f32::NAN;
     let e = als::train(
         m,
-        &cfg,
-        &mut cpu(CpuCg { steps: 3 }),
+        &AlsConfig::default(),
+        &mut cpu(CpuCholesky),
         false,
         |_, _, _, _| Ok(()),
     )
-    .unwrap_err();
-    assert!(matches!(e, encore::Error::Numerical(_)), "{e}");
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("play count of NaN"), "{e}");
 }

@@ -439,7 +439,11 @@ fn validate_rejects_nonsense_configs() {
             ..good.clone()
         },
         SynthConfig {
-            genres: good.artists + 1,
+            genres: encore::synth::MAX_GENRES + 1,
+            ..good.clone()
+        },
+        SynthConfig {
+            tracks: 0,
             ..good.clone()
         },
         SynthConfig {
@@ -512,9 +516,41 @@ fn refuses_an_existing_dir_unless_forced_and_leaves_no_temp_dir() {
     assert!(generate(&cfg, &blocker.join("synth"), true, true).is_err());
     assert!(leftovers(tmp.path()).is_empty());
 
-    let report = generate(&cfg, &out, true, true).expect("forced");
-    assert!(!out.join("keep.txt").exists(), "old output kept");
+    // Even forced, a directory that is not synth output is never replaced.
+    let err = generate(&cfg, &out, true, true).expect_err("not synth output");
+    assert!(matches!(err, Error::WontReplace { .. }), "{err:?}");
+    assert!(
+        out.join("keep.txt").is_file(),
+        "a foreign directory was replaced"
+    );
+    assert!(leftovers(tmp.path()).is_empty());
+
+    fs::remove_file(out.join("keep.txt")).expect("empty it");
+    generate(&cfg, &out, true, true).expect("an empty directory is replaced");
+    fs::write(out.join("stale.txt"), "old").expect("marker");
+    let report = generate(&cfg, &out, true, true).expect("forced over synth output");
+    assert!(!out.join("stale.txt").exists(), "old output kept");
     assert!(out.join(LES_FILE).is_file());
     assert_eq!(report.events, 2_000);
     assert!(leftovers(tmp.path()).is_empty());
+}
+
+#[test]
+fn a_small_tracks_count_on_a_preset_is_valid_with_one_genre_per_artist() {
+    // `encore synth --tracks 10` keeps the preset's 16 genres but gets 1 artist: this used to
+    // fail with "genres must be 1..=1, got 16", about an option the user cannot set.
+    let mut cfg = SynthConfig::from_scale(Scale::Tiny, 3);
+    cfg.users = 20;
+    cfg.events = 500;
+    cfg.tracks = 10;
+    cfg.artists = 1;
+    assert!(cfg.genres > cfg.artists);
+    cfg.validate().expect("valid");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let report = generate(&cfg, &tmp.path().join("s"), false, true).expect("generates");
+    assert_eq!((report.tracks, report.artists, report.events), (10, 1, 500));
+    let e = SynthConfig { tracks: 0, ..cfg }
+        .validate()
+        .expect_err("no tracks");
+    assert!(e.to_string().contains("tracks must be 1..="), "{e}");
 }

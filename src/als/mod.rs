@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::csr::Csr;
 use crate::error::{Error, Result};
-use crate::util::mix64;
+use crate::util::{mix64, num};
 
 /// How play counts become confidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,17 +156,24 @@ impl AlsConfig {
     /// Rejects settings that cannot train.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        // Confidences and the normal equations are float32, and the solvers multiply them
+        // (CG's residual norms are squares): past this the arithmetic overflows or loses the
+        // data term entirely, which used to surface as "not positive definite" (issue 13).
+        const MAX: f32 = MAX_CONFIDENCE;
         if self.factors == 0 || self.factors > 1024 {
             return bad(format!("--factors must be 1..=1024, got {}", self.factors));
         }
-        if !(self.regularization >= 0.0 && self.regularization.is_finite()) {
+        if !(0.0..=MAX).contains(&self.regularization) {
             return bad(format!(
-                "--regularization must be >= 0, got {}",
-                self.regularization
+                "--regularization must be in [0, {MAX:e}], got {}",
+                crate::util::num(self.regularization)
             ));
         }
-        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
-            return bad(format!("--alpha must be >= 0, got {}", self.alpha));
+        if !(0.0..=MAX).contains(&self.alpha) {
+            return bad(format!(
+                "--alpha must be in [0, {MAX:e}], got {}",
+                crate::util::num(self.alpha)
+            ));
         }
         if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
             return bad(format!("--epsilon must be > 0, got {}", self.epsilon));
@@ -385,6 +392,44 @@ pub struct Prepared {
     pub regularization: f32,
 }
 
+/// The largest confidence c − 1 training accepts (see [`AlsConfig::validate`]).
+pub const MAX_CONFIDENCE: f32 = 1e12;
+
+/// Fails unless every play count of `train` is finite and non-negative and gives a confidence
+/// that float32 training can use: `--alpha 1e30` is reported as making a play count's
+/// confidence infinite (or too large), not later as a matrix that is not positive definite.
+/// Confidence grows with the play count, so checking the largest count checks all of them.
+pub fn check_confidence(train: &Csr, cfg: &AlsConfig) -> Result<()> {
+    if let Some(v) = train
+        .data
+        .par_iter()
+        .find_any(|v| !(v.is_finite() && **v >= 0.0))
+    {
+        return Err(Error::Numerical(format!(
+            "the training matrix holds a play count of {v}; counts must be finite and >= 0"
+        )));
+    }
+    let max = train.data.par_iter().copied().reduce(|| 0.0, f32::max);
+    let w = cfg.confidence_minus_one(max);
+    if w.is_finite() && w <= MAX_CONFIDENCE {
+        return Ok(());
+    }
+    let (flag, value) = match cfg.confidence {
+        Confidence::Log if !(max / cfg.epsilon).is_finite() => ("--epsilon", cfg.epsilon),
+        _ => ("--alpha", cfg.alpha),
+    };
+    let (value, max) = (num(value), num(max));
+    Err(Error::Config(if w.is_finite() {
+        format!(
+            "{flag} {value} makes the confidence of a play count {max} {}, more than the \
+             {MAX_CONFIDENCE:e} float32 training can handle; lower --alpha",
+            num(w)
+        )
+    } else {
+        format!("{flag} {value} makes the confidence of a play count {max} infinite")
+    }))
+}
+
 /// Turns play counts into c − 1 and builds the item-major copy.
 /// The play counts are turned into c − 1 in place, so training holds one user-major and one
 /// item-major matrix, never a third copy.
@@ -415,6 +460,7 @@ pub fn train(
     mut on_iteration: impl FnMut(&mut IterationStats, &Prepared, &Factors, &Factors) -> Result<()>,
 ) -> Result<Trained> {
     cfg.validate()?;
+    check_confidence(&train, cfg)?;
     let k = cfg.factors;
     let (n_users, n_items) = (train.n_rows, train.n_cols);
     let p = prepare(train, cfg);

@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::als::{AlsConfig, Factors, IterationStats};
 use crate::data::dataset::Dataset;
+use crate::data::npz;
 use crate::error::{Error, IoContext, Result};
 use crate::sys::Machine;
-use crate::util::AtomicDir;
+use crate::util::{AtomicDir, OutputKind};
 
 pub const USER_FACTORS: &str = "user_factors.npy";
 pub const ITEM_FACTORS: &str = "item_factors.npy";
-pub const MODEL_JSON: &str = "model.json";
+pub const MODEL_JSON: &str = OutputKind::Model.marker();
 
 /// The dataset a model was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +65,19 @@ fn write_factors(path: &Path, f: &Factors) -> Result<()> {
 }
 
 fn read_factors(path: &Path) -> Result<Factors> {
+    // The header's shape is checked against the file's size before anything is allocated: a
+    // header claiming 10^11 rows must be an error, not an allocation failure (issue 13).
+    let h = npz::check_npy_file(path)?;
+    if h.shape.len() != 2 || h.descr != "<f4" {
+        return Err(Error::npy(
+            path,
+            format!(
+                "expected a float32 2-D array (<f4), found {} of {} dimension(s)",
+                h.descr,
+                h.shape.len()
+            ),
+        ));
+    }
     let file = File::open(path).at(path)?;
     let a = Array2::<f32>::read_npy(BufReader::new(file)).map_err(|e| {
         Error::npy(
@@ -81,13 +95,27 @@ fn read_factors(path: &Path) -> Result<Factors> {
 }
 
 impl Model {
-    /// Writes the model directory atomically (`force` replaces an existing one).
+    /// Whether [`Model::save`] could write to `dir`: fails when `dir` exists without `force`,
+    /// and even with `force` when `dir` is or holds the dataset `dataset` (the model's input), or
+    /// is not a model directory (it has no `model.json`: a dataset, say, or anything else).
+    /// Call it before training so a refusal comes before the work, not after.
+    pub fn check_save(dir: &Path, force: bool, dataset: &Path) -> Result<()> {
+        AtomicDir::check(dir, force, OutputKind::Model, &[dataset])
+    }
+
+    /// Writes the model directory atomically (`force` replaces an existing model; never the
+    /// dataset it was trained on nor a directory that is not a model, see [`Model::check_save`]).
     pub fn save(&self, dir: &Path, force: bool) -> Result<()> {
-        let out = AtomicDir::create(dir, force)?;
+        let out = AtomicDir::create(
+            dir,
+            force,
+            OutputKind::Model,
+            &[self.meta.dataset.dir.as_path()],
+        )?;
         write_factors(&out.path().join(USER_FACTORS), &self.users)?;
         write_factors(&out.path().join(ITEM_FACTORS), &self.items)?;
         let json = serde_json::to_string_pretty(&self.meta)
-            .map_err(|e| Error::Config(format!("serialising model.json: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("serialising model.json: {e}")))?;
         let p = out.path().join(MODEL_JSON);
         std::fs::write(&p, json + "\n").at(&p)?;
         out.commit()?;

@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use crate::data::blocks::lines;
+use crate::data::blocks::{MAX_LINE_BYTES, lines};
 use crate::data::lines::{LineError, Schema, parse_line, trim_end};
 
 /// How a chunk is parsed.
@@ -101,6 +101,10 @@ pub fn parse_chunk(block: &[u8], opts: &ChunkOpts, skip_first: bool) -> (Pairs, 
         st.lines = ln;
         if ln == 1 && skip_first {
             continue;
+        }
+        if line.len() > MAX_LINE_BYTES {
+            st.first_error = Some((ln, LineError::TooLong));
+            break;
         }
         if trim_end(line).is_empty() {
             st.blank_lines += 1;

@@ -16,6 +16,19 @@ use crate::error::{Error, IoContext, Result};
 /// blocks (two per thread) stays in the tens of MiB on a laptop.
 pub const DEFAULT_BLOCK_BYTES: usize = 8 << 20;
 
+/// The longest line accepted. A line this long is not a listening record: it is a binary file,
+/// `/dev/zero` or a broken export, and reading on would take unbounded memory (issue 13).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The error for a line longer than [`MAX_LINE_BYTES`].
+pub fn line_too_long(path: &Path, line: u64) -> Error {
+    Error::BadLine {
+        path: path.to_path_buf(),
+        line,
+        reason: "line longer than 1 MiB (is this a text file?)".into(),
+    }
+}
+
 /// Counts the raw (possibly compressed) bytes read, for progress and throughput.
 struct Counting<R> {
     inner: R,
@@ -40,6 +53,11 @@ pub struct BlockReader {
     eof: bool,
     first: bool,
     raw_read: Arc<AtomicU64>,
+    /// Newlines in the blocks handed out so far (for the line number of an over-long line).
+    newlines: u64,
+    /// Bytes searched for a newline so far (at most twice the input: each byte once when read,
+    /// once more if it is carried into the next block).
+    scanned: u64,
     /// Size of the file on disk (compressed size for `.gz`).
     pub file_bytes: u64,
     /// Uncompressed bytes handed out so far.
@@ -99,6 +117,8 @@ impl BlockReader {
             eof: false,
             first: true,
             raw_read,
+            newlines: 0,
+            scanned: 0,
             file_bytes: meta.len(),
             bytes: 0,
         })
@@ -116,7 +136,9 @@ impl BlockReader {
     }
 
     /// The next block: whole lines only (the last block may lack a final newline). A UTF-8 byte
-    /// order mark at the start of the file is removed.
+    /// order mark at the start of the file is removed. A line longer than [`MAX_LINE_BYTES`]
+    /// that does not fit a block is an error; each byte is scanned for a newline once, so
+    /// reading stays linear however long a line grows (issue 13).
     pub fn next_block(&mut self) -> Result<Option<Vec<u8>>> {
         if self.eof && self.carry.is_empty() {
             return Ok(None);
@@ -125,9 +147,11 @@ impl BlockReader {
         buf.clear();
         buf.extend_from_slice(&self.carry);
         self.carry.clear();
+        // Bytes before `scan_from` are known to hold no newline.
+        let mut scan_from = 0;
         loop {
+            let start = buf.len();
             if !self.eof {
-                let start = buf.len();
                 let want = self.block.max(start + (self.block / 4));
                 buf.resize(want, 0);
                 let n = read_full(&mut self.src, &mut buf[start..]).at(&self.path)?;
@@ -142,17 +166,22 @@ impl BlockReader {
                     buf.drain(..3);
                 }
             }
-            if self.eof {
-                break;
-            }
-            match memchr::memrchr(b'\n', &buf) {
+            self.scanned += (buf.len() - scan_from) as u64;
+            match memchr::memrchr(b'\n', &buf[scan_from..]) {
+                Some(_) if self.eof => break,
                 Some(pos) => {
+                    let pos = scan_from + pos;
                     self.carry.extend_from_slice(&buf[pos + 1..]);
                     buf.truncate(pos + 1);
                     break;
                 }
+                // No newline at all: the whole buffer is one line.
+                None if buf.len() > MAX_LINE_BYTES => {
+                    return Err(line_too_long(&self.path, self.newlines + 1));
+                }
+                None if self.eof => break,
                 // A single line longer than the block: keep reading until it ends.
-                None => continue,
+                None => scan_from = buf.len(),
             }
         }
         if buf.is_empty() {
@@ -160,6 +189,7 @@ impl BlockReader {
             return Ok(None);
         }
         self.bytes += buf.len() as u64;
+        self.newlines += memchr::memchr_iter(b'\n', &buf).count() as u64;
         Ok(Some(buf))
     }
 
@@ -243,6 +273,50 @@ mod tests {
         let blocks = read_all(&p, 1024);
         let all = blocks.concat();
         assert_eq!(all, format!("a\n{long}\nb\n").into_bytes());
+    }
+
+    #[test]
+    fn a_line_longer_than_1_mib_is_an_error_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.txt");
+        let mut text = b"1\t2\t3\n4\t5\t6\n".to_vec();
+        text.resize(text.len() + MAX_LINE_BYTES + 10, b'7');
+        std::fs::write(&p, &text).unwrap();
+        let mut r = BlockReader::open(&p, 1024).unwrap();
+        let e = loop {
+            match r.next_block() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("read a line longer than the cap"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(
+            e.ends_with("x.txt:3: line longer than 1 MiB (is this a text file?)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_read_in_linear_time() {
+        // 1 MiB without a newline, read in 1 KiB blocks: growing by a quarter block at a time
+        // used to rescan the whole buffer on every growth (quadratic: ~2^31 byte visits).
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.txt");
+        let mut text = vec![b'9'; MAX_LINE_BYTES - 10];
+        text.extend_from_slice(b"\n1\n");
+        std::fs::write(&p, &text).unwrap();
+        let mut r = BlockReader::open(&p, 1024).unwrap();
+        let mut all = Vec::new();
+        while let Some(b) = r.next_block().unwrap() {
+            all.extend_from_slice(&b);
+        }
+        assert_eq!(all, text);
+        assert!(
+            r.scanned <= 2 * text.len() as u64,
+            "{} bytes scanned for a {}-byte file",
+            r.scanned,
+            text.len()
+        );
     }
 
     #[test]

@@ -115,14 +115,19 @@ impl Csr {
         }
     }
 
-    /// Checks the structural invariants; `what` names the matrix in the error.
+    /// Checks the invariants of a play-count matrix; `what` names the matrix (its file) in the
+    /// error. The offsets are checked completely before any row is looked at, so a corrupt file
+    /// is an error, never an out-of-bounds panic (issue 13); then the columns, then the values
+    /// (finite and non-negative, so that bad counts are reported as such, not later as a matrix
+    /// that is "not positive definite").
     pub fn validate(&self, what: &str) -> Result<()> {
         let bad = |m: String| Err(Error::bad_input(what, m));
         if self.indptr.len() != self.n_rows + 1 {
             return bad(format!(
-                "indptr has {} entries for {} rows",
+                "indptr has {} entries for {} rows (expected {})",
                 self.indptr.len(),
-                self.n_rows
+                self.n_rows,
+                self.n_rows as u128 + 1
             ));
         }
         if self.indices.len() != self.data.len() {
@@ -132,13 +137,24 @@ impl Csr {
                 self.data.len()
             ));
         }
-        if self.indptr[0] != 0 || self.indptr[self.n_rows] as usize != self.nnz() {
-            return bad("indptr does not span the entries".into());
+        if self.indptr[0] != 0 {
+            return bad(format!("indptr starts at {}, not 0", self.indptr[0]));
+        }
+        if let Some(r) = self.indptr.windows(2).position(|w| w[0] > w[1]) {
+            return bad(format!(
+                "indptr decreases at row {r} ({} > {})",
+                self.indptr[r],
+                self.indptr[r + 1]
+            ));
+        }
+        let last = self.indptr[self.n_rows];
+        if last != self.nnz() as u64 {
+            return bad(format!(
+                "indptr ends at {last} but there are {} entries",
+                self.nnz()
+            ));
         }
         for r in 0..self.n_rows {
-            if self.indptr[r] > self.indptr[r + 1] {
-                return bad(format!("indptr decreases at row {r}"));
-            }
             let (cols, _) = self.row(r);
             if let Some(&c) = cols.iter().find(|&&c| c as usize >= self.n_cols) {
                 return bad(format!("row {r} has column {c} >= {}", self.n_cols));
@@ -146,6 +162,20 @@ impl Csr {
             if cols.windows(2).any(|w| w[0] >= w[1]) {
                 return bad(format!("row {r} columns are not strictly increasing"));
             }
+        }
+        if let Some(i) = self.data.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+            let row = self.indptr.partition_point(|&o| o <= i as u64) - 1;
+            let kind = if self.data[i].is_nan() {
+                "NaN"
+            } else if self.data[i].is_infinite() {
+                "infinite"
+            } else {
+                "negative"
+            };
+            return bad(format!(
+                "value {} at row {row}, column {} is {kind}: play counts must be finite and >= 0",
+                self.data[i], self.indices[i]
+            ));
         }
         Ok(())
     }
@@ -192,6 +222,51 @@ mod tests {
                 assert_eq!(got, want, "column {c} on {threads} threads");
             }
         }
+    }
+
+    fn good() -> Csr {
+        Csr {
+            n_rows: 3,
+            n_cols: 4,
+            indptr: vec![0, 2, 2, 5],
+            indices: vec![1, 3, 0, 1, 2],
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    }
+
+    fn error_of(m: &Csr) -> String {
+        m.validate("m.npz").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn indptr_above_nnz_is_an_error_not_a_panic() {
+        let mut m = good();
+        m.indptr = vec![0, 9, 2, 5];
+        let e = error_of(&m);
+        assert!(e.starts_with("m.npz: indptr decreases at row 1"), "{e}");
+        m.indptr = vec![0, 2, 2, 9];
+        assert!(error_of(&m).contains("indptr ends at 9 but there are 5 entries"));
+        m.indptr = vec![1, 2, 2, 5];
+        assert!(error_of(&m).contains("indptr starts at 1"));
+        m.indptr = vec![0, 2, 5];
+        assert!(error_of(&m).contains("indptr has 3 entries for 3 rows"));
+    }
+
+    #[test]
+    fn non_finite_and_negative_values_are_named() {
+        for (v, kind) in [
+            (f32::NAN, "NaN"),
+            (f32::INFINITY, "infinite"),
+            (-2.0, "negative"),
+        ] {
+            let mut m = good();
+            m.data[3] = v;
+            let e = error_of(&m);
+            assert!(e.contains(&format!("at row 2, column 1 is {kind}")), "{e}");
+        }
+        let mut m = good();
+        m.indices[1] = 4;
+        assert!(error_of(&m).contains("row 0 has column 4 >= 4"));
     }
 
     #[test]

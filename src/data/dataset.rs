@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::data::csr::Csr;
 use crate::data::filter::{FilterMode, Tally};
 use crate::data::formats::{Format, NameSource};
-use crate::data::names::{self, ItemNames};
+use crate::data::names::{self, ItemNames, Skipped};
 use crate::data::npz;
 use crate::data::split::Split;
 use crate::error::{Error, IoContext, Result};
+use crate::util::OutputKind;
 
 /// File names inside a dataset directory.
 pub const TRAIN: &str = "train.npz";
@@ -29,7 +30,7 @@ pub const VALID: &str = "valid.npz";
 pub const USER_IDS: &str = "user_ids.npy";
 pub const ITEM_IDS: &str = "item_ids.npy";
 pub const ITEMS_TSV: &str = "items.tsv";
-pub const MANIFEST: &str = "manifest.json";
+pub const MANIFEST: &str = OutputKind::Dataset.marker();
 
 /// What was read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +97,10 @@ pub struct Manifest {
     pub indptr_dtype: String,
     /// Items without a name in the catalog files (when names were available).
     pub items_without_name: Option<u64>,
+    /// Catalog (names) lines skipped under `--skip-bad-lines`, like [`LineReport::bad_skipped`]
+    /// for the data file.
+    #[serde(default)]
+    pub names_skipped: Skipped,
     pub timings_s: BTreeMap<String, f64>,
     pub peak_rss_bytes: Option<u64>,
     /// `blake3:` hash of the matrices and id arrays (see [`content_hash`]).
@@ -170,6 +175,27 @@ pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     std::fs::write(&path, text + "\n").at(&path)
 }
 
+/// Ids must be strictly ascending: every lookup is a binary search, and a duplicate id would
+/// silently answer for only one of its rows (issue 13).
+fn check_ids(path: &Path, ids: &[u64]) -> Result<()> {
+    match ids.windows(2).position(|w| w[0] >= w[1]) {
+        None => Ok(()),
+        Some(i) if ids[i] == ids[i + 1] => Err(Error::bad_input(
+            path,
+            format!("duplicate id {} (rows {i} and {})", ids[i], i + 1),
+        )),
+        Some(i) => Err(Error::bad_input(
+            path,
+            format!(
+                "ids are not in ascending order (row {i}: {}, row {}: {})",
+                ids[i],
+                i + 1,
+                ids[i + 1]
+            ),
+        )),
+    }
+}
+
 impl Dataset {
     /// Loads a dataset directory, checking that its parts agree with each other.
     pub fn load(dir: &Path) -> Result<Self> {
@@ -186,7 +212,9 @@ impl Dataset {
         let train = npz::read_csr(&dir.join(TRAIN))?;
         let valid = npz::read_csr(&dir.join(VALID))?;
         let user_ids = npz::read_ids(&dir.join(USER_IDS))?;
+        check_ids(&dir.join(USER_IDS), &user_ids)?;
         let item_ids = npz::read_ids(&dir.join(ITEM_IDS))?;
+        check_ids(&dir.join(ITEM_IDS), &item_ids)?;
         let names_path = dir.join(ITEMS_TSV);
         let names = if names_path.exists() {
             Some(names::read_items_tsv(&names_path)?)
@@ -217,8 +245,11 @@ impl Dataset {
         })
     }
 
-    /// Recomputes the content hash and compares it with the manifest's.
+    /// Checks the ids (strictly ascending, so no duplicates), recomputes the content hash and
+    /// compares it with the manifest's.
     pub fn verify(&self) -> Result<()> {
+        check_ids(&self.dir.join(USER_IDS), &self.user_ids)?;
+        check_ids(&self.dir.join(ITEM_IDS), &self.item_ids)?;
         let h = content_hash(&self.train, &self.valid, &self.user_ids, &self.item_ids);
         if h != self.manifest.content_hash {
             return Err(Error::bad_input(

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::util::quote;
+
 /// The most fields a schema may address (the fast path keeps their values in a fixed array).
 pub const MAX_FIELDS: usize = 8;
 
@@ -88,6 +90,16 @@ pub enum LineError {
         value: String,
         max: u64,
     },
+    /// A line longer than [`crate::data::blocks::MAX_LINE_BYTES`]; fatal even when skipping bad
+    /// lines (the input is not a text log).
+    TooLong,
+}
+
+impl LineError {
+    /// Whether `--skip-bad-lines` may skip a line with this error.
+    pub fn skippable(&self) -> bool {
+        !matches!(self, LineError::TooLong)
+    }
 }
 
 impl fmt::Display for LineError {
@@ -104,15 +116,16 @@ impl fmt::Display for LineError {
             ),
             LineError::Empty { field } => write!(f, "{field} is empty"),
             LineError::NonNumeric { field, value } => {
-                write!(f, "{field} is not a non-negative integer: {value:?}")
+                write!(f, "{field} is not a non-negative integer: {value}")
             }
-            LineError::Negative { field, value } => write!(f, "{field} is negative: {value:?}"),
+            LineError::Negative { field, value } => write!(f, "{field} is negative: {value}"),
             LineError::TooLarge { field, value, max } => {
                 write!(
                     f,
                     "{field} {value} is larger than the supported maximum {max}"
                 )
             }
+            LineError::TooLong => write!(f, "line longer than 1 MiB (is this a text file?)"),
         }
     }
 }
@@ -164,6 +177,18 @@ pub fn parse_line(line: &[u8], s: &Schema) -> Result<Record, LineError> {
         return parse_line_slow(line, s);
     }
     finish(&vals, s)
+}
+
+/// The largest value field `i` may hold: user ids are stored as numpy int64 (2^63 − 1), track
+/// ids, play counts and timestamps as 32-bit unsigned integers (2^32 − 1).
+fn field_max(s: &Schema, i: usize) -> u64 {
+    if i == s.user {
+        i64::MAX as u64
+    } else if i == s.item || s.count == Some(i) || s.ts == Some(i) {
+        u64::from(u32::MAX)
+    } else {
+        u64::MAX
+    }
 }
 
 /// Turns raw field values into a record, checking ranges.
@@ -227,18 +252,24 @@ fn parse_line_slow(line: &[u8], s: &Schema) -> Result<Record, LineError> {
         if !s.wanted(i) {
             continue;
         }
-        vals[i] = parse_field(raw, &s.name(i))?;
+        vals[i] = parse_field_max(raw, &s.name(i), field_max(s, i))?;
     }
     finish(&vals, s)
 }
 
-/// Parses one non-negative integer field, trimming spaces and one pair of double quotes.
+/// Parses one non-negative integer field, trimming spaces and one pair of double quotes; ids
+/// up to 2^63 − 1 (they are stored as numpy int64).
 pub fn parse_field(raw: &[u8], name: &str) -> Result<u64, LineError> {
+    parse_field_max(raw, name, i64::MAX as u64)
+}
+
+/// [`parse_field`] with the field's real maximum, which a larger value is reported against.
+pub fn parse_field_max(raw: &[u8], name: &str, max: u64) -> Result<u64, LineError> {
     let mut f = raw.trim_ascii();
     if f.len() >= 2 && f[0] == b'"' && f[f.len() - 1] == b'"' {
         f = f[1..f.len() - 1].trim_ascii();
     }
-    let text = || String::from_utf8_lossy(raw).into_owned();
+    let text = || quote(raw);
     if f.is_empty() {
         return Err(LineError::Empty {
             field: name.to_string(),
@@ -257,16 +288,23 @@ pub fn parse_field(raw: &[u8], name: &str) -> Result<u64, LineError> {
             value: text(),
         });
     }
+    let too_large = || LineError::TooLarge {
+        field: name.to_string(),
+        // Digits only, so a short value reads as a number; a long one is shortened.
+        value: if digits.len() > 40 {
+            quote(digits)
+        } else {
+            String::from_utf8_lossy(digits).into_owned()
+        },
+        max,
+    };
     let mut v: u64 = 0;
     for &b in digits {
         v = v
             .checked_mul(10)
             .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or_else(|| LineError::TooLarge {
-                field: name.to_string(),
-                value: text(),
-                max: u64::MAX,
-            })?;
+            .filter(|&v| v <= max)
+            .ok_or_else(too_large)?;
     }
     Ok(v)
 }
@@ -335,9 +373,10 @@ mod tests {
             e,
             LineError::NonNumeric {
                 field: "item".into(),
-                value: "abc".into()
+                value: "\"abc\"".into()
             }
         );
+        assert_eq!(e.to_string(), "item is not a non-negative integer: \"abc\"");
         let e = parse_line(b"x1\t2\t3\t4\t5", &les()).unwrap_err();
         assert!(matches!(e, LineError::NonNumeric { ref field, .. } if field == "user_id"));
     }
@@ -368,6 +407,38 @@ mod tests {
         assert_eq!(r.user, i64::MAX as u64);
         let e = parse_line(b"9223372036854775808\t2\t3", &triples(b'\t')).unwrap_err();
         assert!(matches!(e, LineError::TooLarge { ref field, .. } if field == "user"));
+    }
+
+    #[test]
+    fn overflow_names_the_fields_real_maximum() {
+        let s = triples(b'\t');
+        let e = parse_line(b"99999999999999999999999\t2\t3", &s).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "user 99999999999999999999999 is larger than the supported maximum \
+             9223372036854775807"
+        );
+        let e = parse_line(b"1\t2\t99999999999999999999999", &s).unwrap_err();
+        assert!(e.to_string().ends_with("maximum 4294967295"), "{e}");
+        let e = parse_line(b"1\t99999999999999999999\t3", &s).unwrap_err();
+        assert!(e.to_string().ends_with("maximum 4294967295"), "{e}");
+        assert!(!e.to_string().contains("18446744073709551615"));
+    }
+
+    #[test]
+    fn a_huge_bad_field_is_quoted_shortened() {
+        let mut line = b"1\t".to_vec();
+        line.extend(std::iter::repeat_n(b'x', 20 << 20));
+        line.extend_from_slice(b"\t3");
+        let e = parse_line(&line, &triples(b'\t')).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes", e.len());
+        assert!(e.ends_with("… (20971520 bytes)"), "{e}");
+        let mut digits = b"1\t2\t".to_vec();
+        digits.extend(std::iter::repeat_n(b'9', 1 << 20));
+        let e = parse_line(&digits, &triples(b'\t'))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 200 && e.contains("(1048576 bytes)"), "{e}");
     }
 
     #[test]

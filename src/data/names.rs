@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
+use crate::data::aggregate::MAX_BAD_EXAMPLES;
+use crate::data::blocks::{MAX_LINE_BYTES, line_too_long};
 use crate::data::formats::NameSource;
 use crate::data::lines::parse_field;
 use crate::error::{Error, IoContext, Result};
@@ -19,6 +21,8 @@ pub struct ItemNames {
     pub artist_names: Vec<String>,
     /// Items the catalog files did not name.
     pub missing: u64,
+    /// Catalog lines skipped as malformed (only under `--skip-bad-lines`).
+    pub skipped: Skipped,
 }
 
 fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
@@ -33,17 +37,49 @@ fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
-/// Calls `f(line_number, line)` for every non-empty line (BOM and line ending removed).
-fn for_each_line(path: &Path, mut f: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
+/// Malformed catalog lines skipped under `--skip-bad-lines`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub lines: u64,
+    /// The first few: `file:line: reason`.
+    pub examples: Vec<String>,
+}
+
+/// Calls `f(line_number, line)` for every non-empty line (BOM and line ending removed). A line
+/// `f` rejects (with its reason) is an error naming file and line, or, with `skip`, counted
+/// there and passed over. A line longer than [`MAX_LINE_BYTES`] is always an error, found
+/// without reading more than that much of it.
+fn for_each_line(
+    path: &Path,
+    mut skip: Option<&mut Skipped>,
+    mut f: impl FnMut(u64, &str) -> Result<(), String>,
+) -> Result<()> {
     let mut r = open_text(path)?;
     let mut buf = Vec::new();
     let mut n = 0u64;
     loop {
         buf.clear();
-        if r.read_until(b'\n', &mut buf).at(path)? == 0 {
+        n += 1;
+        let mut ended = false;
+        while !ended {
+            let avail = r.fill_buf().at(path)?;
+            if avail.is_empty() {
+                break;
+            }
+            let (take, nl) = match memchr::memchr(b'\n', avail) {
+                Some(i) => (i + 1, true),
+                None => (avail.len(), false),
+            };
+            buf.extend_from_slice(&avail[..take]);
+            r.consume(take);
+            ended = nl;
+            if buf.len() > MAX_LINE_BYTES + 2 {
+                return Err(line_too_long(path, n));
+            }
+        }
+        if buf.is_empty() {
             return Ok(());
         }
-        n += 1;
         // Only the line ending is removed: trailing tabs can be empty fields.
         let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let mut line = body.strip_suffix(b"\r").unwrap_or(body);
@@ -53,54 +89,74 @@ fn for_each_line(path: &Path, mut f: impl FnMut(u64, &str) -> Result<()>) -> Res
         if line.is_empty() {
             continue;
         }
-        f(n, &String::from_utf8_lossy(line))?;
+        if line.len() > MAX_LINE_BYTES {
+            return Err(line_too_long(path, n));
+        }
+        if let Err(reason) = f(n, &String::from_utf8_lossy(line)) {
+            match skip.as_deref_mut() {
+                Some(s) => {
+                    s.lines += 1;
+                    if s.examples.len() < MAX_BAD_EXAMPLES {
+                        s.examples.push(format!("{}:{n}: {reason}", path.display()));
+                    }
+                }
+                None => {
+                    return Err(Error::BadLine {
+                        path: path.to_path_buf(),
+                        line: n,
+                        reason,
+                    });
+                }
+            }
+        }
     }
 }
 
-fn bad(path: &Path, line: u64, reason: impl Into<String>) -> Error {
-    Error::BadLine {
-        path: path.to_path_buf(),
-        line,
-        reason: reason.into(),
-    }
+fn id(text: &str, what: &str) -> Result<u64, String> {
+    parse_field(text.as_bytes(), what).map_err(|e| e.to_string())
 }
 
-fn id(path: &Path, line: u64, text: &str, what: &str) -> Result<u64> {
-    parse_field(text.as_bytes(), what).map_err(|e| bad(path, line, e.to_string()))
-}
-
-/// Loads names for `item_ids` (ascending original ids) from `src`.
-pub fn load(src: &NameSource, item_ids: &[u64]) -> Result<ItemNames> {
+/// Loads names for `item_ids` (ascending original ids) from `src`. A malformed line, or a
+/// second line for an id that is needed (which would otherwise silently win), is an error
+/// naming file and line; with `skip_bad` it is counted in [`ItemNames::skipped`] instead and
+/// the first line for an id is kept.
+pub fn load(src: &NameSource, item_ids: &[u64], skip_bad: bool) -> Result<ItemNames> {
     let n = item_ids.len();
     let mut out = ItemNames {
         names: vec![String::new(); n],
         artist_ids: vec![None; n],
         artist_names: vec![String::new(); n],
         missing: 0,
+        skipped: Skipped::default(),
     };
-    let mut found = vec![false; n];
+    let mut skipped = Skipped::default();
+    // The line that named each item (0: none yet).
+    let mut named_on = vec![0u64; n];
+    let duplicate = |what: &str, id: u64, first: u64| {
+        Err(format!("duplicate {what} {id} (first on line {first})"))
+    };
+    fn skip(s: &mut Skipped, on: bool) -> Option<&mut Skipped> {
+        on.then_some(s)
+    }
     match src {
         NameSource::Lfm1b { tracks, artists } => {
-            for_each_line(tracks, |ln, line| {
+            for_each_line(tracks, skip(&mut skipped, skip_bad), |ln, line| {
+                const FIELDS: &str =
+                    "expected 3 tab-separated fields (track_id, track_name, artist_id)";
                 let (Some(a), Some(b)) = (line.find('\t'), line.rfind('\t')) else {
-                    return Err(bad(
-                        tracks,
-                        ln,
-                        "expected 3 tab-separated fields (track_id, track_name, artist_id)",
-                    ));
+                    return Err(FIELDS.into());
                 };
                 if a == b {
-                    return Err(bad(
-                        tracks,
-                        ln,
-                        "expected 3 tab-separated fields (track_id, track_name, artist_id)",
-                    ));
+                    return Err(FIELDS.into());
                 }
-                let track = id(tracks, ln, &line[..a], "track_id")?;
+                let track = id(&line[..a], "track_id")?;
                 if let Ok(i) = item_ids.binary_search(&track) {
+                    if named_on[i] != 0 {
+                        return duplicate("track_id", track, named_on[i]);
+                    }
+                    out.artist_ids[i] = Some(id(&line[b + 1..], "artist_id")?);
                     out.names[i] = line[a + 1..b].to_string();
-                    out.artist_ids[i] = Some(id(tracks, ln, &line[b + 1..], "artist_id")?);
-                    found[i] = true;
+                    named_on[i] = ln;
                 }
                 Ok(())
             })?;
@@ -112,48 +168,57 @@ pub fn load(src: &NameSource, item_ids: &[u64]) -> Result<ItemNames> {
                     .filter_map(|(i, a)| a.map(|a| (a, i)))
                     .collect();
                 wanted.sort_unstable();
-                for_each_line(artists, |ln, line| {
+                let mut artist_on: Vec<u64> = vec![0; wanted.len()];
+                for_each_line(artists, skip(&mut skipped, skip_bad), |ln, line| {
                     let Some(a) = line.find('\t') else {
-                        return Err(bad(
-                            artists,
-                            ln,
-                            "expected 2 tab-separated fields (artist_id, artist_name)",
-                        ));
+                        return Err(
+                            "expected 2 tab-separated fields (artist_id, artist_name)".into()
+                        );
                     };
-                    let artist = id(artists, ln, &line[..a], "artist_id")?;
+                    let artist = id(&line[..a], "artist_id")?;
                     let from = wanted.partition_point(|&(x, _)| x < artist);
-                    for &(_, i) in wanted[from..].iter().take_while(|&&(x, _)| x == artist) {
+                    if let Some(&first) = artist_on.get(from).filter(|&&l| l != 0)
+                        && wanted[from].0 == artist
+                    {
+                        return duplicate("artist_id", artist, first);
+                    }
+                    for (j, &(_, i)) in wanted[from..]
+                        .iter()
+                        .enumerate()
+                        .take_while(|&(_, &(x, _))| x == artist)
+                    {
                         out.artist_names[i] = line[a + 1..].to_string();
+                        artist_on[from + j] = ln;
                     }
                     Ok(())
                 })?;
             }
         }
         NameSource::Hetrec { artists } => {
-            for_each_line(artists, |ln, line| {
+            for_each_line(artists, skip(&mut skipped, skip_bad), |ln, line| {
                 let mut f = line.split('\t');
                 let (Some(idf), Some(name)) = (f.next(), f.next()) else {
-                    return Err(bad(
-                        artists,
-                        ln,
-                        "expected tab-separated fields (id, name, url, pictureURL)",
-                    ));
+                    return Err("expected tab-separated fields (id, name, url, pictureURL)".into());
                 };
                 if ln == 1 && idf.trim() == "id" {
                     return Ok(()); // header
                 }
-                let artist = id(artists, ln, idf, "id")?;
+                let artist = id(idf, "id")?;
                 if let Ok(i) = item_ids.binary_search(&artist) {
+                    if named_on[i] != 0 {
+                        return duplicate("id", artist, named_on[i]);
+                    }
                     out.names[i] = name.to_string();
                     out.artist_ids[i] = Some(artist);
                     out.artist_names[i] = name.to_string();
-                    found[i] = true;
+                    named_on[i] = ln;
                 }
                 Ok(())
             })?;
         }
     }
-    out.missing = found.iter().filter(|&&f| !f).count() as u64;
+    out.missing = named_on.iter().filter(|&&l| l == 0).count() as u64;
+    out.skipped = skipped;
     Ok(out)
 }
 
@@ -183,13 +248,13 @@ pub fn write_items_tsv(path: &Path, item_ids: &[u64], names: &ItemNames) -> Resu
 /// Reads `items.tsv` back (for recommendations with names).
 pub fn read_items_tsv(path: &Path) -> Result<ItemNames> {
     let mut out = ItemNames::default();
-    for_each_line(path, |ln, line| {
+    for_each_line(path, None, |ln, line| {
         if ln == 1 {
             return Ok(());
         }
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 5 {
-            return Err(bad(path, ln, "expected 5 tab-separated fields"));
+            return Err("expected 5 tab-separated fields".into());
         }
         out.names.push(f[2].to_string());
         out.artist_ids.push(f.get(3).and_then(|a| a.parse().ok()));
@@ -219,7 +284,7 @@ mod tests {
             tracks,
             artists: Some(artists),
         };
-        let n = load(&src, &[10, 20, 40]).unwrap();
+        let n = load(&src, &[10, 20, 40], false).unwrap();
         assert_eq!(n.names, vec!["Song A", "Song\twith tab", ""]);
         assert_eq!(n.artist_names, vec!["Band Seven", "Band Eight", ""]);
         assert_eq!(n.missing, 1);
@@ -239,7 +304,46 @@ mod tests {
             tracks,
             artists: None,
         };
-        let e = load(&src, &[10]).unwrap_err().to_string();
+        let e = load(&src, &[10], false).unwrap_err().to_string();
         assert!(e.contains("LFM-1b_tracks.txt:2"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_track_id_is_refused_naming_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracks = dir.path().join("LFM-1b_tracks.txt");
+        std::fs::write(&tracks, "10\tFirst\t7\n20\tOther\t7\n10\tSecond\t7\n").unwrap();
+        let src = NameSource::Lfm1b {
+            tracks,
+            artists: None,
+        };
+        let e = load(&src, &[10, 20], false).unwrap_err().to_string();
+        assert!(
+            e.ends_with("LFM-1b_tracks.txt:3: duplicate track_id 10 (first on line 1)"),
+            "{e}"
+        );
+        // Skipping bad lines: the first name is kept and the duplicate counted.
+        let n = load(&src, &[10, 20], true).unwrap();
+        assert_eq!(n.names, vec!["First", "Other"]);
+        assert_eq!(n.skipped.lines, 1);
+        assert!(n.skipped.examples[0].contains("LFM-1b_tracks.txt:3: duplicate"));
+    }
+
+    #[test]
+    fn malformed_catalog_lines_are_skipped_and_counted_with_skip_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let artists = dir.path().join("artists.dat");
+        std::fs::write(
+            &artists,
+            "id\tname\turl\tpictureURL\n1\tOne\tu\tp\nbroken\n2\tTwo\tu\tp\n1\tAgain\tu\tp\n",
+        )
+        .unwrap();
+        let src = NameSource::Hetrec { artists };
+        let e = load(&src, &[1, 2], false).unwrap_err().to_string();
+        assert!(e.contains("artists.dat:3:"), "{e}");
+        let n = load(&src, &[1, 2], true).unwrap();
+        assert_eq!(n.names, vec!["One", "Two"]);
+        assert_eq!((n.skipped.lines, n.missing), (2, 0));
+        assert!(n.skipped.examples[1].contains("artists.dat:5: duplicate id 1"));
     }
 }

@@ -25,7 +25,7 @@ use crate::data::names;
 use crate::data::npz;
 use crate::data::split::{self, Split};
 use crate::error::{Error, Result};
-use crate::util::{AtomicDir, peak_rss_bytes, progress_bar, unix_now};
+use crate::util::{AtomicDir, OutputKind, peak_rss_bytes, progress_bar, unix_now};
 
 /// Everything `prep` needs to know.
 #[derive(Debug, Clone)]
@@ -143,7 +143,11 @@ pub fn parse_input(cfg: &PrepConfig) -> Result<Parsed> {
             return Err(Error::BadLine {
                 path,
                 line: *line,
-                reason: format!("{e} (pass --skip-bad-lines to skip such lines)"),
+                reason: if e.skippable() {
+                    format!("{e} (pass --skip-bad-lines to skip such lines)")
+                } else {
+                    e.to_string()
+                },
             });
         }
         wave = next?;
@@ -208,7 +212,12 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
     let total = Instant::now();
     let mut timings = BTreeMap::new();
     // Claim the output first: refuse an existing one before hours of parsing.
-    let out = AtomicDir::create(&cfg.out, cfg.force)?;
+    let out = AtomicDir::create(
+        &cfg.out,
+        cfg.force,
+        OutputKind::Dataset,
+        &[cfg.input.as_path()],
+    )?;
 
     let t = Instant::now();
     let Parsed {
@@ -242,7 +251,11 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
 
     let t = Instant::now();
     let item_names = match &input.names {
-        Some(src) => Some(names::load(src, &interactions.item_ids)?),
+        Some(src) => Some(names::load(
+            src,
+            &interactions.item_ids,
+            cfg.skip_bad_lines,
+        )?),
         None => None,
     };
     timings.insert("names".to_string(), t.elapsed().as_secs_f64());
@@ -305,6 +318,10 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
             "int64".into()
         },
         items_without_name: item_names.as_ref().map(|n| n.missing),
+        names_skipped: item_names
+            .as_ref()
+            .map(|n| n.skipped.clone())
+            .unwrap_or_default(),
         timings_s: timings,
         peak_rss_bytes: peak_rss_bytes(),
         content_hash: hash,

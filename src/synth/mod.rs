@@ -31,7 +31,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::util::{AtomicDir, progress_bar};
+use crate::util::{AtomicDir, OutputKind, progress_bar};
 use catalog::Catalog;
 use ids::{ALBUM_IDS, ARTIST_IDS, TRACK_IDS, USER_IDS};
 use listen::{Listener, Scratch};
@@ -50,12 +50,14 @@ pub const ALBUMS_FILE: &str = "LFM-1b_albums.txt";
 pub const TRACKS_FILE: &str = "LFM-1b_tracks.txt";
 /// Config, dataset statistics and model description of a generated dataset (no timings, so it is
 /// as reproducible as the data).
-pub const META_FILE: &str = "encore-synth.json";
+pub const META_FILE: &str = OutputKind::Synth.marker();
 
 /// Most events any user has; LFM-1b kept at most 20,000 per user.
 pub const USER_EVENT_CAP: u32 = 20_000;
 /// Largest catalog accepted (the tables take ~50 bytes per track, so this is ~5 GB).
 pub const MAX_TRACKS: u32 = 100_000_000;
+/// Most latent genres.
+pub const MAX_GENRES: u32 = 4096;
 /// Largest user count accepted.
 pub const MAX_USERS: u32 = 10_000_000;
 /// Users per LEs batch are cut at about this many events (~1.3 MB of text).
@@ -81,7 +83,8 @@ pub struct SynthConfig {
     pub tracks: u32,
     /// Artists own the tracks (heavy-tailed catalog sizes); `tracks / artists` is the mean.
     pub artists: u32,
-    /// Latent genres; every artist belongs to one.
+    /// Latent genres; every artist belongs to one, so with fewer artists than genres only as many
+    /// genres as artists are used (a preset with a small `--tracks` stays valid).
     pub genres: u32,
     /// Total listening events (hit exactly).
     pub events: u64,
@@ -129,22 +132,24 @@ impl SynthConfig {
         if self.users == 0 || self.users > MAX_USERS {
             return fail(format!("users must be 1..={MAX_USERS}, got {}", self.users));
         }
+        // Sizes a user sets (users, tracks, events) are checked before the ones derived from
+        // them, so that an error speaks about what the user can change (issue 13).
+        if self.tracks == 0 || self.tracks > MAX_TRACKS {
+            return fail(format!(
+                "tracks must be 1..={MAX_TRACKS}, got {}",
+                self.tracks
+            ));
+        }
         if self.artists == 0 || self.artists > self.tracks {
             return fail(format!(
                 "need 1 <= artists <= tracks, got {} artists for {} tracks",
                 self.artists, self.tracks
             ));
         }
-        if self.tracks > MAX_TRACKS {
+        // More genres than artists is not an error: `generate` uses one genre per artist then.
+        if self.genres == 0 || self.genres > MAX_GENRES {
             return fail(format!(
-                "tracks must be at most {MAX_TRACKS}, got {}",
-                self.tracks
-            ));
-        }
-        if self.genres == 0 || self.genres > self.artists.min(4096) {
-            return fail(format!(
-                "genres must be 1..={} (at most one per artist), got {}",
-                self.artists.min(4096),
+                "genres must be 1..={MAX_GENRES}, got {}",
                 self.genres
             ));
         }
@@ -255,7 +260,11 @@ const MODEL: &[&str] = &[
 pub fn generate(cfg: &SynthConfig, out: &Path, force: bool, quiet: bool) -> Result<SynthReport> {
     let started = Instant::now();
     cfg.validate()?;
-    let dir = AtomicDir::create(out, force)?;
+    let cfg = &SynthConfig {
+        genres: cfg.genres.min(cfg.artists),
+        ..cfg.clone()
+    };
+    let dir = AtomicDir::create(out, force, OutputKind::Synth, &[])?;
     let catalog = Catalog::build(cfg);
     let plan = Plan::new(cfg);
     let pb = progress_bar(estimate_bytes(cfg, &catalog), "synth", quiet);
