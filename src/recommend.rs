@@ -141,7 +141,7 @@ impl Recommender {
         self.dataset
             .user_ids
             .binary_search(&original)
-            .map_err(|_| Error::Config(format!("unknown user id {original}")))
+            .map_err(|_| Error::NotFound(format!("unknown user id {original}")))
     }
 
     /// Dense column of an original track id.
@@ -149,7 +149,7 @@ impl Recommender {
         self.dataset
             .item_ids
             .binary_search(&original)
-            .map_err(|_| Error::Config(format!("unknown track id {original}")))
+            .map_err(|_| Error::NotFound(format!("unknown track id {original}")))
     }
 
     /// Top `k` for each dense user row; `filter` removes their training tracks.
@@ -160,7 +160,7 @@ impl Recommender {
             let mut queries = Vec::with_capacity(chunk.len() * kf);
             for &u in chunk {
                 if u >= self.model.users.n {
-                    return Err(Error::Config(format!("user row {u} out of range")));
+                    return Err(Error::NotFound(format!("user row {u} out of range")));
                 }
                 queries.extend_from_slice(self.model.users.row(u));
             }
@@ -185,7 +185,7 @@ impl Recommender {
         }
         match self.similar.get() {
             Some((scorer, unit)) => similar_items(scorer.as_ref(), unit, items, k),
-            None => Err(Error::Config("similarity index unavailable".into())),
+            None => Err(Error::Runtime("similarity index unavailable".into())),
         }
     }
 

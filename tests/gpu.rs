@@ -292,8 +292,12 @@ fn non_finite_factors_are_reported_with_the_iteration() {
             confidence: Confidence::Linear,
             ..cfg(solver, 8, 2)
         };
+        // `train` refuses such an alpha up front, so the backend is driven directly.
         let mut g = GpuBackend::new(gpu(), &c, GpuOptions::default()).unwrap();
-        let e = als::train(m.clone(), &c, &mut g, false, |_, _, _, _| Ok(())).unwrap_err();
+        let p = als::prepare(m.clone(), &c);
+        let mut users = Factors::random(m.n_rows, 8, 1);
+        let mut items = Factors::random(m.n_cols, 8, 2);
+        let e = g.iterate(&p, &mut users, &mut items).unwrap_err();
         assert!(
             matches!(e, Error::Numerical(_)) && e.to_string().contains("iteration 1"),
             "{solver:?}: {e}"

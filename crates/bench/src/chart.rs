@@ -26,7 +26,7 @@ fn sig3(v: f64) -> String {
 /// values are left out of a log-scale chart, never drawn as zero.
 pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| {
-        Error::Config(format!("{}: drawing chart: {e}", path.display()))
+        Error::Runtime(format!("{}: drawing chart: {e}", path.display()))
     };
     let finite: Vec<&Bar> = bars
         .iter()
@@ -130,7 +130,7 @@ pub fn line_chart_svg(
     series: &[Series],
 ) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| {
-        Error::Config(format!("{}: drawing chart: {e}", path.display()))
+        Error::Runtime(format!("{}: drawing chart: {e}", path.display()))
     };
     let ok = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && x > 0.0 && y > 0.0;
     let pts: Vec<(f64, f64)> = series
@@ -240,7 +240,7 @@ pub fn svg_to_png(svg: &Path, png: &Path, scale: f32) -> Result<bool> {
         db.set_sans_serif_family(f);
     }
     let tree = usvg::Tree::from_data(&data, &opt)
-        .map_err(|e| Error::Config(format!("{}: {e}", svg.display())))?;
+        .map_err(|e| Error::Runtime(format!("{}: {e}", svg.display())))?;
     let size = tree.size().to_int_size().scale_by(scale).ok_or_else(|| {
         Error::Config(format!(
             "{}: cannot scale the image by {scale}",
@@ -248,7 +248,7 @@ pub fn svg_to_png(svg: &Path, png: &Path, scale: f32) -> Result<bool> {
         ))
     })?;
     let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
-        .ok_or_else(|| Error::Config(format!("{}: empty image", svg.display())))?;
+        .ok_or_else(|| Error::Runtime(format!("{}: empty image", svg.display())))?;
     pixmap.fill(tiny_skia::Color::WHITE);
     resvg::render(
         &tree,
@@ -257,7 +257,7 @@ pub fn svg_to_png(svg: &Path, png: &Path, scale: f32) -> Result<bool> {
     );
     let bytes = pixmap
         .encode_png()
-        .map_err(|e| Error::Config(format!("{}: PNG encoding: {e}", png.display())))?;
+        .map_err(|e| Error::Runtime(format!("{}: PNG encoding: {e}", png.display())))?;
     encore::util::write_atomic(png, &bytes)?;
     Ok(fonts)
 }

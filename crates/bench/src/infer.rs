@@ -164,7 +164,7 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
-            .map_err(|e| Error::Config(format!("thread pool: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("thread pool: {e}")))?;
         for &b in &a.batches {
             let (q, ex) = (&queries[..b * kf], &exclude[..b]);
             let call = || -> Result<(f64, Vec<Ranked>)> {
@@ -235,7 +235,7 @@ impl InferReport {
     pub fn render(&self, json: bool) -> Result<String> {
         if json {
             return serde_json::to_string_pretty(self)
-                .map_err(|e| Error::Config(format!("serialising the report: {e}")));
+                .map_err(|e| Error::Runtime(format!("serialising the report: {e}")));
         }
         let mut out = format!(
             "bench infer: {} items x {} factors, k={}, filtering on, {} ({} cores)\n",

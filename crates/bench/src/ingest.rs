@@ -141,7 +141,7 @@ impl IngestReport {
     pub fn render(&self, json: bool) -> Result<String> {
         if json {
             return serde_json::to_string_pretty(self)
-                .map_err(|e| Error::Config(format!("serialising the report: {e}")));
+                .map_err(|e| Error::Runtime(format!("serialising the report: {e}")));
         }
         let mut s = format!(
             "bench ingest: {} on {} ({}, {} cores, {})\n",

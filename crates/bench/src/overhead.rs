@@ -113,7 +113,7 @@ pub fn measure(rec: Recommender, users: &[u64], rows: &[usize], k: usize) -> Res
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Config(format!("async runtime: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("async runtime: {e}")))?;
         let url = format!("http://{addr}");
         let recs: Vec<String> = users
             .iter()
@@ -225,12 +225,12 @@ struct Measured {
 
 /// Items scored per call (any count, 3 significant digits).
 fn items_histogram() -> Result<Histogram<u64>> {
-    Histogram::new(3).map_err(|e| Error::Config(format!("items histogram: {e}")))
+    Histogram::new(3).map_err(|e| Error::Runtime(format!("items histogram: {e}")))
 }
 
 fn add(to: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<()> {
     to.add(from)
-        .map_err(|e| Error::Config(format!("histogram: {e}")))
+        .map_err(|e| Error::Runtime(format!("histogram: {e}")))
 }
 
 /// One direct `top_k` call per row (query and exclusions prepared beforehand, untimed), with
@@ -281,7 +281,7 @@ impl Overhead {
     pub fn render(&self, json: bool) -> Result<String> {
         if json {
             return serde_json::to_string_pretty(self)
-                .map_err(|e| Error::Config(format!("JSON: {e}")));
+                .map_err(|e| Error::Runtime(format!("JSON: {e}")));
         }
         Ok(format!(
             "bench overhead: {} requests, one at a time, K = {}, scorer {} ({} threads)\n\

@@ -291,7 +291,7 @@ pub fn report(a: &ReportOptions) -> Result<Report> {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
-                .map_err(|e| Error::Config(format!("thread pool: {e}")))?;
+                .map_err(|e| Error::Runtime(format!("thread pool: {e}")))?;
             let inner: Box<dyn Scorer> = Box::new(encore::infer::CpuScorer::new(&rec.model.items)?);
             rec.scorer = Box::new(Pooled { inner, pool });
         }

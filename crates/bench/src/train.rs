@@ -185,7 +185,7 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(spec.threads)
             .build()
-            .map_err(|e| Error::Config(format!("thread pool: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("thread pool: {e}")))?;
         let run = pool.install(|| -> Result<TrainRun> {
             let (mut backend, _) = make_backend(
                 &cfg,
@@ -266,7 +266,7 @@ impl TrainReport {
     pub fn render(&self, json: bool) -> Result<String> {
         if json {
             return serde_json::to_string_pretty(self)
-                .map_err(|e| Error::Config(format!("serialising the report: {e}")));
+                .map_err(|e| Error::Runtime(format!("serialising the report: {e}")));
         }
         let mut out = format!(
             "bench train: {} users x {} tracks, {} pairs, k={} on {} ({} cores)\n",

@@ -195,6 +195,15 @@ pub fn print_manifest(m: &Manifest, out: &Path) {
     for ex in &l.bad_examples {
         println!("  skipped {ex}");
     }
+    if m.names_skipped.lines > 0 {
+        println!(
+            "names: {} bad or duplicate lines skipped",
+            thousands(m.names_skipped.lines)
+        );
+        for ex in &m.names_skipped.examples {
+            println!("  skipped {ex}");
+        }
+    }
     println!(
         "{:<14} {:>12} {:>12} {:>14} {:>16}",
         "stage", "users", "tracks", "pairs", "plays"

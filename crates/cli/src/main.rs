@@ -95,8 +95,10 @@ fn restore_sigpipe() {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        let io = c
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| c.downcast_ref::<encore::Error>().and_then(|e| e.io_error()));
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 

@@ -112,12 +112,8 @@ pub fn train_to_dir(
     let quiet = opts.quiet;
     let ds =
         Dataset::load(dataset).with_context(|| format!("loading dataset {}", dataset.display()))?;
-    if out.exists() && !force {
-        anyhow::bail!(
-            "{} already exists (pass --force to replace it)",
-            out.display()
-        );
-    }
+    // Before any work: never replace the dataset, an input, or a directory that is not a model.
+    Model::check_save(out, force, dataset)?;
     let (mut backend, note) = make_backend(cfg, opts.device, opts.gpu)?;
     if let Some(n) = note {
         eprintln!("train: {n}");

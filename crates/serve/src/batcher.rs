@@ -112,7 +112,7 @@ impl Batcher {
                     &d,
                 )
             })
-            .map_err(|e| Error::Config(format!("cannot start the batching thread: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot start the batching thread: {e}")))?;
         Ok(Self {
             tx: Some(tx),
             inline,
@@ -282,13 +282,13 @@ fn score(
                 batch.len()
             );
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(Error::Config(msg.clone())));
+                let _ = job.reply.send(Err(Error::Runtime(msg.clone())));
             }
         }
         Err(e) => {
             let msg = e.to_string();
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(Error::Config(msg.clone())));
+                let _ = job.reply.send(Err(Error::Runtime(msg.clone())));
             }
         }
     }

@@ -70,7 +70,7 @@ const MAX_US: u64 = 60_000_000;
 /// A histogram for latencies from 1 µs to 60 s at 3 significant digits.
 pub fn latency_histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_US, 3)
-        .map_err(|e| Error::Config(format!("latency histogram: {e}")))
+        .map_err(|e| Error::Runtime(format!("latency histogram: {e}")))
 }
 
 /// Records `us` microseconds into a [`latency_histogram`], clamped to its range.
@@ -197,10 +197,10 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     let elapsed = cfg.duration.as_secs_f64();
     let (ok, shed, errors) = *counts
         .lock()
-        .map_err(|_| Error::Config("counter lock poisoned".into()))?;
+        .map_err(|_| Error::Runtime("counter lock poisoned".into()))?;
     let histogram = hist
         .lock()
-        .map_err(|_| Error::Config("histogram lock poisoned".into()))?
+        .map_err(|_| Error::Runtime("histogram lock poisoned".into()))?
         .clone();
     Ok(LoadResult {
         target_rate: cfg.rate,
@@ -249,16 +249,16 @@ async fn get(
     let resp = client
         .get(uri)
         .await
-        .map_err(|e| Error::Config(format!("GET {path}: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("GET {path}: {e}")))?;
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| Error::Config(format!("GET {path}: {e}")))?
+        .map_err(|e| Error::Runtime(format!("GET {path}: {e}")))?
         .to_bytes();
     if status != 200 {
-        return Err(Error::Config(format!("GET {path}: status {status}")));
+        return Err(Error::Runtime(format!("GET {path}: status {status}")));
     }
     Ok(body)
 }

@@ -27,7 +27,7 @@ pub fn with_server<T>(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Config(format!("async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("async runtime: {e}")))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let server = rt.spawn(async move {
@@ -45,7 +45,7 @@ pub fn with_server<T>(
     });
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
-        .map_err(|_| Error::Config("the report's server did not start".into()))?;
+        .map_err(|_| Error::Runtime("the report's server did not start".into()))?;
     let out = f(&rt, addr, shared.recommender());
     let _ = stop_tx.send(());
     let _ = rt.block_on(server);

@@ -506,15 +506,15 @@ pub async fn serve_until(
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
-        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cfg.addr)))?;
+        .map_err(|e| Error::Runtime(format!("cannot listen on {}: {e}", cfg.addr)))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::Config(format!("listener address: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("listener address: {e}")))?;
     ready(addr);
     axum::serve(listener, router(state, cfg.body_limit))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| Error::Config(format!("server error: {e}")))
+        .map_err(|e| Error::Runtime(format!("server error: {e}")))
 }
 
 async fn shutdown_signal() {
