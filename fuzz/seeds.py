@@ -42,7 +42,9 @@ def npz(arrays, names_with_npy=True, compress=zipfile.ZIP_STORED):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compress) as z:
         for name, data in arrays:
-            z.writestr(name + (".npy" if names_with_npy else ""), data)
+            info = zipfile.ZipInfo(name + (".npy" if names_with_npy else ""), (2024, 1, 1, 0, 0, 0))
+            info.compress_type = compress
+            z.writestr(info, data)
     return buf.getvalue()
 
 
@@ -107,6 +109,9 @@ put("npz_csr", "csr-3x5", npz(csr([0, 2, 2, 3], [1, 4, 0], [1.0, 7.0, 3.5], [3, 
 put("npz_csr", "csr-int64-f64", npz(csr([0, 1, 2], [0, 1], [2.0, 1.0], [2, 2], ip="<i8", dt="<f8")))
 put("npz_csr", "csr-empty", npz(csr([0, 0], [], [], [1, 4], fmt=False)))
 put("npz_csr", "csr-bare-names", npz(csr([0, 1], [2], [1.0], [1, 3]), names_with_npy=False))
+# Members only (the target zips them): indices, indptr, shape, data[, format].
+put("npz_csr", "members-3x5", b"\n--\n".join(d for _, d in csr([0, 2, 2, 3], [1, 4, 0], [1.0, 7.0, 3.5], [3, 5], fmt=False)))
+put("npz_csr", "members-int64", b"\n--\n".join(d for _, d in csr([0, 1, 2], [0, 1], [2.0, 1.0], [2, 2], ip="<i8", dt="<f8", fmt=False)))
 
 # --- npy_ids: int64 .npy ---
 put("npy_ids", "ids", npy("<i8", [3], [5, 1 << 40, 0]))

@@ -38,7 +38,7 @@ die() { echo "fuzz.sh: $*" >&2; exit 2; }
 
 targets() {
     if [[ -n "$ROOT" ]]; then
-        sed -n 's/^name = "\(.*\)"$/\1/p' "$ROOT/fuzz/Cargo.toml" | grep -vx encore-fuzz
+        awk '/^\[\[bin\]\]/ { bin = 1 } bin && /^name = / { gsub(/"/, "", $3); print $3; bin = 0 }' "$ROOT/fuzz/Cargo.toml"
     else
         for f in "$BIN"/*; do [[ -f "$f" && -x "$f" && "$f" != *.sh ]] && basename "$f"; done
     fi
@@ -68,8 +68,9 @@ build() {
             RUSTC_BOOTSTRAP=1 CXXSTDLIB="static=stdc++" RUSTFLAGS="${RUSTFLAGS:-} -L native=$gcc_dir" \
                 cargo fuzz build -O -a -s "$san" --codegen-units 16 --target-dir "$tdir"
     ) || die "cargo fuzz build failed"
-    rm -rf "$BIN"
+    # Refresh everything but the work dir (the grown corpus is kept across builds).
     mkdir -p "$BIN"
+    find "$BIN" -mindepth 1 -maxdepth 1 ! -name work -exec rm -rf {} +
     local t bad=0
     for t in $(targets); do
         cp "$tdir/x86_64-unknown-linux-gnu/release/$t" "$BIN/$t" || die "no binary for $t"
@@ -92,6 +93,7 @@ run_one() { # target, budget flag
     local t=$1 budget=$2
     local corpus=$WORK/corpus/$t art=$WORK/artifacts/$t
     mkdir -p "$corpus" "$art" "$WORK/logs"
+    touch "$WORK/logs/$t.start" # findings are the artifacts newer than this
     local seeds=()
     [[ -d "$SEEDS/$t" ]] && seeds=("$SEEDS/$t")
     local extra=()
@@ -112,12 +114,12 @@ summary() { # targets...
         eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
         cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
         corp=$(find "$WORK/corpus/$t" -type f | wc -l)
-        nfind=$(find "$WORK/artifacts/$t" -type f | wc -l)
+        nfind=$(find "$WORK/artifacts/$t" -type f -newer "$WORK/logs/$t.start" | wc -l)
         printf '%-16s %12s %9s %7s %7s %s\n' "$t" "${execs:-?}" "${eps:-?}" "${cov:-?}" "$corp" \
             "$nfind$([[ $rc != 0 ]] && echo " (exit $rc)")"
         if [[ $nfind != 0 || $rc != 0 ]]; then
             status=1
-            find "$WORK/artifacts/$t" -type f | sed 's/^/    /'
+            find "$WORK/artifacts/$t" -type f -newer "$WORK/logs/$t.start" | sed 's/^/    /'
             grep -m 3 -E 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|==ERROR' -A 1 "$log" | sed 's/^/    /'
         fi
     done
@@ -152,22 +154,37 @@ run() {
     summary "${ts[@]}"
 }
 
+replay_one() { # target, label, inputs...: each input once (no fuzzing); non-zero on a crash
+    local t=$1 label=$2 log=/tmp/fuzz-replay-$$.log
+    shift 2
+    if ! "$BIN/$t" -timeout=10 -rss_limit_mb=2048 "$@" >"$log" 2>&1; then
+        echo "REPLAY FAILED: $t $label" >&2
+        grep 'Running: ' "$log" | tail -n 1 >&2
+        grep -E -A 1 'panicked at|memory allocation of|ERROR: (libFuzzer|AddressSanitizer)' "$log" |
+            head -n 4 >&2
+        rm -f "$log"
+        return 1
+    fi
+    rm -f "$log"
+}
+
 replay() {
     local t f status=0 n=0
     for t in $(targets); do
         [[ -x "$BIN/$t" ]] || die "$BIN/$t missing: run fuzz.sh build"
-        local inputs=()
-        for f in "$SEEDS/$t"/* "$REGRESSIONS/$t"/*; do [[ -f "$f" ]] && inputs+=("$f"); done
-        [[ ${#inputs[@]} -gt 0 ]] || continue
-        n=$((n + ${#inputs[@]}))
-        # Listed files are each run once (no fuzzing); libFuzzer exits non-zero on a crash.
-        if ! "$BIN/$t" -timeout=10 -rss_limit_mb=2048 "${inputs[@]}" >"/tmp/fuzz-replay-$$.log" 2>&1; then
-            echo "REPLAY FAILED: $t" >&2
-            grep -E 'Running: |panicked at|ERROR' -A 1 "/tmp/fuzz-replay-$$.log" | tail -n 20 >&2
-            status=1
+        local seeds=()
+        for f in "$SEEDS/$t"/*; do [[ -f "$f" ]] && seeds+=("$f"); done
+        if [[ ${#seeds[@]} -gt 0 ]]; then
+            n=$((n + ${#seeds[@]}))
+            replay_one "$t" seeds "${seeds[@]}" || status=1
         fi
+        # One process per regression: libFuzzer stops at the first crashing input.
+        for f in "$REGRESSIONS/$t"/*; do
+            [[ -f "$f" ]] || continue
+            n=$((n + 1))
+            replay_one "$t" "$(basename "$f")" "$f" || status=1
+        done
     done
-    rm -f "/tmp/fuzz-replay-$$.log"
     echo "replayed $n seed and regression inputs: $([[ $status == 0 ]] && echo ok || echo FAILED)"
     return $status
 }
