@@ -147,12 +147,12 @@ fn forced_model_save_refuses_the_dataset_it_was_trained_on() {
         iterations: 1,
         ..Default::default()
     };
-    let opts = encore::als::fit::FitOptions {
+    let opts = encore::train::FitOptions {
         device: encore::gpu::DeviceChoice::Cpu,
         quiet: true,
         ..Default::default()
     };
-    let model = encore::als::fit::fit(ds, &cfg, &opts, |_| {}).unwrap();
+    let model = encore::train::fit(ds, &cfg, &opts, |_| {}).unwrap();
     let e = model.save(&ds_dir, true).unwrap_err();
     assert!(matches!(e, Error::WontReplace { .. }), "{e}");
     assert!(Model::check_save(&ds_dir, true, &ds_dir).is_err());
