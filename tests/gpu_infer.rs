@@ -110,16 +110,6 @@ fn large_batches_are_chunked_and_answers_do_not_depend_on_the_batch() {
     assert_same(&one, &want[13..14], "query 13 alone");
 }
 
-/// What only the GPU refuses (the shared argument checks run on every backend in tests/infer.rs).
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn k_above_the_gpu_limit_is_an_error_not_a_panic() {
-    let items = factors(100, 8, 9);
-    let g = gpu_scorer(&items, GpuScorerOptions::default());
-    let q = factors(2, 8, 10).data;
-    assert!(g.top_k(&q, None, 1025).is_err(), "k above the GPU limit");
-}
-
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn norm_pruning_is_exact_with_tf32_and_fp32_screening_over_many_blocks() {

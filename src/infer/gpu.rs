@@ -453,9 +453,13 @@ impl Scorer for GpuScorer {
         Some(self.scored.load(Ordering::Relaxed))
     }
 
+    fn max_k(&self) -> usize {
+        MAX_K
+    }
+
     fn top_k(&self, queries: &[f32], exclude: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>> {
         let b = validate_query(self.n, self.k, queries, exclude, k)?;
-        if k > MAX_K {
+        if k > self.max_k() {
             return Err(Error::Config(format!(
                 "the GPU scorer returns at most {MAX_K} items per query (k = {k})"
             )));

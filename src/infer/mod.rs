@@ -59,6 +59,12 @@ pub trait Scorer: Send + Sync {
     /// [`Error::Config`].
     fn top_k(&self, queries: &[f32], exclude: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>>;
 
+    /// The largest `k` this scorer answers (a larger one is [`Error::Config`]): what a caller
+    /// asks before choosing k, rather than knowing each backend's limit.
+    fn max_k(&self) -> usize {
+        usize::MAX
+    }
+
     /// (query, item) scores computed so far over this scorer's life, where it counts them: with
     /// norm pruning ([`NormOrder`]) far fewer than queries × items.
     fn items_scored(&self) -> Option<u64> {
