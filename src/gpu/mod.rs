@@ -180,22 +180,27 @@ impl Gpu {
 
     /// The training kernels of `cuda/als.cu`, loaded on first use.
     pub fn als_kernels(&self) -> Result<&als::AlsKernels> {
-        if let Some(k) = self.als.get() {
-            return Ok(k);
-        }
-        self.bind()?;
-        let k = als::AlsKernels::load(&self.ctx)?;
-        Ok(self.als.get_or_init(|| k))
+        self.loaded(&self.als, als::AlsKernels::load)
     }
 
     /// The top-K kernels of `cuda/topk.cu`, loaded on first use.
     pub fn topk_kernels(&self) -> Result<&topk::TopkKernels> {
-        if let Some(k) = self.topk.get() {
+        self.loaded(&self.topk, topk::TopkKernels::load)
+    }
+
+    /// The module in `cell`, loaded by `load` the first time (two threads racing both load;
+    /// one result is kept, which is harmless).
+    fn loaded<'a, T>(
+        &self,
+        cell: &'a OnceLock<T>,
+        load: impl FnOnce(&Arc<CudaContext>) -> Result<T>,
+    ) -> Result<&'a T> {
+        if let Some(k) = cell.get() {
             return Ok(k);
         }
         self.bind()?;
-        let k = topk::TopkKernels::load(&self.ctx)?;
-        Ok(self.topk.get_or_init(|| k))
+        let k = load(&self.ctx)?;
+        Ok(cell.get_or_init(|| k))
     }
 
     /// Free and total device memory in bytes.

@@ -1,40 +1,6 @@
 //! `bench overhead` against a real in-process server on a tiny synthetic dataset.
 
-use std::path::Path;
-
-use encore::als::AlsConfig;
-use encore::data::dataset::Dataset;
-use encore::data::prep::{PrepConfig, prep};
-use encore::gpu::DeviceChoice;
-use encore::recommend::Recommender;
-use encore::synth::{Scale, SynthConfig, generate};
-use encore::train::{FitOptions, fit};
-
-fn dataset(root: &Path) -> Dataset {
-    let mut s = SynthConfig::from_scale(Scale::Tiny, 21);
-    s.users = 150;
-    s.tracks = 1_500;
-    s.artists = 150;
-    s.events = 40_000;
-    generate(&s, &root.join("raw"), false, true).unwrap();
-    prep(&PrepConfig::new(root.join("raw"), root.join("ds"))).unwrap();
-    Dataset::load(&root.join("ds")).unwrap()
-}
-
-fn recommender(ds: &Dataset) -> Recommender {
-    let cfg = AlsConfig {
-        factors: 8,
-        iterations: 3,
-        ..AlsConfig::default()
-    };
-    let opts = FitOptions {
-        device: DeviceChoice::Cpu,
-        quiet: true,
-        ..FitOptions::default()
-    };
-    let model = fit(ds.clone(), &cfg, &opts, |_| {}).unwrap();
-    Recommender::cpu(model, ds.clone()).unwrap()
-}
+use encore_serve::small_recommender;
 
 /// `bench overhead` measures every part on a real server: each round is recorded, the server's
 /// own figures are read back from `/metrics` (scoring inside the handler, so no longer than it),
@@ -42,8 +8,7 @@ fn recommender(ds: &Dataset) -> Recommender {
 #[test]
 fn the_overhead_benchmark_measures_every_part() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     let n = 40.min(ds.user_ids.len());
     let rows: Vec<usize> = (0..n).collect();
     let users = ds.user_ids[..n].to_vec();

@@ -16,7 +16,7 @@ pub mod local;
 pub mod metrics;
 pub mod server;
 
-pub use local::with_server;
+pub use local::{small_recommender, with_server};
 pub use server::{
     AppState, MAX_HISTORY, MAX_K, MAX_USERS, ServeConfig, Shared, TrackOut, UserAnswer,
     default_batch, router, serve, serve_until, state,

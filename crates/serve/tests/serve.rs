@@ -3,22 +3,16 @@
 //! with a tiny queue, fold-in against the training solve, and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use encore::als::cpu::CpuCholesky;
 use encore::als::foldin::FoldIn;
-use encore::als::{AlsConfig, HalfStep, Solver, linalg};
+use encore::als::{HalfStep, Solver, linalg};
 use encore::data::csr::Csr;
-use encore::data::dataset::Dataset;
-use encore::data::prep::{PrepConfig, prep};
-use encore::gpu::DeviceChoice;
 use encore::recommend::Recommender;
-use encore::synth::{Scale, SynthConfig, generate};
-use encore::train::{FitOptions, fit};
 use encore_serve::batcher::BatchConfig;
-use encore_serve::{ServeConfig, UserAnswer, serve_until, state};
+use encore_serve::{ServeConfig, UserAnswer, serve_until, small_recommender, state};
 
 struct Server {
     addr: SocketAddr,
@@ -38,32 +32,6 @@ impl Server {
         }
         self.thread.take().unwrap().join().unwrap()
     }
-}
-
-fn dataset(root: &Path) -> Dataset {
-    let mut s = SynthConfig::from_scale(Scale::Tiny, 21);
-    s.users = 150;
-    s.tracks = 1_500;
-    s.artists = 150;
-    s.events = 40_000;
-    generate(&s, &root.join("raw"), false, true).unwrap();
-    prep(&PrepConfig::new(root.join("raw"), root.join("ds"))).unwrap();
-    Dataset::load(&root.join("ds")).unwrap()
-}
-
-fn recommender(ds: &Dataset) -> Recommender {
-    let cfg = AlsConfig {
-        factors: 8,
-        iterations: 3,
-        ..AlsConfig::default()
-    };
-    let opts = FitOptions {
-        device: DeviceChoice::Cpu,
-        quiet: true,
-        ..FitOptions::default()
-    };
-    let model = fit(ds.clone(), &cfg, &opts, |_| {}).unwrap();
-    Recommender::cpu(model, ds.clone()).unwrap()
 }
 
 fn start(rec: Recommender, batch: BatchConfig, body_limit: usize) -> Server {
@@ -140,8 +108,7 @@ fn post(url: &str, body: &str) -> (u16, String) {
 #[test]
 fn every_route_answers_and_every_error_has_its_status() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     let user = ds.user_ids[3];
     let track = ds.item_ids[5];
     let expected = rec.recommend_rows(&[3], 5, true).unwrap();
@@ -235,8 +202,7 @@ fn every_route_answers_and_every_error_has_its_status() {
 #[test]
 fn concurrent_callers_each_get_their_own_answer_through_the_batcher() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     let rows: Vec<usize> = (0..40).collect();
     let expected = rec.recommend_rows(&rows, 7, true).unwrap();
     // A 20 ms window so the 40 callers land in shared batches.
@@ -276,8 +242,7 @@ fn greedy_batching_answers_lone_and_concurrent_callers_exactly() {
     // max_wait 0: a lone request is scored on the handler's thread, concurrent ones queue for
     // the worker; either way each caller gets its own exact answer and every query is counted.
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     let rows: Vec<usize> = (0..30).collect();
     let expected = rec.recommend_rows(&rows, 6, true).unwrap();
     let s = Arc::new(start(rec, batch(8, 0, 256), 1 << 20));
@@ -326,8 +291,7 @@ fn greedy_batching_answers_lone_and_concurrent_callers_exactly() {
 #[test]
 fn a_full_queue_sheds_load_with_503_and_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     // One slot and a long window: the worker holds one batch open while callers pile up.
     let s = Arc::new(start(rec, batch(1000, 300, 1), 1 << 20));
     let handles: Vec<_> = (0..12)
@@ -355,8 +319,7 @@ fn a_full_queue_sheds_load_with_503_and_retry_after() {
 #[test]
 fn a_many_user_request_is_queued_whole_or_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     let s = start(rec, batch(64, 1, 3), 1 << 20);
     let users: Vec<String> = ds.user_ids[..5].iter().map(|u| u.to_string()).collect();
     let (code, body) = post(
@@ -386,8 +349,7 @@ fn a_many_user_request_is_queued_whole_or_refused_whole() {
 #[test]
 fn fold_in_equals_the_training_solve_for_that_row() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     let cfg = rec.model.meta.config.clone();
     let (cols, plays) = ds.train.row(4);
     let history: Vec<(u32, f32)> = cols.iter().copied().zip(plays.iter().copied()).collect();
@@ -427,8 +389,7 @@ fn fold_in_equals_the_training_solve_for_that_row() {
 #[test]
 fn shutdown_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     // A 400 ms batch window keeps the request in flight while shutdown begins.
     let s = start(rec, batch(1000, 400, 16), 1 << 20);
     let url = s.url(&format!("/v1/recommend?user={}", ds.user_ids[0]));
@@ -446,8 +407,7 @@ fn shutdown_lets_in_flight_requests_finish() {
 fn loadgen_holds_its_target_rate_and_counts_every_answer() {
     use encore_serve::loadgen::{LoadConfig, run};
     let dir = tempfile::tempdir().unwrap();
-    let ds = dataset(dir.path());
-    let rec = recommender(&ds);
+    let (ds, rec) = small_recommender(dir.path()).unwrap();
     let s = start(rec, batch(64, 1, 4096), 1 << 20);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
