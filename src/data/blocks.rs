@@ -129,6 +129,11 @@ impl BlockReader {
         self.raw_read.load(Ordering::Relaxed)
     }
 
+    /// Whether every block has been handed out (the next [`Self::next_block`] is `None`).
+    pub fn finished(&self) -> bool {
+        self.eof && self.carry.is_empty()
+    }
+
     /// Returns a buffer to the pool for reuse.
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
         buf.clear();

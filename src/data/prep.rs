@@ -120,15 +120,18 @@ pub fn parse_input(cfg: &PrepConfig) -> Result<Parsed> {
     let mut first_wave = true;
     let mut wave = reader.next_wave(per_wave)?;
     while !wave.is_empty() {
-        let (parsed, next) = rayon::join(
-            || {
-                wave.par_iter()
-                    .enumerate()
-                    .map(|(i, b)| parse_chunk(b, &opts, first_wave && i == 0 && skip_header))
-                    .collect::<Vec<_>>()
-            },
-            || reader.next_wave(per_wave),
-        );
+        let parse =
+            |(i, b): (usize, &Vec<u8>)| parse_chunk(b, &opts, first_wave && i == 0 && skip_header);
+        // A lone block (a small file, or its last wave) is parsed right here: waking the pool
+        // would only start workers with nothing to do; with several, at most one task per block.
+        let (parsed, next) = if wave.len() == 1 && reader.finished() {
+            (wave.iter().enumerate().map(parse).collect(), Ok(Vec::new()))
+        } else {
+            rayon::join(
+                || wave.par_iter().enumerate().map(parse).collect::<Vec<_>>(),
+                || reader.next_wave(per_wave),
+            )
+        };
         first_wave = false;
         for (pairs, stats) in parsed {
             let n = stats.lines;

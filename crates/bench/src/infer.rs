@@ -72,6 +72,9 @@ pub struct InferReport {
     pub machine: Machine,
     pub devices: Vec<String>,
     pub runs: Vec<InferRun>,
+    /// What was adjusted or skipped, and why (batches clamped to the users there are, GPU
+    /// backends on a host with no usable GPU).
+    pub notes: Vec<String>,
 }
 
 /// A backend and the thread count to run it with (0 = all).
@@ -134,13 +137,20 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
     let ds = encore::data::dataset::Dataset::load(&a.dataset)?;
     let rec = Recommender::cpu(model, ds)?;
     let users = rec.benchmark_users();
-    let max_b = a.batches.iter().copied().max().unwrap_or(1);
-    if users.len() < max_b {
-        return Err(Error::Config(format!(
-            "only {} users to query, batch {max_b} asked",
-            users.len()
-        )));
+    if users.is_empty() {
+        return Err(Error::Config("the dataset has no users to query".into()));
     }
+    let mut notes = Vec::new();
+    let batches = clamp_batches(&a.batches, users.len());
+    if a.batches.iter().any(|&b| b > users.len()) {
+        notes.push(format!(
+            "bench infer: batch sizes above the {} users there are clamped to {} (asked {:?}, ran {batches:?})",
+            users.len(),
+            users.len(),
+            a.batches
+        ));
+    }
+    let max_b = batches.iter().copied().max().unwrap_or(1);
     let kf = rec.model.users.k;
     let queries: Vec<f32> = users[..max_b]
         .iter()
@@ -158,14 +168,21 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
     let n_items = rec.model.items.n;
     let mut runs = Vec::new();
     let mut devices = Vec::new();
+    let mut gpu = crate::probe::GpuProbe::default();
     for name in &a.backends {
+        if !name.starts_with("cpu")
+            && let Some(why) = gpu.unusable()
+        {
+            notes.push(format!("bench infer: skipped backend {name} ({why})"));
+            continue;
+        }
         let (scorer, threads) = backend(name, &rec.model.items)?;
         devices.push(format!("{name}: {}", scorer.name()));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .map_err(|e| Error::Runtime(format!("thread pool: {e}")))?;
-        for &b in &a.batches {
+        for &b in &batches {
             let (q, ex) = (&queries[..b * kf], &exclude[..b]);
             let call = || -> Result<(f64, Vec<Ranked>)> {
                 let t = Instant::now();
@@ -219,6 +236,12 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
             runs.push(run);
         }
     }
+    if runs.is_empty() {
+        return Err(Error::Config(format!(
+            "bench infer: no backend could run ({})",
+            notes.join("; ")
+        )));
+    }
     Ok(InferReport {
         model: a.model.clone(),
         items: n_items,
@@ -227,7 +250,20 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
         machine: Machine::detect(),
         devices,
         runs,
+        notes,
     })
+}
+
+/// The batch sizes with each capped at `users` (the default 1,000 exceeds a small dataset's
+/// users, issue 13), in the order asked, each size once.
+fn clamp_batches(asked: &[usize], users: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(asked.len());
+    for b in asked.iter().map(|&b| b.min(users)) {
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    out
 }
 
 impl InferReport {
@@ -268,5 +304,17 @@ impl InferReport {
             out += &format!("{d}\n");
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clamp_batches;
+
+    #[test]
+    fn batches_above_the_users_are_clamped_once_in_order() {
+        assert_eq!(clamp_batches(&[1, 10, 100, 1000], 42), vec![1, 10, 42]);
+        assert_eq!(clamp_batches(&[1000, 1], 5), vec![5, 1]);
+        assert_eq!(clamp_batches(&[1, 10], 10), vec![1, 10]);
     }
 }

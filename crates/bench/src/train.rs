@@ -150,6 +150,8 @@ pub struct TrainReport {
     pub factors: usize,
     pub machine: Machine,
     pub runs: Vec<TrainRun>,
+    /// Runs that were skipped, and why (a GPU run on a host with no usable GPU).
+    pub notes: Vec<String>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -167,8 +169,18 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
     let mut sample = eval_users(&ds.valid);
     sample.truncate(a.eval_users);
     let mut runs = Vec::new();
+    let mut notes = Vec::new();
+    let mut gpu = crate::probe::GpuProbe::default();
     for spec in &a.runs {
         let cpu = spec.device == DeviceChoice::Cpu;
+        if !cpu && let Some(why) = gpu.unusable() {
+            notes.push(format!(
+                "bench train: skipped {}:{} ({why})",
+                spec.device,
+                spec.solver.as_str()
+            ));
+            continue;
+        }
         let cfg = AlsConfig {
             factors: a.factors,
             iterations: if cpu { a.cpu_iterations } else { a.iterations },
@@ -250,6 +262,12 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
         );
         runs.push(run);
     }
+    if runs.is_empty() {
+        return Err(Error::Config(format!(
+            "bench train: no run could be made ({})",
+            notes.join("; ")
+        )));
+    }
     Ok(TrainReport {
         dataset: a.dataset.clone(),
         users: ds.train.n_rows,
@@ -258,6 +276,7 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
         factors: a.factors,
         machine: Machine::detect(),
         runs,
+        notes,
     })
 }
 

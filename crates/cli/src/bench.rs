@@ -88,6 +88,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Infer(a) => {
             let a: bench::infer::InferOptions = a.into();
             let report = bench::infer::infer_bench(&a)?;
+            report.notes.iter().for_each(|n| crate::note::note(n));
             println!("{}", report.render(a.json)?);
             if let Some(dir) = &a.out {
                 let path = write_results(dir, &report.render(true)?)?;
@@ -115,6 +116,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(a) => {
             let a: bench::train::TrainBenchOptions = a.into();
             let report = bench::train::train_bench(&a)?;
+            report.notes.iter().for_each(|n| crate::note::note(n));
             println!("{}", report.render(a.json)?);
             if let Some(dir) = &a.out {
                 let path = write_results(dir, &report.render(true)?)?;
@@ -260,7 +262,8 @@ impl IngestArgs {
 pub struct TrainBenchArgs {
     /// Dataset directory written by `encore prep`.
     pub dataset: PathBuf,
-    /// Runs, comma-separated DEVICE:SOLVER (DEVICE = cpu1, cpuN, cpu, gpu, gpu:N).
+    /// Runs, comma-separated DEVICE:SOLVER (DEVICE = cpu1, cpuN, cpu, gpu, gpu:N). GPU runs are
+    /// skipped, with a note, when the host has no usable GPU.
     #[arg(
         long,
         value_delimiter = ',',
@@ -317,11 +320,13 @@ pub struct InferBenchArgs {
     pub model: PathBuf,
     /// Dataset directory the model was trained on (its training listens are filtered out).
     pub dataset: PathBuf,
-    /// Batch sizes, comma-separated.
+    /// Batch sizes, comma-separated; sizes above the dataset's users are clamped to them, with
+    /// a note.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     pub batches: Vec<usize>,
     /// Backends, comma-separated: cpu1, cpuN, cpu (all threads), gpu (TF32 screening),
-    /// gpu-fp32, gpu:N[-fp32]; a `-noprune` suffix visits every item (no norm pruning).
+    /// gpu-fp32, gpu:N[-fp32]; a `-noprune` suffix visits every item (no norm pruning). GPU
+    /// backends are skipped, with a note, when the host has no usable GPU.
     #[arg(long, value_delimiter = ',', default_value = "cpu1,cpu,gpu,gpu-fp32")]
     pub backends: Vec<String>,
     /// Tracks per user.

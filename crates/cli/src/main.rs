@@ -10,6 +10,7 @@ mod data;
 mod demo;
 mod fmt;
 mod model;
+mod note;
 mod serve;
 mod values;
 
@@ -30,10 +31,11 @@ use model::{EvalArgs, RecommendArgs, SimilarArgs, TrainArgs};
 #[derive(Parser, Debug)]
 #[command(name = "encore", version, about, long_about = None)]
 struct Cli {
-    /// Worker threads (default: all cores). 1 gives the single-thread baseline.
+    /// Worker threads (default: all cores). 1 gives the single-thread baseline. At most 4x the
+    /// available cores: more is capped, with a note.
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// No progress bars.
+    /// No progress bars or notes (errors are still printed).
     #[arg(long, short, global = true)]
     quiet: bool,
     #[command(subcommand)]
@@ -69,17 +71,63 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    report_panics();
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // A panic is a bug, but the exit code stays one of ours (0, 1, 2), never Rust's 101: the
+    // hook has printed it, and unwinding to here turns it into a failure (issue 13).
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+        Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// Replaces Rust's panic message (`thread 'main' panicked at ...`, then exit 101) with one that
+/// says it is Encore's fault. A panic on a worker thread is printed here too; rayon carries it
+/// to the calling thread, where `main` catches it.
+fn report_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "internal error: {msg}{at} (please report, with the command; \
+             RUST_BACKTRACE=1 adds a backtrace)"
+        );
+        let bt = std::backtrace::Backtrace::capture();
+        if bt.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{bt}");
+        }
+    }));
+}
+
+/// `ENCORE_TEST_PANIC=1` panics on a worker thread before any work: the only way for the tests
+/// to see that a panic still ends with the internal-error message and exit code 1.
+fn panic_if_asked() {
+    if std::env::var_os("ENCORE_TEST_PANIC").is_some() {
+        rayon::scope(|s| s.spawn(|_| panic!("ENCORE_TEST_PANIC is set")));
+    }
+}
+
+/// The most worker threads `--threads` may ask for: 4x the cores this process may use. Every
+/// stage is CPU-bound, so threads beyond the cores only time-slice; 4x still leaves room to
+/// study oversubscription, while `--threads 5000` on a 2-core host (5,000 spinning rayon
+/// workers: a 6 KB prep took over 100 s at load average 680, issue 13) cannot happen.
+fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Rust ignores SIGPIPE, so `encore ... | head` would panic inside `println!` once the reader
@@ -103,13 +151,23 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    if let Some(n) = cli.threads {
-        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+    note::set_quiet(cli.quiet);
+    if let Some(asked) = cli.threads {
+        anyhow::ensure!(asked >= 1, "--threads must be at least 1");
+        let cap = max_threads();
+        let n = asked.min(cap);
+        if n < asked {
+            note::note(&format!(
+                "--threads {asked} capped at {cap} (4x the {} available cores)",
+                cap / 4
+            ));
+        }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
             .context("setting up the thread pool")?;
     }
+    panic_if_asked();
     match cli.cmd {
         Command::Synth(a) => data::cmd_synth(&a, cli.quiet),
         Command::Prep(a) => data::cmd_prep(&a, cli.quiet),

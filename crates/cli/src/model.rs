@@ -116,7 +116,7 @@ pub fn train_to_dir(
     Model::check_save(out, force, dataset)?;
     let (mut backend, note) = make_backend(cfg, opts.device, opts.gpu)?;
     if let Some(n) = note {
-        eprintln!("train: {n}");
+        crate::note::note(&n);
     }
     println!(
         "train: {} users x {} tracks, {} pairs; k={} {} iterations, solver {}{}, on {}{}",
@@ -205,7 +205,10 @@ pub struct RecommendArgs {
         conflicts_with = "users_file"
     )]
     pub user: Option<u64>,
-    /// Batch mode: a file of original user ids, one per line (`-` for stdin); writes JSON lines.
+    /// Batch mode: a file of original user ids, one per line (`-` for stdin); writes one JSON
+    /// line per non-blank line, in order: `{"line", "user", "tracks"}`, or for a line that is not
+    /// an id or names an unknown user `{"line", "user", "error"}`. Such lines do not stop the
+    /// batch: the exit code is 0 when any line was answered, 1 when none was.
     #[arg(long)]
     pub users_file: Option<PathBuf>,
     /// How many tracks.
@@ -263,7 +266,7 @@ pub fn load_recommender(
     })?;
     let (rec, note) = Recommender::on_device(m, ds, device)?;
     if let Some(n) = note {
-        eprintln!("{n}");
+        crate::note::note(&n);
     }
     Ok(rec)
 }
@@ -371,45 +374,91 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.is_empty() {
-            continue;
-        }
-        let id: u64 = t
-            .parse()
-            .with_context(|| format!("{}:{}: not a user id: {t:?}", path.display(), n + 1))?;
-        ids.push(id);
-    }
-    let rows: Vec<Option<usize>> = ids.iter().map(|&u| rec.user_index(u).ok()).collect();
-    let known: Vec<usize> = rows.iter().flatten().copied().collect();
+    let lines = parse_user_lines(&text, |id| rec.user_index(id).ok());
+    let known: Vec<usize> = lines
+        .iter()
+        .filter_map(|(_, l)| match l {
+            UserLine::Known { row, .. } => Some(*row),
+            _ => None,
+        })
+        .collect();
     let ranked = rec.recommend_rows(&known, a.k, filter)?;
+    anyhow::ensure!(
+        ranked.len() == known.len(),
+        "internal error: {} results for {} users",
+        ranked.len(),
+        known.len()
+    );
     let mut next = ranked.iter();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut unknown = 0usize;
-    for (&id, row) in ids.iter().zip(&rows) {
-        let line = match row {
-            Some(_) => match next.next() {
-                Some(r) => serde_json::json!({"user": id, "tracks": rec.describe(r)}),
+    for (line, l) in &lines {
+        let json = match l {
+            UserLine::Known { id, .. } => match next.next() {
+                Some(r) => serde_json::json!({"line": line, "user": id, "tracks": rec.describe(r)}),
                 None => anyhow::bail!("internal error: fewer results than users"),
             },
-            None => {
-                unknown += 1;
-                serde_json::json!({"user": id, "error": format!("unknown user id {id}")})
+            UserLine::Unknown(id) => {
+                serde_json::json!({"line": line, "user": id, "error": "unknown user id"})
+            }
+            UserLine::NotAnId(text) => {
+                serde_json::json!({"line": line, "user": text, "error": "not a user id"})
             }
         };
-        writeln!(out, "{line}")?;
+        writeln!(out, "{json}")?;
     }
     out.flush()?;
-    if unknown > 0 {
-        eprintln!(
-            "recommend: {unknown} of {} user ids were unknown (reported inline)",
-            ids.len()
+    let failed = lines.len() - known.len();
+    if failed > 0 {
+        crate::note::note(&format!(
+            "recommend: {failed} of {} lines of {} were not answered (errors inline)",
+            lines.len(),
+            path.display()
+        ));
+        anyhow::ensure!(
+            !known.is_empty(),
+            "no line of {} names a known user",
+            path.display()
         );
     }
     Ok(())
+}
+
+/// A non-blank line of a `--users-file`.
+#[derive(Debug, PartialEq)]
+enum UserLine {
+    /// An original id and its row.
+    Known { id: u64, row: usize },
+    /// A well-formed id that is not in the dataset.
+    Unknown(u64),
+    /// Not an unsigned integer: the trimmed text, at most [`MAX_ECHO`] characters of it.
+    NotAnId(String),
+}
+
+/// Most characters of a bad line echoed back in its error object.
+const MAX_ECHO: usize = 64;
+
+/// Parses a `--users-file` into its non-blank lines, each with its 1-based number and answered
+/// on its own, so one bad line does not cost the batch its other answers (issue 13). `row` maps
+/// an original id to its row.
+fn parse_user_lines(text: &str, row: impl Fn(u64) -> Option<usize>) -> Vec<(usize, UserLine)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(n, line)| {
+            let t = line.trim();
+            if t.is_empty() {
+                return None;
+            }
+            let l = match t.parse::<u64>() {
+                Err(_) => UserLine::NotAnId(t.chars().take(MAX_ECHO).collect()),
+                Ok(id) => match row(id) {
+                    Some(row) => UserLine::Known { id, row },
+                    None => UserLine::Unknown(id),
+                },
+            };
+            Some((n + 1, l))
+        })
+        .collect()
 }
 
 pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
