@@ -195,7 +195,7 @@ impl AtomicDir {
             } else {
                 // No atomic exchange here: move the old output aside first so that a failure
                 // never leaves neither (a kill between the two renames leaves the old output
-                // at `<tmp>.old`, which the next run's sweep removes).
+                // at `<tmp>.old`, which the next run's sweep puts back).
                 let old = self.tmp.with_file_name(format!(
                     "{}.old",
                     self.tmp.file_name().unwrap_or_default().to_string_lossy()
