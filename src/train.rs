@@ -169,6 +169,7 @@ pub fn fit_with(
         dataset,
         iterations: trained.iterations,
         train_seconds: started.elapsed().as_secs_f64(),
+        checksums: None,
     };
     Ok(Model {
         meta,

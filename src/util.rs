@@ -78,20 +78,25 @@ impl AtomicDir {
     /// with `force` — when replacing `dest` would remove an input or something that is not an
     /// Encore output of this kind (see [`AtomicDir::check`]).
     pub fn create(dest: &Path, force: bool, kind: OutputKind, inputs: &[&Path]) -> Result<Self> {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        // Before the check: the sweep may put back an old output that a killed run had moved
+        // aside, and the check must see it.
+        if let Some(name) = dest.file_name() {
+            remove_stale_temps(&parent, &name.to_string_lossy());
+        }
         Self::check(dest, force, kind, inputs)?;
         let name = dest
             .file_name()
             .ok_or_else(|| Error::Config(format!("{} is not a directory name", dest.display())))?
             .to_string_lossy()
             .into_owned();
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
         fs::create_dir_all(&parent).at(&parent)?;
-        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).at(&tmp)?;
+        let tmp = parent.join(temp_name(&name, std::process::id()));
+        if fs::symlink_metadata(&tmp).is_ok() {
+            remove_path(&tmp).at(&tmp)?;
         }
         fs::create_dir(&tmp).at(&tmp)?;
         Ok(Self {
@@ -182,14 +187,26 @@ impl AtomicDir {
         let inputs: Vec<&Path> = self.inputs.iter().map(PathBuf::as_path).collect();
         Self::check(&self.dest, self.force, self.kind, &inputs)?;
         if fs::symlink_metadata(&self.dest).is_ok() {
-            // Move the old output aside first so that a failure never leaves neither.
-            let old = self.tmp.with_file_name(format!(
-                "{}.old",
-                self.tmp.file_name().unwrap_or_default().to_string_lossy()
-            ));
-            fs::rename(&self.dest, &old).at(&self.dest)?;
-            fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
-            let _ = remove_path(&old);
+            if exchange(&self.tmp, &self.dest).at(&self.dest)? {
+                // The old output is now at the temporary path; `committed` stays false until
+                // the end, so a failure here still leaves it to `drop` (and a kill, to the next
+                // run's stale-temp sweep).
+                let _ = remove_path(&self.tmp);
+            } else {
+                // No atomic exchange here: move the old output aside first so that a failure
+                // never leaves neither (a kill between the two renames leaves the old output
+                // at `<tmp>.old`, which the next run's sweep puts back).
+                let old = self.tmp.with_file_name(format!(
+                    "{}.old",
+                    self.tmp.file_name().unwrap_or_default().to_string_lossy()
+                ));
+                fs::rename(&self.dest, &old).at(&self.dest)?;
+                if let Err(e) = fs::rename(&self.tmp, &self.dest) {
+                    let _ = fs::rename(&old, &self.dest);
+                    return Err(e).at(&self.dest);
+                }
+                let _ = remove_path(&old);
+            }
         } else {
             fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
         }
@@ -203,6 +220,126 @@ impl Drop for AtomicDir {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.tmp);
         }
+    }
+}
+
+/// What every temporary name for `dest_name` starts with.
+fn temp_prefix(dest_name: &str) -> String {
+    format!(".{dest_name}.tmp-")
+}
+
+/// The temporary directory process `pid` writes `dest_name` into: hidden, beside it.
+fn temp_name(dest_name: &str, pid: u32) -> String {
+    format!("{}{pid}", temp_prefix(dest_name))
+}
+
+/// The process id in `entry` and whether it is an old output moved aside, when `entry` is one
+/// of the names [`AtomicDir`] gives the temporary directories of `dest_name` (`.NAME.tmp-PID`,
+/// or `.NAME.tmp-PID.old` for an old output moved aside).
+fn temp_owner(entry: &str, dest_name: &str) -> Option<(u32, bool)> {
+    let rest = entry.strip_prefix(&temp_prefix(dest_name))?;
+    let (pid, old) = match rest.strip_suffix(".old") {
+        Some(pid) => (pid, true),
+        None => (rest, false),
+    };
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((pid.parse().ok()?, old))
+}
+
+/// Whether no process `pid` exists on this machine. Only a definite "no such process" counts:
+/// a process of another user (`EPERM`), or any doubt, counts as alive.
+fn process_is_gone(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+/// Removes what killed runs left beside `dest_name` in `parent`: the temporary directories of
+/// processes that no longer exist (issue 13: a run killed with SIGKILL never gets to its
+/// `drop`, and each run has its own temporary name, so without this they would pile up).
+///
+/// Only real directories with [`AtomicDir`]'s own names are touched, never a link or a file,
+/// and never one whose process is still running (another run writing the same destination).
+/// An old output moved aside by a run killed before it renamed the new one into place is put
+/// back when the destination is missing, not removed. Best effort: what cannot be removed is
+/// left for the next run.
+fn remove_stale_temps(parent: &Path, dest_name: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    let me = std::process::id();
+    let dest = parent.join(dest_name);
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((pid, old)) = file_name.to_str().and_then(|n| temp_owner(n, dest_name)) else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if pid == me || !is_dir || !process_is_gone(pid) {
+            continue;
+        }
+        if old && fs::symlink_metadata(&dest).is_err() && fs::rename(entry.path(), &dest).is_ok() {
+            continue;
+        }
+        let _ = fs::remove_dir_all(entry.path());
+    }
+}
+
+/// Atomically swaps `a` and `b` (Linux `renameat2(RENAME_EXCHANGE)`): after it, `b` is what
+/// `a` was and `a` what `b` was, with no moment where `b` is missing. `Ok(false)` where the
+/// system or file system cannot exchange; nothing was changed then.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let to_c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        };
+        let (ca, cb) = (to_c(a)?, to_c(b)?);
+        // SAFETY: both paths are NUL-terminated strings that outlive the call; AT_FDCWD makes
+        // them relative to the working directory, as `fs::rename` does.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // An old kernel, or a file system without exchange (some network ones).
+            Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
+            _ => Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Ok(false)
     }
 }
 
@@ -382,5 +519,98 @@ mod parse_bytes_tests {
         assert!(parse_bytes("12Q").is_err());
         assert!(parse_bytes("-1G").is_err());
         assert!(parse_bytes("G").is_err());
+    }
+}
+
+#[cfg(test)]
+mod atomic_dir_tests {
+    use super::{AtomicDir, OutputKind, temp_name, temp_owner};
+    use std::fs;
+
+    /// The id of a process that has ended (and been reaped), so no process has it for now.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn temporary_names_are_recognised_only_for_their_destination() {
+        assert_eq!(temp_owner(&temp_name("ds", 42), "ds"), Some((42, false)));
+        assert_eq!(temp_owner(".ds.tmp-42.old", "ds"), Some((42, true)));
+        assert_eq!(temp_owner(".ds.tmp-42", "d"), None);
+        assert_eq!(temp_owner(".ds.tmp-", "ds"), None);
+        assert_eq!(temp_owner(".ds.tmp-4x2", "ds"), None);
+        assert_eq!(temp_owner("ds", "ds"), None);
+    }
+
+    #[test]
+    fn a_new_run_sweeps_temporaries_of_dead_runs_but_not_of_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(temp_name("out", dead_pid()));
+        fs::create_dir(&dead).unwrap();
+        fs::write(dead.join("model.json"), "{}").unwrap();
+        // Process 1 always runs: its temporary directory is another run's work in progress.
+        let live = dir.path().join(temp_name("out", 1));
+        fs::create_dir(&live).unwrap();
+        // Another destination's, and a file with a temporary name, are not ours to remove.
+        let other = dir.path().join(temp_name("other", dead_pid()));
+        fs::create_dir(&other).unwrap();
+        let file = dir
+            .path()
+            .join(format!("{}.old", temp_name("out", dead_pid())));
+        fs::write(&file, "x").unwrap();
+
+        let out = dir.path().join("out");
+        let a = AtomicDir::create(&out, false, OutputKind::Model, &[]).unwrap();
+        assert!(!dead.exists() && live.is_dir() && other.is_dir() && file.is_file());
+        fs::write(a.path().join("model.json"), "{}").unwrap();
+        a.commit().unwrap();
+        assert!(out.join("model.json").is_file());
+    }
+
+    #[test]
+    fn an_old_output_moved_aside_by_a_killed_run_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir
+            .path()
+            .join(format!("{}.old", temp_name("out", dead_pid())));
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("model.json"), "old").unwrap();
+        let out = dir.path().join("out");
+        // Put back before the check, so without --force the old model is not overwritten.
+        let e = AtomicDir::create(&out, false, OutputKind::Model, &[]).unwrap_err();
+        assert!(e.to_string().contains("already exists"), "{e}");
+        assert_eq!(fs::read_to_string(out.join("model.json")).unwrap(), "old");
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn a_forced_commit_replaces_the_old_output_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        for content in ["first", "second"] {
+            let a = AtomicDir::create(&out, true, OutputKind::Model, &[]).unwrap();
+            fs::write(a.path().join("model.json"), content).unwrap();
+            a.commit().unwrap();
+            assert_eq!(fs::read_to_string(out.join("model.json")).unwrap(), content);
+            let names: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["out"]);
+        }
+    }
+
+    #[test]
+    fn an_uncommitted_directory_is_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AtomicDir::create(&dir.path().join("out"), false, OutputKind::Model, &[]).unwrap();
+        let tmp = a.path().to_path_buf();
+        fs::write(tmp.join("half"), "x").unwrap();
+        drop(a);
+        assert!(!tmp.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -144,3 +144,52 @@ fn cpu_quiet() -> FitOptions {
         ..FitOptions::default()
     }
 }
+
+/// A saved model of `small_dataset` in `root/name`.
+fn saved_model(root: &Path, name: &str) -> PathBuf {
+    let ds = small_dataset(root, 3);
+    let model = fit(ds, &quick(), &cpu_quiet(), |_| {}).unwrap();
+    let p = root.join(name);
+    model.save(&p, false).unwrap();
+    p
+}
+
+#[test]
+fn a_factor_file_changed_after_saving_fails_its_checksum_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = saved_model(dir.path(), "model");
+    // Untouched, the model loads and its checksums were recorded.
+    let back = Model::load(&p).unwrap();
+    let sums = back.meta.checksums.expect("model.json records checksums");
+    assert!(sums.user_factors.starts_with("blake3:"), "{sums:?}");
+    for name in [USER_FACTORS, ITEM_FACTORS] {
+        let f = p.join(name);
+        let good = std::fs::read(&f).unwrap();
+        // One bit of one float, well past the header: still a readable, finite array.
+        let mut bad = good.clone();
+        let at = bad.len() - 7;
+        bad[at] ^= 0x01;
+        std::fs::write(&f, &bad).unwrap();
+        let e = Model::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(&f.display().to_string())
+                && e.contains("checksum mismatch: the file changed after the model was written"),
+            "{e}"
+        );
+        std::fs::write(&f, &good).unwrap();
+        Model::load(&p).unwrap();
+    }
+}
+
+#[test]
+fn a_model_written_before_checksums_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = saved_model(dir.path(), "model");
+    let json = p.join(MODEL_JSON);
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(meta.as_object_mut().unwrap().remove("checksums").is_some());
+    std::fs::write(&json, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+    let back = Model::load(&p).unwrap();
+    assert!(back.meta.checksums.is_none());
+}

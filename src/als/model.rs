@@ -1,9 +1,10 @@
 //! Model files: `user_factors.npy`, `item_factors.npy` (float32, C order, `numpy.load`-able) and
 //! `model.json` (hyper-parameters, the dataset it was trained on, per-iteration times and
-//! losses, solver, threads, machine). Written atomically; loading checks every shape.
+//! losses, solver, threads, machine, and a blake3 checksum of each factor file). Written
+//! atomically; loading checks every shape and checksum.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2};
@@ -44,6 +45,62 @@ pub struct ModelMeta {
     pub dataset: DatasetRef,
     pub iterations: Vec<IterationStats>,
     pub train_seconds: f64,
+    /// The factor files' checksums, filled in by [`Model::save`] and checked by [`Model::load`];
+    /// `None` in a model not yet saved and in models written before checksums (issue 13),
+    /// which still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<FactorChecksums>,
+}
+
+/// `"blake3:<hex>"` of each factor file's bytes, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactorChecksums {
+    #[serde(rename = "user_factors.npy")]
+    pub user_factors: String,
+    #[serde(rename = "item_factors.npy")]
+    pub item_factors: String,
+}
+
+/// How a checksum reads in `model.json`.
+fn checksum_text(hash: blake3::Hash) -> String {
+    format!("blake3:{}", hash.to_hex())
+}
+
+/// A reader or writer that hashes every byte passing through it, so a factor file is hashed in
+/// the same pass that writes or reads it (a second pass over gigabytes of factors would cost as
+/// much as the read itself).
+struct Hashing<T> {
+    inner: T,
+    hasher: blake3::Hasher,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Self {
+            inner,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// A trained model.
@@ -54,17 +111,20 @@ pub struct Model {
     pub items: Factors,
 }
 
-fn write_factors(path: &Path, f: &Factors) -> Result<()> {
+/// Writes `f` to `path` and returns the checksum of the bytes written.
+fn write_factors(path: &Path, f: &Factors) -> Result<String> {
     let view = ArrayView2::from_shape((f.n, f.k), &f.data)
         .map_err(|e| Error::npy(path, format!("factor shape: {e}")))?;
     let file = File::create(path).at(path)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+    // The hasher sits under the buffer, so it sees the file's bytes in large blocks.
+    let mut w = BufWriter::with_capacity(1 << 20, Hashing::new(file));
     view.write_npy(&mut w).map_err(|e| Error::npy(path, e))?;
     w.flush().at(path)?;
-    Ok(())
+    Ok(checksum_text(w.get_ref().hasher.finalize()))
 }
 
-fn read_factors(path: &Path) -> Result<Factors> {
+/// Reads the factors in `path` and the checksum of the whole file.
+fn read_factors(path: &Path) -> Result<(Factors, String)> {
     // The header's shape is checked against the file's size before anything is allocated: a
     // header claiming 10^11 rows must be an error, not an allocation failure (issue 13).
     let h = npz::check_npy_file(path)?;
@@ -79,19 +139,40 @@ fn read_factors(path: &Path) -> Result<Factors> {
         ));
     }
     let file = File::open(path).at(path)?;
-    let a = Array2::<f32>::read_npy(BufReader::new(file)).map_err(|e| {
+    let mut r = BufReader::with_capacity(1 << 20, Hashing::new(file));
+    let a = Array2::<f32>::read_npy(&mut r).map_err(|e| {
         Error::npy(
             path,
             format!("not a readable float32 2-D array ({e}); was the file truncated?"),
         )
     })?;
+    // Whatever follows the array is part of the file too.
+    io::copy(&mut r, &mut io::sink()).at(path)?;
+    let checksum = checksum_text(r.get_ref().hasher.finalize());
     let (n, k) = a.dim();
     let data = if a.is_standard_layout() {
         a.into_raw_vec_and_offset().0
     } else {
         a.iter().copied().collect()
     };
-    Ok(Factors { n, k, data })
+    Ok((Factors { n, k, data }, checksum))
+}
+
+/// Fails, naming the file, unless `actual` is the checksum `model.json` recorded for it.
+fn check_checksum(path: &Path, recorded: &str, actual: &str) -> Result<()> {
+    if recorded == actual {
+        return Ok(());
+    }
+    if !recorded.starts_with("blake3:") {
+        return Err(Error::bad_input(
+            path,
+            format!("model.json records an unknown kind of checksum for it: {recorded:?}"),
+        ));
+    }
+    Err(Error::bad_input(
+        path,
+        "checksum mismatch: the file changed after the model was written",
+    ))
 }
 
 impl Model {
@@ -112,9 +193,15 @@ impl Model {
             OutputKind::Model,
             &[self.meta.dataset.dir.as_path()],
         )?;
-        write_factors(&out.path().join(USER_FACTORS), &self.users)?;
-        write_factors(&out.path().join(ITEM_FACTORS), &self.items)?;
-        let json = serde_json::to_string_pretty(&self.meta)
+        let checksums = FactorChecksums {
+            user_factors: write_factors(&out.path().join(USER_FACTORS), &self.users)?,
+            item_factors: write_factors(&out.path().join(ITEM_FACTORS), &self.items)?,
+        };
+        let meta = ModelMeta {
+            checksums: Some(checksums),
+            ..self.meta.clone()
+        };
+        let json = serde_json::to_string_pretty(&meta)
             .map_err(|e| Error::Runtime(format!("serialising model.json: {e}")))?;
         let p = out.path().join(MODEL_JSON);
         std::fs::write(&p, json + "\n").at(&p)?;
@@ -122,7 +209,8 @@ impl Model {
         Ok(())
     }
 
-    /// Loads a model directory and checks that its parts agree.
+    /// Loads a model directory and checks that its parts agree: shapes with `model.json`, and
+    /// each factor file with the checksum `model.json` records (when it records one).
     pub fn load(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::bad_input(
@@ -134,8 +222,8 @@ impl Model {
         let text = std::fs::read_to_string(&p).at(&p)?;
         let meta: ModelMeta = serde_json::from_str(&text)
             .map_err(|e| Error::bad_input(&p, format!("invalid model.json: {e}")))?;
-        let users = read_factors(&dir.join(USER_FACTORS))?;
-        let items = read_factors(&dir.join(ITEM_FACTORS))?;
+        let (users, user_sum) = read_factors(&dir.join(USER_FACTORS))?;
+        let (items, item_sum) = read_factors(&dir.join(ITEM_FACTORS))?;
         let k = meta.config.factors;
         let check = |f: &Factors, n: usize, name: &str| {
             if f.k != k || f.n != n {
@@ -149,6 +237,11 @@ impl Model {
         };
         check(&users, meta.dataset.users, USER_FACTORS)?;
         check(&items, meta.dataset.items, ITEM_FACTORS)?;
+        // After the shapes, whose message says more about a file swapped for another.
+        if let Some(sums) = &meta.checksums {
+            check_checksum(&dir.join(USER_FACTORS), &sums.user_factors, &user_sum)?;
+            check_checksum(&dir.join(ITEM_FACTORS), &sums.item_factors, &item_sum)?;
+        }
         if !users.all_finite() || !items.all_finite() {
             return Err(Error::bad_input(dir, "factors contain NaN or infinity"));
         }

@@ -6,7 +6,7 @@
 //! float32 values, so `scipy.sparse.load_npz` and `numpy.load` read the files directly.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use ndarray::{Array1, ArrayView1, aview1};
@@ -41,6 +41,38 @@ pub fn fits_i32(nnz: usize) -> bool {
     nnz <= i32::MAX as usize
 }
 
+/// The file under a `.npz` being written, which discards everything written after its first
+/// write error. On any error the zip writer's `drop` still tries to finish the archive, and when
+/// that fails too (a full disk, issue 13) it prints `ZipWriter drop failed: …` to stderr beside
+/// the real error, which has already been returned; the half-written file is removed with the
+/// temporary directory it is in. [`write_csr`] checks `failed` before reporting success.
+struct StopAfterError {
+    file: File,
+    failed: bool,
+}
+
+impl Write for StopAfterError {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failed {
+            return Ok(buf.len());
+        }
+        self.file.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        self.file.flush().inspect_err(|_| self.failed = true)
+    }
+}
+
+impl Seek for StopAfterError {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
 /// Writes `m` as a scipy CSR `.npz` at `path`.
 pub fn write_csr(path: &Path, m: &Csr) -> Result<()> {
     if m.n_cols > i32::MAX as usize {
@@ -51,6 +83,10 @@ pub fn write_csr(path: &Path, m: &Csr) -> Result<()> {
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(true);
+    let file = StopAfterError {
+        file,
+        failed: false,
+    };
     let mut npz = NpzWriter::new_with_options(BufWriter::with_capacity(1 << 20, file), opts);
     // Column indices are below 2^31 (checked above), so their u32 bits are valid i32s.
     let indices: &[i32] = bytemuck::cast_slice(&m.indices);
@@ -72,10 +108,15 @@ pub fn write_csr(path: &Path, m: &Csr) -> Result<()> {
         .map_err(|e| err(&e))?;
     let mut w = npz.finish().map_err(|e| err(&e))?;
     w.flush().at(path)?;
-    w.into_inner()
-        .map_err(|e| Error::io(path, e.into_error()))?
-        .sync_all()
-        .at(path)?;
+    let out = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    if out.failed {
+        // Unreachable while the zip writer passes on every write error; never report a file
+        // that lost writes as written.
+        return Err(Error::npy(path, "a write failed part-way"));
+    }
+    out.file.sync_all().at(path)?;
     Ok(())
 }
 
