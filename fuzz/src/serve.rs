@@ -29,8 +29,7 @@ use tower::ServiceExt;
 
 /// Request bodies over this many bytes are refused with 413 (fuzz inputs reach 4 KiB).
 pub const BODY_LIMIT: usize = 1024;
-/// Original ids in the tiny recommender.
-pub const USERS: [u64; 2] = [10, 20];
+/// Original track ids in the tiny recommender (its users are 10 and 20).
 pub const TRACKS: [u64; 3] = [1, 5, 9];
 
 struct App {

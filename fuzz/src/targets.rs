@@ -11,9 +11,12 @@ use super::helpers::{
 };
 use encore::data::formats::Format;
 
+/// A target's body: one fuzz input; panics only on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target here, by name (the `[[bin]]` names in `fuzz/Cargo.toml` and the directory
 /// names under `fuzz/corpus/` and `fuzz/regressions/`).
-pub const ALL: &[(&str, fn(&[u8]))] = &[
+pub const ALL: &[(&str, Target)] = &[
     ("parse_line", parse_line),
     ("ingest_lfm1b", ingest_lfm1b),
     ("ingest_lfm2b", ingest_lfm2b),
