@@ -3,7 +3,7 @@
 
 Every seed is made up from the formats' documentation (README.md, src/data/formats.rs and
 the LFM-1b / HetRec column lists); no real data file is copied. The ingest and prep targets
-take a leading option byte (see fuzz/src/lib.rs and fuzz_targets/prep.rs), the names and prep
+take a leading option byte (see fuzz/src/helpers.rs and fuzz_targets/prep.rs), the names and prep
 targets split their input into files at lines that are exactly `--`.
 Run from the repository root: python3 fuzz/seeds.py
 """
@@ -183,3 +183,13 @@ put("prep", "lfm2b", b"\x21" + b"user_id\ttrack_id\tcount\n1\t10\t3\n1\t11\t1\n2
 put("prep", "hetrec-artists", b"\x02" + b"userID\tartistID\tweight\r\n2\t51\t13\r\n2\t52\t11\r\n3\t51\t10\r\n3\t52\t1\r\n--\nid\tname\turl\tpictureURL\n51\tA\tu\tp\n")
 put("prep", "triples-skip-bad", b"\x13" + b"user,item,plays\n1,2,3\n1,5,1\nbad\n2,2,4\n2,5,1\n")
 put("prep", "multi-block", b"\x60" + les_lines(20, 5).encode())
+
+# --- serve_requests: option byte (route, no content type), then query string or JSON body ---
+put("serve_requests", "recommend-get", b"\x00user=10&k=2&filter=false")
+put("serve_requests", "recommend-get-unknown", b"\x00user=99")
+put("serve_requests", "recommend-post", b'\x01{"users": [10, 20], "k": 3, "filter": true}')
+put("serve_requests", "recommend-post-no-content-type", b'\x05{"users": [10]}')
+put("serve_requests", "history", b'\x02{"history": [{"track": 1, "plays": 2.5}, {"track": 1, "plays": 1}], "k": 2}')
+put("serve_requests", "history-bad-plays", b'\x02{"history": [{"track": 5, "plays": -1e39}], "filter": false}')
+put("serve_requests", "similar", b"\x03item=5&k=1000")
+put("serve_requests", "similar-bad-k", b"\x03item=9&k=18446744073709551616")

@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh run SECONDS [T...]    # fuzz each target SECONDS, one process per core
 #   scripts/fuzz.sh run -runs=N [T...]    # or N executions each
 #   scripts/fuzz.sh replay                # seeds + fuzz/regressions/ once each; fails on a crash
-#   scripts/fuzz.sh ci                    # build, replay, then 20 s per target (CI)
+#   scripts/fuzz.sh ci                    # build, replay, then 15 s per target (CI)
 #
 # `build` uses stable Rust with RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Z flags) and installs
 # cargo-fuzz if missing. .fuzz-bin/ is self-contained: the binaries (libFuzzer and, with
@@ -16,7 +16,8 @@
 #
 # Environment: FUZZ_SANITIZER (none|address, default none), FUZZ_JOBS (parallel processes,
 # default nproc), FUZZ_WORK, FUZZ_KEEP_GOING=1 (libFuzzer -fork=1 mode: keep fuzzing after a
-# crash, for long unattended runs), CARGO_TARGET_DIR (build only).
+# crash, for long unattended runs), CARGO_TARGET_DIR (build only), FUZZ_CI_SECONDS (ci: seconds
+# per target, default 15), FUZZ_CI_JOBS (ci: parallel processes, default 2).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -104,7 +105,9 @@ run_one() { # target, budget flag
     echo $? >"$WORK/logs/$t.rc"
 }
 
-summary() { # targets...
+TOTAL_EXECS=0
+TOTAL_FINDINGS=0
+summary() { # targets... (also sums TOTAL_EXECS and TOTAL_FINDINGS)
     local t rc log execs eps cov corp nfind status=0
     printf '%-16s %12s %9s %7s %7s %s\n' target execs exec/s cov corpus findings
     for t in "$@"; do
@@ -115,6 +118,9 @@ summary() { # targets...
         cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
         corp=$(find "$WORK/corpus/$t" -type f | wc -l)
         nfind=$(find "$WORK/artifacts/$t" -type f -newer "$WORK/logs/$t.start" | wc -l)
+        TOTAL_EXECS=$((TOTAL_EXECS + ${execs:-0}))
+        TOTAL_FINDINGS=$((TOTAL_FINDINGS + nfind))
+        [[ $rc != 0 && $nfind == 0 ]] && TOTAL_FINDINGS=$((TOTAL_FINDINGS + 1))
         printf '%-16s %12s %9s %7s %7s %s\n' "$t" "${execs:-?}" "${eps:-?}" "${cov:-?}" "$corp" \
             "$nfind$([[ $rc != 0 ]] && echo " (exit $rc)")"
         if [[ $nfind != 0 || $rc != 0 ]]; then
@@ -186,6 +192,7 @@ replay() {
         done
     done
     echo "replayed $n seed and regression inputs: $([[ $status == 0 ]] && echo ok || echo FAILED)"
+    REPLAYED=$n
     return $status
 }
 
@@ -194,11 +201,19 @@ case ${1:-} in
     run) shift; run "$@" ;;
     replay) replay ;;
     ci)
+        t0=$SECONDS
         [[ -n "$ROOT" ]] && { build || exit 1; }
+        t1=$SECONDS
         rc=0
+        REPLAYED=0
         replay || rc=1
-        JOBS=${FUZZ_JOBS:-2}
-        run "${FUZZ_CI_SECONDS:-20}" || rc=1
+        JOBS=${FUZZ_CI_JOBS:-2}
+        secs=${FUZZ_CI_SECONDS:-15}
+        run "$secs" || rc=1
+        # One line for CI logs (a target that exited non-zero without an artifact counts as one).
+        echo "fuzz ci: $(targets | wc -l) targets, replayed $REPLAYED inputs, $TOTAL_EXECS execs" \
+            "in ${secs} s each ($JOBS at a time), $TOTAL_FINDINGS findings;" \
+            "build $((t1 - t0)) s, total $((SECONDS - t0)) s: $([[ $rc == 0 ]] && echo ok || echo FAILED)"
         exit $rc
         ;;
     *) sed -n '2,8p' "${BASH_SOURCE[0]}"; exit 2 ;;
