@@ -17,7 +17,8 @@
 # Environment: FUZZ_SANITIZER (none|address, default none), FUZZ_JOBS (parallel processes,
 # default nproc), FUZZ_WORK, FUZZ_KEEP_GOING=1 (libFuzzer -fork=1 mode: keep fuzzing after a
 # crash, for long unattended runs), CARGO_TARGET_DIR (build only), FUZZ_CI_SECONDS (ci: seconds
-# per target, default 15), FUZZ_CI_JOBS (ci: parallel processes, default 2).
+# per target, default 15), FUZZ_CI_JOBS (ci: parallel processes, default 2), FUZZ_CI_SKIP (ci:
+# space-separated targets not fuzzed, only replayed).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -209,9 +210,12 @@ case ${1:-} in
         replay || rc=1
         JOBS=${FUZZ_CI_JOBS:-2}
         secs=${FUZZ_CI_SECONDS:-15}
-        run "$secs" || rc=1
+        # FUZZ_CI_SKIP: targets built and replayed but not fuzzed (an open finding that a short
+        # run hits too often to keep CI green until the library is fixed).
+        mapfile -t ts < <(targets | grep -v -x -F -f <(tr ' ' '\n' <<<"${FUZZ_CI_SKIP:-}" | grep .))
+        run "$secs" "${ts[@]}" || rc=1
         # One line for CI logs (a target that exited non-zero without an artifact counts as one).
-        echo "fuzz ci: $(targets | wc -l) targets, replayed $REPLAYED inputs, $TOTAL_EXECS execs" \
+        echo "fuzz ci: $(targets | wc -l) targets (${#ts[@]} fuzzed), replayed $REPLAYED inputs, $TOTAL_EXECS execs" \
             "in ${secs} s each ($JOBS at a time), $TOTAL_FINDINGS findings;" \
             "build $((t1 - t0)) s, total $((SECONDS - t0)) s: $([[ $rc == 0 ]] && echo ok || echo FAILED)"
         exit $rc
