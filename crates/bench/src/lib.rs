@@ -1,6 +1,6 @@
 //! Encore measuring itself: the `encore bench` subcommands as a library.
 //!
-//! - [`ingest`]: `prep` throughput and peak memory per thread count, each run in a child process.
+//! - [`ingest`](mod@ingest): `prep` throughput and peak memory per thread count, each run in a child process.
 //! - [`train`]: training wall-clock per device and solver, at equal quality.
 //! - [`infer`]: top-K latency per batch size and backend, every answer checked against the CPU's.
 //! - [`overhead`]: what the HTTP server adds to a lone request at low load.

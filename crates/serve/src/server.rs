@@ -4,7 +4,7 @@
 //! users, `POST /v1/recommend/history` for a listener the model has never seen (fold-in),
 //! `GET /v1/similar?item=ID&k=10`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
-//! Every recommendation goes through the [`batcher`]: handlers validate, queue one job per user
+//! Every recommendation goes through the [`batcher`](crate::batcher): handlers validate, queue one job per user
 //! and await their answers, so concurrent requests share `Scorer::top_k` calls on the CPU or
 //! GPU. Errors are JSON `{"error": ...}`: unknown user or track → 404, bad parameters or
 //! malformed JSON → 400, a body over the limit → 413, a full queue → 503 with Retry-After.
