@@ -9,13 +9,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::als::gpu::{GpuBackend, GpuOptions};
 use crate::als::model::{DatasetRef, Model, ModelMeta};
 use crate::als::{
-    AlsConfig, Backend, CpuBackend, Factors, IterationStats, TrainDevice, ValidPoint, train,
+    AlsConfig, Backend, CpuBackend, Factors, IterationStats, TrainDevice, ValidPoint, train_checked,
 };
 use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::{eval_users, metrics};
-use crate::gpu::{DeviceChoice, resolve};
+use crate::gpu::{DeviceChoice, Gpu, resolve};
 use crate::infer::{BATCH, CpuScorer, Scorer};
 use crate::sys::Machine;
 use crate::util::unix_now;
@@ -31,15 +31,16 @@ pub struct FitOptions {
     pub eval_k: Option<usize>,
 }
 
-/// The backend for `cfg.solver` on `device`, and a note when `auto` fell back to the CPU.
-/// `auto` takes the GPU when one is usable and has the solver at this k; `gpu` without a usable
-/// GPU, or a solver the chosen device lacks, is an error that says what to use instead
-/// ([`SolverKind::supports`](crate::als::SolverKind::supports) decides).
-pub fn make_backend(
+/// Where `cfg.solver` trains for `device`: an open GPU, or `None` for the CPU, and a note when
+/// `auto` fell back to the CPU. `auto` takes the GPU when one is usable and has the solver at
+/// this k; `gpu` without a usable GPU, or a solver the chosen device lacks, is an error that says
+/// what to use instead ([`SolverKind::supports`](crate::als::SolverKind::supports) decides).
+/// [`make_backend`] builds on it; the Python package asks it when a model is created, so
+/// `device="auto"` says where it will train and `device="gpu"` fails at once without a GPU.
+pub fn training_device(
     cfg: &AlsConfig,
     device: DeviceChoice,
-    gpu: GpuOptions,
-) -> Result<(Box<dyn Backend>, Option<String>)> {
+) -> Result<(Option<Gpu>, Option<String>)> {
     let (solver, k) = (cfg.solver, cfg.factors);
     let device = match device {
         DeviceChoice::Auto => match (
@@ -60,9 +61,9 @@ pub fn make_backend(
     };
     let (found, note) = resolve(device)?;
     match found {
-        Some(g) => Ok((Box::new(GpuBackend::new(g, cfg, gpu)?), note)),
+        Some(g) => Ok((Some(g), note)),
         None => match solver.supports(TrainDevice::Cpu, k) {
-            Ok(()) => Ok((Box::new(CpuBackend::new(cfg)?), note)),
+            Ok(()) => Ok((None, note)),
             Err(_) => Err(Error::Config(format!(
                 "solver {} needs a GPU, and {}",
                 solver.as_str(),
@@ -70,6 +71,21 @@ pub fn make_backend(
             ))),
         },
     }
+}
+
+/// The backend for `cfg.solver` on `device` (chosen by [`training_device`]), and a note when
+/// `auto` fell back to the CPU.
+pub fn make_backend(
+    cfg: &AlsConfig,
+    device: DeviceChoice,
+    gpu: GpuOptions,
+) -> Result<(Box<dyn Backend>, Option<String>)> {
+    let (found, note) = training_device(cfg, device)?;
+    let backend: Box<dyn Backend> = match found {
+        Some(g) => Box::new(GpuBackend::new(g, cfg, gpu)?),
+        None => Box::new(CpuBackend::new(cfg)?),
+    };
+    Ok((backend, note))
 }
 
 /// Trains on `ds.train` on the device and solver `cfg` and `opts` select; `on_iteration` sees
@@ -96,7 +112,73 @@ pub fn fit_with(
     opts: &FitOptions,
     mut on_iteration: impl FnMut(&IterationStats),
 ) -> Result<Model> {
+    let Dataset {
+        dir,
+        manifest,
+        train,
+        valid,
+        ..
+    } = ds;
+    let dataset = DatasetRef {
+        dir: std::fs::canonicalize(&dir).unwrap_or(dir),
+        content_hash: manifest.content_hash,
+        users: train.n_rows,
+        items: train.n_cols,
+        train_pairs: train.nnz(),
+    };
+    let input = TrainInput {
+        train,
+        valid: Some(&valid),
+        dataset,
+    };
+    fit_input(input, cfg, backend, opts, &|| Ok(()), |s| {
+        on_iteration(s);
+        Ok(())
+    })
+}
+
+/// What [`fit_input`] trains on: a users × items play-count matrix, the validation listens for
+/// [`FitOptions::eval_k`], and what the model records as its dataset.
+pub struct TrainInput<'a> {
+    pub train: Csr,
+    pub valid: Option<&'a Csr>,
+    /// Recorded in `model.json`; `eval` and `recommend` check a dataset against it.
+    pub dataset: DatasetRef,
+}
+
+/// Trains on a matrix (not necessarily a dataset directory's: the Python package trains on
+/// scipy matrices) with a given backend. `interrupt` is asked before every iteration and
+/// between its half-steps, and `on_iteration` after each; an error from either stops training
+/// and is returned. The matrix is consumed: its play counts become the confidence matrix in
+/// place.
+pub fn fit_input(
+    input: TrainInput<'_>,
+    cfg: &AlsConfig,
+    backend: &mut dyn Backend,
+    opts: &FitOptions,
+    interrupt: &dyn Fn() -> Result<()>,
+    mut on_iteration: impl FnMut(&IterationStats) -> Result<()>,
+) -> Result<Model> {
     let (quiet, eval_k) = (opts.quiet, opts.eval_k);
+    let TrainInput {
+        train: train_csr,
+        valid,
+        dataset,
+    } = input;
+    let valid = match (eval_k, valid) {
+        (Some(_), None) => {
+            return Err(Error::Config(
+                "validation metrics after each iteration need validation listens".into(),
+            ));
+        }
+        (Some(_), Some(v)) if (v.n_rows, v.n_cols) != (train_csr.n_rows, train_csr.n_cols) => {
+            return Err(Error::Config(format!(
+                "the validation matrix is {}x{} but the training matrix {}x{}",
+                v.n_rows, v.n_cols, train_csr.n_rows, train_csr.n_cols
+            )));
+        }
+        (_, v) => v,
+    };
     let pb = if quiet {
         ProgressBar::hidden()
     } else {
@@ -110,33 +192,23 @@ pub fn fit_with(
         pb
     };
     let started = Instant::now();
-    let Dataset {
-        dir,
-        manifest,
-        train: train_csr,
-        valid,
-        ..
-    } = ds;
-    let dataset = DatasetRef {
-        dir: std::fs::canonicalize(&dir).unwrap_or(dir),
-        content_hash: manifest.content_hash,
-        users: train_csr.n_rows,
-        items: train_csr.n_cols,
-        train_pairs: train_csr.nnz(),
+    let users_to_eval = match (eval_k, valid) {
+        (Some(_), Some(v)) => eval_users(v),
+        _ => Vec::new(),
     };
-    let users_to_eval = eval_users(&valid);
-    let trained = train(
+    let trained = train_checked(
         train_csr,
         cfg,
         backend,
         eval_k.is_some(),
+        interrupt,
         |s, p, users, items| {
-            if let Some(k) = eval_k {
+            if let (Some(k), Some(valid)) = (eval_k, valid) {
                 // The confidence matrix has the training matrix's structure: its rows are the
                 // tracks to exclude.
                 s.valid = Some(validate(
                     &p.by_user,
-                    &valid,
+                    valid,
                     &users_to_eval,
                     users,
                     items,
@@ -153,11 +225,11 @@ pub fn fit_with(
                 .map(|v| format!(", p@{} {:.4}", v.k, v.precision))
                 .unwrap_or_default();
             pb.set_message(format!("{:.3} s/iteration{loss}{valid}", s.seconds));
-            on_iteration(s);
-            Ok(())
+            on_iteration(s)
         },
-    )?;
+    );
     pb.finish_and_clear();
+    let trained = trained?;
     let meta = ModelMeta {
         encore_version: crate::VERSION.to_string(),
         created_unix: unix_now(),

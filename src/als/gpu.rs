@@ -631,6 +631,16 @@ impl Backend for GpuBackend {
     }
 
     fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()> {
+        self.iterate_checked(p, users, items, &|| Ok(()))
+    }
+
+    fn iterate_checked(
+        &mut self,
+        p: &Prepared,
+        users: &mut Factors,
+        items: &mut Factors,
+        between: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         if users.k != self.k
             || items.k != self.k
             || users.n != p.by_user.n_rows
@@ -650,6 +660,12 @@ impl Backend for GpuBackend {
         self.mark(0)?;
         self.half_step(p, Side::Users)?;
         self.mark(1)?;
+        // Asked while the users' half-step runs on the device (kernel launches are asynchronous);
+        // a stop waits for it, so no kernel is still writing when the buffers are freed.
+        if let Err(e) = between() {
+            let _ = self.gpu.synchronize();
+            return Err(e);
+        }
         self.half_step(p, Side::Items)?;
         self.mark(2)?;
         self.check()?;

@@ -279,6 +279,20 @@ pub trait Backend {
     /// the factors elsewhere (device memory); `users`/`items` are then current only after
     /// [`Backend::sync_to_host`]. Fails on non-finite factors, naming the iteration.
     fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()>;
+    /// [`Backend::iterate`] that asks `between` after the users' half-step: an error from it is
+    /// returned at once and the items are not solved. This is how a caller stops a long run
+    /// between half-steps (Ctrl-C in the Python package), not only between iterations. The
+    /// default runs the whole iteration, then asks.
+    fn iterate_checked(
+        &mut self,
+        p: &Prepared,
+        users: &mut Factors,
+        items: &mut Factors,
+        between: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        self.iterate(p, users, items)?;
+        between()
+    }
     /// Makes `users` and `items` current on the host.
     fn sync_to_host(&mut self, users: &mut Factors, items: &mut Factors) -> Result<()>;
     /// Backend-specific facts for reports (the GPU's residency, memory and traffic).
@@ -318,6 +332,16 @@ impl Backend for CpuBackend {
     }
 
     fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()> {
+        self.iterate_checked(p, users, items, &|| Ok(()))
+    }
+
+    fn iterate_checked(
+        &mut self,
+        p: &Prepared,
+        users: &mut Factors,
+        items: &mut Factors,
+        between: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         self.iteration += 1;
         let k = users.k;
         let g = linalg::gram(&items.data, k);
@@ -330,6 +354,7 @@ impl Backend for CpuBackend {
             },
             users,
         )?;
+        between()?;
         let g = linalg::gram(&users.data, k);
         self.solver.solve(
             &HalfStep {
@@ -457,6 +482,20 @@ pub fn train(
     cfg: &AlsConfig,
     backend: &mut dyn Backend,
     observe: bool,
+    on_iteration: impl FnMut(&mut IterationStats, &Prepared, &Factors, &Factors) -> Result<()>,
+) -> Result<Trained> {
+    train_checked(train, cfg, backend, observe, &|| Ok(()), on_iteration)
+}
+
+/// [`train`] that asks `interrupt` before every iteration and between its two half-steps
+/// ([`Backend::iterate_checked`]); its error stops training and is returned. The Python
+/// package's Ctrl-C and failing callbacks stop a run this way.
+pub fn train_checked(
+    train: Csr,
+    cfg: &AlsConfig,
+    backend: &mut dyn Backend,
+    observe: bool,
+    interrupt: &dyn Fn() -> Result<()>,
     mut on_iteration: impl FnMut(&mut IterationStats, &Prepared, &Factors, &Factors) -> Result<()>,
 ) -> Result<Trained> {
     cfg.validate()?;
@@ -468,8 +507,9 @@ pub fn train(
     let mut items = Factors::random(n_items, k, cfg.seed ^ 0x5EED_1735);
     let mut stats = Vec::with_capacity(cfg.iterations);
     for it in 1..=cfg.iterations {
+        interrupt()?;
         let t = Instant::now();
-        backend.iterate(&p, &mut users, &mut items)?;
+        backend.iterate_checked(&p, &mut users, &mut items, interrupt)?;
         let seconds = t.elapsed().as_secs_f64();
         if observe || cfg.compute_loss {
             backend.sync_to_host(&mut users, &mut items)?;

@@ -21,6 +21,9 @@ use crate::data::csr::Csr;
 use crate::data::index::Interactions;
 use crate::util::mix64;
 
+/// The time split's default N (`--last-n`): the tracks discovered in a user's last 50 listens.
+pub const DEFAULT_LAST_N: u32 = 50;
+
 /// How validation listens are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

@@ -121,6 +121,44 @@ pub fn metrics(users: &[u32], ranked: &[Vec<u32>], valid: &Csr, k: usize) -> Res
     })
 }
 
+/// implicit's "precision" (benfred/implicit, `ranking_metrics_at_k` in `evaluation.pyx`): over
+/// the users with validation tracks, Σ hits@K / Σ min(K, |valid_u|) — a ratio of sums, so a
+/// user with fewer than K held-out tracks is not charged for the slots they could never fill.
+/// It is not [`Metrics::precision`] (the mean of hits / K); the Python package reports it under
+/// its own name so numbers compare with papers that use implicit. `ranked[j]` is the list for
+/// user `users[j]`.
+pub fn implicit_precision(
+    users: &[u32],
+    ranked: &[Vec<u32>],
+    valid: &Csr,
+    k: usize,
+) -> Result<f64> {
+    if k == 0 {
+        return Err(Error::Config("K must be at least 1".into()));
+    }
+    if users.len() != ranked.len() {
+        return Err(Error::Config(format!(
+            "{} users but {} ranked lists",
+            users.len(),
+            ranked.len()
+        )));
+    }
+    let (hits, slots) = users
+        .par_iter()
+        .zip(ranked)
+        .map(|(&u, list)| {
+            let (rel, _) = valid.row(u as usize);
+            let hits = list
+                .iter()
+                .take(k)
+                .filter(|i| rel.binary_search(i).is_ok())
+                .count();
+            (hits as u64, k.min(rel.len()) as u64)
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    Ok(hits as f64 / slots.max(1) as f64)
+}
+
 /// Users with at least one validation track, ascending.
 pub fn eval_users(valid: &Csr) -> Vec<u32> {
     (0..valid.n_rows)
@@ -212,5 +250,26 @@ mod tests {
         assert_relative_eq!(m.recall, 1.0);
         assert_relative_eq!(m.coverage, 3.0 / 4.0);
         assert!(popularity(&train, &valid, 0).is_err());
+    }
+
+    #[test]
+    fn implicit_precision_divides_by_the_smaller_of_k_and_the_held_out_count() {
+        // User 0 holds out {1, 3}, user 1 holds out {0, 1, 2, 3}, user 2 nothing.
+        let valid = Csr {
+            n_rows: 3,
+            n_cols: 5,
+            indptr: vec![0, 2, 6, 6],
+            indices: vec![1, 3, 0, 1, 2, 3],
+            data: vec![1.0; 6],
+        };
+        let ranked = vec![vec![3, 4, 0], vec![4, 2, 1], vec![0, 1, 2]];
+        // K = 3: user 0 has 1 hit in min(3, 2) = 2 slots, user 1 has 2 in 3; user 2 adds none.
+        let p = implicit_precision(&[0, 1, 2], &ranked, &valid, 3).unwrap();
+        assert_relative_eq!(p, (1.0 + 2.0) / (2.0 + 3.0));
+        // Encore's own precision is the mean of hits / K.
+        let m = metrics(&[0, 1, 2], &ranked, &valid, 3).unwrap();
+        assert_relative_eq!(m.precision, (1.0 / 3.0 + 2.0 / 3.0) / 2.0);
+        assert!(implicit_precision(&[0], &ranked, &valid, 3).is_err());
+        assert!(implicit_precision(&[0, 1, 2], &ranked, &valid, 0).is_err());
     }
 }

@@ -81,7 +81,7 @@ pub struct PrepArgs {
     #[arg(long, default_value_t = 0.2)]
     pub valid_fraction: f64,
     /// Time split: hold out tracks first played within each user's last N listens.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = encore::data::split::DEFAULT_LAST_N)]
     pub last_n: u32,
     /// Seed of the random split.
     #[arg(long, default_value_t = 42)]

@@ -1,0 +1,78 @@
+"""GPU tests (marked `gpu`, skipped without a usable GPU; scripts/gpu-python-test.sh runs them
+on the GPU host): the GPU trains models as good as the CPU's, scores exactly as the CPU does,
+and says where it runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import encore
+
+from conftest import planted
+from test_api import split
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def data():
+    return split(planted(n_users=3000, n_items=2500, groups=8, per_user=40, seed=5))
+
+
+def test_auto_picks_the_gpu_and_says_so():
+    m = encore.ALS(device="auto")
+    assert m.device == "gpu:0" and m.device_note is None
+    assert "gpu:0" in encore._encore.describe_gpu(0)
+
+
+@pytest.mark.parametrize("solver", ["cg", "cholesky-fused", "lu"])
+def test_gpu_training_matches_the_cpus_quality(data, solver):
+    train, valid = data
+    cpu_solver = "cg" if solver == "cg" else "cholesky"
+    cpu = encore.ALS(factors=32, iterations=10, solver=cpu_solver, device="cpu").fit(train, show_progress=False)
+    gpu = encore.ALS(factors=32, iterations=10, solver=solver, device="gpu").fit(train, show_progress=False)
+    assert gpu.device == "gpu:0" and gpu.meta["device"] != "cpu"
+    c = encore.evaluate(cpu, train, valid, K=10)
+    g = encore.evaluate(gpu, train, valid, K=10)
+    assert g["ndcg"] >= 0.98 * c["ndcg"], (g, c)
+    if solver != "cg":
+        # Exact solvers: the same normal equations, so factors agree to float32 rounding.
+        np.testing.assert_allclose(gpu.item_factors, cpu.item_factors, rtol=2e-2, atol=2e-3)
+
+
+def test_gpu_scoring_is_exactly_the_cpus(data):
+    train, _ = data
+    m = encore.ALS(factors=32, iterations=5, device="cpu").fit(train, show_progress=False)
+    g = m.to_gpu()
+    assert g.device == "gpu:0"
+    users = np.arange(train.shape[0])
+    for kw in ({}, {"filter_items": np.arange(0, 2500, 7)}, {"filter_already_liked_items": False}):
+        a = m.recommend(users, N=20, **kw)
+        b = g.recommend(users, N=20, **kw)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), kw
+    a = m.similar_items(np.arange(100), N=10)
+    b = g.similar_items(np.arange(100), N=10)
+    assert np.array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_gpu_model_saves_and_loads_on_either_device(data, tmp_path):
+    train, _ = data
+    m = encore.ALS(factors=16, iterations=3, device="gpu").fit(train, show_progress=False)
+    m.save(tmp_path / "m")
+    on_cpu = encore.load(tmp_path / "m", device="cpu")
+    on_gpu = encore.load(tmp_path / "m", device="gpu")
+    assert on_gpu.device == "gpu:0" and on_cpu.device == "cpu"
+    rows = train[:50]
+    a = on_cpu.recommend(np.arange(50), user_items=rows, N=10)
+    b = on_gpu.recommend(np.arange(50), user_items=rows, N=10)
+    assert np.array_equal(a[0], b[0])
+
+
+def test_ctrl_c_and_callbacks_work_on_the_gpu(data):
+    train, _ = data
+    seen = []
+    encore.ALS(factors=16, iterations=3, device="gpu").fit(
+        train, show_progress=False, callback=lambda *a: seen.append(a[0]))
+    assert seen == [0, 1, 2]
