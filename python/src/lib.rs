@@ -6,9 +6,10 @@
 //! - [`errors`]: error → exception mapping, `GpuError`, the panic guard.
 //! - [`csr`]: scipy CSR matrices read without copies, with dtype, contiguity and canonical checks.
 //! - [`fit`]: training (Ctrl-C and callbacks while the GIL is released), device choice.
-//! - [`model`]: a trained model: recommend, similar, fold-in, save and load, evaluate.
+//! - [`model`]: a trained model (its caches, device, threads; save and load), with
+//!   [`score`] (recommend, similar), [`foldin`] (fold-in, partial fits) and [`eval`] behind it.
 //! - [`data`], [`ids`]: `prep` and `load_dataset`.
-//! - [`eval`]: evaluation of another library's factors with the same code.
+//! - [`eval`]: evaluation, of a model or of another library's factors, with the same code.
 
 use pyo3::prelude::*;
 
@@ -17,8 +18,10 @@ mod data;
 mod errors;
 mod eval;
 mod fit;
+mod foldin;
 mod ids;
 mod model;
+mod score;
 mod threads;
 
 #[pymodule]

@@ -30,7 +30,7 @@ def test_another_python_thread_runs_during_fit(bigger):
             stamps.append(time.perf_counter())
 
     t = threading.Thread(target=spin)
-    m = encore.ALS(factors=32, iterations=6, device="cpu")
+    m = encore.ALS(factors=64, iterations=40, device="cpu")
     t.start()
     time.sleep(0.05)
     start = time.perf_counter()
