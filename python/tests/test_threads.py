@@ -48,8 +48,9 @@ def test_another_python_thread_runs_during_fit(bigger):
 
 
 def test_ctrl_c_interrupts_a_long_fit_cleanly(bigger, small):
-    m = encore.ALS(factors=32, iterations=10_000, device="cpu").fit(small, show_progress=False)
+    m = encore.ALS(factors=32, iterations=2, device="cpu").fit(small, show_progress=False)
     before = m.user_factors.copy()
+    m.iterations = 10_000
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     start = time.perf_counter()
     timer.start()
