@@ -63,6 +63,17 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     d
 }
 
+/// `scratch()/name`, created on first use and then reused as it is: for targets that write
+/// their input files under fixed names and create nothing else there, this saves removing and
+/// recreating a directory on every input.
+pub fn stable_dir(name: &str) -> PathBuf {
+    let d = scratch().join(name);
+    if !d.is_dir() {
+        std::fs::create_dir_all(&d).expect("cannot create a fuzz scratch subdirectory");
+    }
+    d
+}
+
 /// Writes `data` to `dir/name` (gzip-compressed first when `name` ends in `.gz`).
 pub fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     use std::io::Write;
@@ -144,7 +155,7 @@ pub fn header(bits: u8) -> HeaderMode {
 /// increasing in-range columns, no zero counts).
 pub fn ingest(format: Format, file_name: &str, data: &[u8]) {
     let (o, body) = opts(data);
-    let dir = fresh_dir("ingest");
+    let dir = stable_dir("ingest");
     let name = if o & 0x20 != 0 {
         format!("{file_name}.gz")
     } else {

@@ -7,7 +7,8 @@
 //! pinned are documented in the matching `fuzz_targets/<name>.rs`.
 
 use super::helpers::{
-    fresh_dir, ingest, model_json as model_json_text, npy_f32, opts, scratch, sections, write,
+    fresh_dir, ingest, model_json as model_json_text, npy_f32, opts, scratch, sections, stable_dir,
+    write,
 };
 use encore::data::formats::Format;
 
@@ -122,7 +123,7 @@ pub fn names(data: &[u8]) {
     ];
     let (o, body) = opts(data);
     let parts = sections(body);
-    let dir = fresh_dir("names");
+    let dir = stable_dir("names");
     let gz = if o & 4 != 0 { ".gz" } else { "" };
     let first = parts[0];
     let second = parts.get(1).copied().unwrap_or(b"");
