@@ -66,7 +66,13 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
             let n = a.requests.min(rec.dataset.user_ids.len());
             let rows: Vec<usize> = (0..n).collect();
-            let users = rec.dataset.user_ids[..n].to_vec();
+            let users: Vec<String> = rec
+                .dataset
+                .user_ids
+                .iter()
+                .take(n)
+                .map(|u| u.to_string())
+                .collect();
             let o = bench::overhead::measure(rec, &users, &rows, a.k)?;
             println!("{}", o.render(a.json)?);
             Ok(())

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use crate::batcher::{BatchConfig, Batcher, Exclude, Job, Refused};
 use crate::metrics::Metrics;
 use encore::als::foldin::FoldIn;
+use encore::data::ids::IdBuf;
 use encore::error::{Error, Result};
 use encore::infer::Ranked;
 use encore::recommend::{Recommender, Track};
@@ -111,7 +112,8 @@ impl From<QueryRejection> for ApiError {
 /// Recommended tracks for one user.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct UserAnswer {
-    pub user: Option<u64>,
+    /// The user as the dataset names them (a number or a string); `None` for a fold-in.
+    pub user: Option<IdBuf>,
     pub k: usize,
     pub tracks: Vec<TrackOut>,
 }
@@ -119,7 +121,7 @@ pub struct UserAnswer {
 /// One track in an answer.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrackOut {
-    pub track_id: u64,
+    pub track_id: IdBuf,
     pub name: Option<String>,
     pub artist_id: Option<u64>,
     pub artist: Option<String>,
@@ -147,7 +149,8 @@ fn default_true() -> bool {
 
 #[derive(Debug, Deserialize)]
 struct RecommendQuery {
-    user: u64,
+    /// An integer's digits or a string id (URL-encoded).
+    user: String,
     #[serde(default = "default_k")]
     k: usize,
     #[serde(default = "default_true")]
@@ -156,7 +159,8 @@ struct RecommendQuery {
 
 #[derive(Debug, Deserialize)]
 struct RecommendBody {
-    users: Vec<u64>,
+    /// JSON numbers or strings.
+    users: Vec<IdBuf>,
     #[serde(default = "default_k")]
     k: usize,
     #[serde(default = "default_true")]
@@ -165,7 +169,7 @@ struct RecommendBody {
 
 #[derive(Debug, Deserialize)]
 struct HistoryEntry {
-    track: u64,
+    track: IdBuf,
     plays: f32,
 }
 
@@ -180,7 +184,7 @@ struct HistoryBody {
 
 #[derive(Debug, Deserialize)]
 struct SimilarQuery {
-    item: u64,
+    item: String,
     #[serde(default = "default_k")]
     k: usize,
 }
@@ -227,14 +231,11 @@ impl AppState {
     /// The job for a known user (404 for an unknown one) and the receiver of its answer.
     fn user_job(
         &self,
-        user: u64,
+        user: &str,
         k: usize,
         filter: bool,
-    ) -> std::result::Result<(Job, oneshot::Receiver<Result<Ranked>>), ApiError> {
-        let row = self
-            .rec
-            .user_index(user)
-            .map_err(|_| ApiError::not_found(format!("unknown user {user}")))?;
+    ) -> std::result::Result<(Job, oneshot::Receiver<Result<Ranked>>, IdBuf), ApiError> {
+        let row = self.user_row(user)?;
         let (tx, rx) = oneshot::channel();
         let job = Job {
             query: self.rec.model.users.row(row).to_vec(),
@@ -246,10 +247,15 @@ impl AppState {
             k,
             reply: tx,
         };
-        Ok((job, rx))
+        Ok((job, rx, self.rec.dataset.user_ids.get(row).to_owned()))
     }
 
-    fn user_answer(&self, user: Option<u64>, k: usize, r: &Ranked) -> UserAnswer {
+    /// The row of a user id's text: 404 for an unknown id, 400 for text that cannot be one.
+    fn user_row(&self, user: &str) -> std::result::Result<usize, ApiError> {
+        lookup(&self.rec.dataset.user_ids, user, "user")
+    }
+
+    fn user_answer(&self, user: Option<IdBuf>, k: usize, r: &Ranked) -> UserAnswer {
         UserAnswer {
             user,
             k,
@@ -268,6 +274,20 @@ impl AppState {
     pub fn recommender(&self) -> &Recommender {
         &self.rec
     }
+}
+
+/// The index of an id's text among `ids`: 404 for an unknown id, 400 for text that cannot be
+/// an id of this dataset (not an integer, for integer ids).
+fn lookup(
+    ids: &encore::data::ids::Ids,
+    text: &str,
+    what: &str,
+) -> std::result::Result<usize, ApiError> {
+    use encore::data::ids::Miss;
+    ids.lookup(text).map_err(|m| match m {
+        Miss::Unknown => ApiError::not_found(format!("unknown {what} {}", text.trim())),
+        Miss::NotAnId => ApiError::bad(format!("{what} must be a {} id, got {:?}", ids.kind().name(), text.trim())),
+    })
 }
 
 /// The 503 for a refused job.
@@ -293,10 +313,10 @@ async fn recommend_get(
 ) -> std::result::Result<Json<UserAnswer>, ApiError> {
     let Query(q) = q?;
     check_k(q.k)?;
-    let (job, rx) = st.user_job(q.user, q.k, q.filter)?;
+    let (job, rx, user) = st.user_job(&q.user, q.k, q.filter)?;
     st.batcher.submit_or_run(job).map_err(refused)?;
     let r = answer(rx).await?;
-    Ok(Json(st.user_answer(Some(q.user), q.k, &r)))
+    Ok(Json(st.user_answer(Some(user), q.k, &r)))
 }
 
 async fn recommend_post(
@@ -314,10 +334,10 @@ async fn recommend_post(
     // all at once or none, so they share batches; answers are collected in order.
     let mut jobs = Vec::with_capacity(b.users.len());
     let mut pending = Vec::with_capacity(b.users.len());
-    for &u in &b.users {
-        let (job, rx) = st.user_job(u, b.k, b.filter)?;
+    for u in &b.users {
+        let (job, rx, user) = st.user_job(&u.text(), b.k, b.filter)?;
         jobs.push(job);
-        pending.push((u, rx));
+        pending.push((user, rx));
     }
     st.batcher.submit_all(jobs).map_err(refused)?;
     let mut out = Vec::with_capacity(pending.len());
@@ -347,10 +367,7 @@ async fn recommend_history(
                 h.track
             )));
         }
-        let i = st
-            .rec
-            .item_index(h.track)
-            .map_err(|_| ApiError::not_found(format!("unknown track {}", h.track)))?;
+        let i = lookup(&st.rec.dataset.item_ids, &h.track.text(), "track")?;
         hist.push((i as u32, h.plays));
     }
     // Repeated tracks add their plays, as prep's aggregation does.
@@ -383,10 +400,8 @@ async fn similar(
 ) -> std::result::Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q?;
     check_k(q.k)?;
-    let item = st
-        .rec
-        .item_index(q.item)
-        .map_err(|_| ApiError::not_found(format!("unknown track {}", q.item)))?;
+    let item = lookup(&st.rec.dataset.item_ids, &q.item, "track")?;
+    let item_id = st.rec.dataset.item_ids.get(item).to_owned();
     let st2 = st.clone();
     let k = q.k;
     let tracks = tokio::task::spawn_blocking(move || -> Result<Vec<TrackOut>> {
@@ -402,7 +417,7 @@ async fn similar(
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(
-        serde_json::json!({ "item": q.item, "k": q.k, "tracks": tracks }),
+        serde_json::json!({ "item": item_id, "k": q.k, "tracks": tracks }),
     ))
 }
 
