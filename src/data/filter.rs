@@ -104,7 +104,7 @@ fn survivors(m: &Interactions, user_alive: &[bool], item_alive: &[bool]) -> Tall
             row(m, u)
                 .filter(|&k| item_alive[m.items[k] as usize])
                 .fold((0u64, 0u64), |(p, e), k| {
-                    (p + 1, e + u64::from(m.counts[k]))
+                    (p + 1, e + m.value.decode(m.counts[k]) as u64)
                 })
         })
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));

@@ -250,7 +250,10 @@ pub fn print_manifest(m: &Manifest, out: &Path) {
             );
         }
         if l.user_from_path > 0 {
-            e += &format!(", {} users from file paths", thousands(l.user_from_path));
+            e += &format!(
+                ", {} listens with their user from the file path",
+                thousands(l.user_from_path)
+            );
         }
         e
     };
@@ -262,10 +265,10 @@ pub fn print_manifest(m: &Manifest, out: &Path) {
         thousands(l.blank),
         thousands(l.zero_count),
         thousands(l.bad_skipped),
-        if l.regrouped {
-            " (input was not grouped by user: regrouped)"
-        } else {
-            ""
+        match (l.regrouped, m.options.ids) {
+            (false, _) => "",
+            (true, encore::data::ids::IdKind::Str) => " (rows put in user-id order)",
+            (true, _) => " (input was not grouped by user: regrouped)",
         }
     );
     for ex in &l.bad_examples {
