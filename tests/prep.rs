@@ -211,7 +211,13 @@ fn lfm2b_listening_counts_with_header() {
     assert_eq!(m.counts.raw.pairs, 240);
     assert_eq!(m.counts.raw.events, 30 * 36);
     let ds = Dataset::load(&dir.path().join("ds")).unwrap();
-    assert!(ds.item_ids.as_int().unwrap().iter().all(|&i| i >= 50_000_000));
+    assert!(
+        ds.item_ids
+            .as_int()
+            .unwrap()
+            .iter()
+            .all(|&i| i >= 50_000_000)
+    );
 }
 
 #[test]

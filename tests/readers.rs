@@ -86,7 +86,14 @@ fn movielens_ratings_csv_keeps_fractional_ratings_and_titles() {
         vec![("1".into(), 4.0), ("3".into(), 4.5), ("6".into(), 2.5)]
     );
     let names = ds.names.as_ref().unwrap();
-    assert_eq!(names.names, vec!["Toy Story (1995)", "Grumpier Old Men (1995)", "Heat, The (1995)"]);
+    assert_eq!(
+        names.names,
+        vec![
+            "Toy Story (1995)",
+            "Grumpier Old Men (1995)",
+            "Heat, The (1995)"
+        ]
+    );
 }
 
 #[test]
@@ -107,7 +114,10 @@ fn min_value_keeps_positive_ratings_and_counts_the_rest() {
     let mut c = cfg(&f, &dir.path().join("ds2"));
     c.value = Some(ValueMode::Count);
     let e = err(&c);
-    assert!(e.contains("ratings.csv:2: rating is not a non-negative integer count: \"4.0\""), "{e}");
+    assert!(
+        e.contains("ratings.csv:2: rating is not a non-negative integer count: \"4.0\""),
+        "{e}"
+    );
     assert!(e.contains("--value rating"), "{e}");
 }
 
@@ -117,28 +127,49 @@ fn movielens_100k_and_1m_layouts_read_from_their_readmes() {
     // ml-100k: tab-separated "user id | item id | rating | timestamp", no header; u.item is
     // '|'-separated Latin-1.
     let k100 = dir.path().join("ml-100k");
-    write(&k100.join("u.data"), b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t881250950\n");
+    write(
+        &k100.join("u.data"),
+        b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t881250950\n",
+    );
     write(
         &k100.join("u.item"),
         b"242|Kolya (1996)|24-Jan-1997||http://x|0|0\n302|L.A. Confidential (1997)|01-Jan-1997||http://x|0|0\n",
     );
     let m = prep(&cfg(&k100, &dir.path().join("a"))).unwrap();
-    assert_eq!((m.input.format, m.lines.header, m.counts.raw.pairs), (Format::Movielens, 0, 3));
+    assert_eq!(
+        (m.input.format, m.lines.header, m.counts.raw.pairs),
+        (Format::Movielens, 0, 3)
+    );
     let a = Dataset::load(&dir.path().join("a")).unwrap();
-    assert_eq!(row(&a, "196"), vec![("242".into(), 3.0), ("302".into(), 5.0)]);
+    assert_eq!(
+        row(&a, "196"),
+        vec![("242".into(), 3.0), ("302".into(), 5.0)]
+    );
     assert_eq!(a.names.as_ref().unwrap().names[0], "Kolya (1996)");
     // ml-1m: "UserID::MovieID::Rating::Timestamp"; movies.dat "MovieID::Title::Genres".
     let m1 = dir.path().join("ml-1m");
-    write(&m1.join("ratings.dat"), b"1::1193::5::978300760\r\n1::661::3::978302109\r\n2::1193::4::978298413\r\n");
+    write(
+        &m1.join("ratings.dat"),
+        b"1::1193::5::978300760\r\n1::661::3::978302109\r\n2::1193::4::978298413\r\n",
+    );
     write(&m1.join("movies.dat"), b"661::James and the Giant Peach (1996)::Animation|Children's|Musical\n1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n");
     prep(&cfg(&m1, &dir.path().join("b"))).unwrap();
     let b = Dataset::load(&dir.path().join("b")).unwrap();
     assert_eq!(row(&b, "2"), vec![("1193".into(), 4.0)]);
-    assert_eq!(b.names.as_ref().unwrap().names[1], "One Flew Over the Cuckoo's Nest (1975)");
+    assert_eq!(
+        b.names.as_ref().unwrap().names[1],
+        "One Flew Over the Cuckoo's Nest (1975)"
+    );
     // A malformed ml-1m line names its file and line.
-    write(&m1.join("ratings.dat"), b"1::1193::5::978300760\n1::661:3::978302109\n");
+    write(
+        &m1.join("ratings.dat"),
+        b"1::1193::5::978300760\n1::661:3::978302109\n",
+    );
     let e = err(&cfg(&m1, &dir.path().join("c")));
-    assert!(e.contains("ratings.dat:2: expected 4 '::'-separated fields"), "{e}");
+    assert!(
+        e.contains("ratings.dat:2: expected 4 '::'-separated fields"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -147,15 +178,27 @@ fn every_malformed_ratings_line_is_named() {
     let cases: &[(&str, &str)] = &[
         ("1,2,x,3", "ratings.csv:3: rating is not a number: \"x\""),
         ("1,2,-1,3", "ratings.csv:3: rating is negative: \"-1\""),
-        ("1,2,4.0", "ratings.csv:3: expected 4 comma-separated fields (userId, movieId, rating, timestamp), found 3"),
-        ("u1,2,4.0,3", "ratings.csv:3: userId is not a non-negative integer: \"u1\""),
+        (
+            "1,2,4.0",
+            "ratings.csv:3: expected 4 comma-separated fields (userId, movieId, rating, timestamp), found 3",
+        ),
+        (
+            "u1,2,4.0,3",
+            "ratings.csv:3: userId is not a non-negative integer: \"u1\"",
+        ),
         ("1,,4.0,3", "ratings.csv:3: movieId is empty"),
         ("1,2,4.0,-3", "ratings.csv:3: timestamp is negative: \"-3\""),
-        ("1,2,1e40,3", "ratings.csv:3: rating \"1e40\" is larger than the supported maximum"),
+        (
+            "1,2,1e40,3",
+            "ratings.csv:3: rating \"1e40\" is larger than the supported maximum",
+        ),
     ];
     for (i, (line, want)) in cases.iter().enumerate() {
         let text = format!("userId,movieId,rating,timestamp\n1,1,4.0,5\n{line}\n2,1,3.0,6\n");
-        let f = write(&dir.path().join(format!("c{i}")).join("ratings.csv"), text.as_bytes());
+        let f = write(
+            &dir.path().join(format!("c{i}")).join("ratings.csv"),
+            text.as_bytes(),
+        );
         let c = cfg(&f, &dir.path().join(format!("o{i}")));
         let e = err(&c);
         assert!(e.contains(want), "{line:?}: {e}");
@@ -164,7 +207,11 @@ fn every_malformed_ratings_line_is_named() {
         s.skip_bad_lines = true;
         let m = prep(&s).unwrap();
         assert_eq!((m.lines.bad_skipped, m.lines.records), (1, 2), "{line:?}");
-        assert!(m.lines.bad_examples[0].contains(want), "{:?}", m.lines.bad_examples);
+        assert!(
+            m.lines.bad_examples[0].contains(want),
+            "{:?}",
+            m.lines.bad_examples
+        );
     }
 }
 
@@ -194,10 +241,16 @@ fn msd_triplets_keep_string_ids_in_byte_order() {
     assert_eq!(ds.item_ids.get(0), Id::Str("SOAKIMP12A8C130995"));
     assert_eq!(
         row(&ds, "85c1f87fea955d09b4bec2e36aee110927aab915"),
-        vec![("SOAKIMP12A8C130995".into(), 11.0), ("SOBBMDR12A8C13253B".into(), 3.0)]
+        vec![
+            ("SOAKIMP12A8C130995".into(), 11.0),
+            ("SOBBMDR12A8C13253B".into(), 3.0)
+        ]
     );
     // gzip and CRLF give the same dataset (the same content hash).
-    let gz = write(&dir.path().join("gz/train_triplets.txt.gz"), MSD.replace('\n', "\r\n").as_bytes());
+    let gz = write(
+        &dir.path().join("gz/train_triplets.txt.gz"),
+        MSD.replace('\n', "\r\n").as_bytes(),
+    );
     let m2 = prep(&cfg(&gz, &dir.path().join("ds2"))).unwrap();
     assert_eq!(m2.content_hash, m.content_hash);
     // The id files are numpy's fixed-width byte strings.
@@ -210,22 +263,43 @@ fn malformed_msd_lines_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let long = "u".repeat(300);
     let cases = [
-        ("u1\tSO1".to_string(), "train_triplets.txt:2: expected 3 tab-separated fields (user, song, count), found 2"),
-        ("u1\tSO1\t1.5".into(), "train_triplets.txt:2: count is not a non-negative integer count: \"1.5\""),
+        (
+            "u1\tSO1".to_string(),
+            "train_triplets.txt:2: expected 3 tab-separated fields (user, song, count), found 2",
+        ),
+        (
+            "u1\tSO1\t1.5".into(),
+            "train_triplets.txt:2: count is not a non-negative integer count: \"1.5\"",
+        ),
         ("\tSO1\t1".into(), "train_triplets.txt:2: user is empty"),
-        (format!("{long}\tSO1\t1"), "string ids may be at most 256 bytes"),
-        ("u1\tS\u{0}O\t1".into(), "song \"S\\0O\" contains a NUL byte"),
+        (
+            format!("{long}\tSO1\t1"),
+            "string ids may be at most 256 bytes",
+        ),
+        (
+            "u1\tS\u{0}O\t1".into(),
+            "song \"S\\0O\" contains a NUL byte",
+        ),
     ];
     for (i, (line, want)) in cases.iter().enumerate() {
         let text = format!("u0\tSO0\t1\n{line}\n");
-        let f = write(&dir.path().join(format!("c{i}/train_triplets.txt")), text.as_bytes());
+        let f = write(
+            &dir.path().join(format!("c{i}/train_triplets.txt")),
+            text.as_bytes(),
+        );
         let e = err(&cfg(&f, &dir.path().join(format!("o{i}"))));
         assert!(e.contains(want), "{line:?}: {e}");
     }
     // Invalid UTF-8 in an id.
-    let f = write(&dir.path().join("u/train_triplets.txt"), b"u0\tSO0\t1\nu\xff\tSO1\t1\n");
+    let f = write(
+        &dir.path().join("u/train_triplets.txt"),
+        b"u0\tSO0\t1\nu\xff\tSO1\t1\n",
+    );
     let e = err(&cfg(&f, &dir.path().join("ou")));
-    assert!(e.contains("train_triplets.txt:2: user") && e.contains("is not valid UTF-8"), "{e}");
+    assert!(
+        e.contains("train_triplets.txt:2: user") && e.contains("is not valid UTF-8"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -247,7 +321,10 @@ fn triples_detect_string_ids_and_take_columns_by_name_or_position() {
     let m = prep(&c).unwrap();
     assert_eq!(m.options.ids, IdKind::Str);
     let cols = m.input.columns.unwrap();
-    assert_eq!((cols.user.as_str(), cols.item.as_str()), ("listener", "track"));
+    assert_eq!(
+        (cols.user.as_str(), cols.item.as_str()),
+        ("listener", "track")
+    );
     let ds = Dataset::load(&dir.path().join("a")).unwrap();
     assert_eq!(ds.user_ids, Ids::from_strs(["ann", "bob"]));
     assert_eq!(ds.item_ids, Ids::from_strs(["t-1", "t-9"]));
@@ -266,7 +343,12 @@ fn triples_detect_string_ids_and_take_columns_by_name_or_position() {
     bad.out = dir.path().join("c");
     bad.columns.user = Some(Column::parse("nobody"));
     let e = err(&bad);
-    assert!(e.contains("--user-column \"nobody\": no such column in the header (when, listener, track, plays)"), "{e}");
+    assert!(
+        e.contains(
+            "--user-column \"nobody\": no such column in the header (when, listener, track, plays)"
+        ),
+        "{e}"
+    );
     bad.columns.user = Some(Column::Position(9));
     assert!(err(&bad).contains("--user-column 9: the first line has only 4 fields"));
     bad.columns.user = Some(Column::Position(2));
@@ -296,9 +378,13 @@ fn dump_listen(user: &str, ts: u64, msid: &str, track: &str, artist: &str) -> St
 
 /// A listen as the API and a user's export give it (`listened_at`, `mbid_mapping`).
 fn api_listen(user: Option<&str>, ts: u64, msid: &str, mbid: Option<&str>) -> String {
-    let user = user.map(|u| format!(r#""user_name": "{u}", "#)).unwrap_or_default();
+    let user = user
+        .map(|u| format!(r#""user_name": "{u}", "#))
+        .unwrap_or_default();
     let mapping = mbid
-        .map(|m| format!(r#""mbid_mapping": {{"recording_mbid": "{m}", "recording_name": "Mapped"}}, "#))
+        .map(|m| {
+            format!(r#""mbid_mapping": {{"recording_mbid": "{m}", "recording_name": "Mapped"}}, "#)
+        })
         .unwrap_or_default();
     format!(
         r#"{{{user}"listened_at": {ts}, "inserted_at": 1, "recording_msid": "{msid}", "track_metadata": {{{mapping}"artist_name": "A", "track_name": "T {msid}"}}}}"#
@@ -318,7 +404,12 @@ fn listenbrainz_dump_directories_read_every_file_in_order() {
     write(&lb.join("listens/2024/1.listens"), jan.as_bytes());
     let feb = [
         dump_listen("rob", 1_700_100_000, "m-1", "Song One", "Band"),
-        api_listen(Some("zoë"), 1_700_100_100, "m-3", Some("5B0D3B1C-0000-4000-8000-000000000001")),
+        api_listen(
+            Some("zoë"),
+            1_700_100_100,
+            "m-3",
+            Some("5B0D3B1C-0000-4000-8000-000000000001"),
+        ),
     ]
     .join("\n");
     write(&lb.join("listens/2024/2.listens.gz"), feb.as_bytes());
@@ -327,7 +418,10 @@ fn listenbrainz_dump_directories_read_every_file_in_order() {
     let mut c = cfg(&lb, &out);
     c.split = Split::Time { last_n: 2 };
     let m = prep(&c).unwrap();
-    assert_eq!((m.input.format, m.input.files, m.lines.records), (Format::Listenbrainz, 2, 5));
+    assert_eq!(
+        (m.input.format, m.input.files, m.lines.records),
+        (Format::Listenbrainz, 2, 5)
+    );
     let ds = Dataset::load(&out).unwrap();
     assert_eq!(ds.user_ids, Ids::from_strs(["rob", "zoë"]));
     // MBIDs (lower-cased) before MSIDs; names from the first listen in file order.
@@ -344,23 +438,40 @@ fn listenbrainz_dump_directories_read_every_file_in_order() {
     // 300, and m-1 was first heard at 300 (m-2 at 200), so m-1 is the discovery held out.
     let r = ds.user_ids.find("rob").unwrap();
     let (v, _) = ds.valid.row(r);
-    assert_eq!(v.iter().map(|&i| ds.item_ids.get(i as usize).to_string()).collect::<Vec<_>>(), vec!["m-1"]);
+    assert_eq!(
+        v.iter()
+            .map(|&i| ds.item_ids.get(i as usize).to_string())
+            .collect::<Vec<_>>(),
+        vec!["m-1"]
+    );
 }
 
 #[test]
 fn listens_without_a_user_take_it_from_their_path() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("exports");
-    write(&root.join("alice/listens/2024/3.jsonl"), api_listen(None, 5, "m-1", None).as_bytes());
-    write(&root.join("bob.jsonl"), api_listen(None, 6, "m-1", None).as_bytes());
+    write(
+        &root.join("alice/listens/2024/3.jsonl"),
+        api_listen(None, 5, "m-1", None).as_bytes(),
+    );
+    write(
+        &root.join("bob.jsonl"),
+        api_listen(None, 6, "m-1", None).as_bytes(),
+    );
     let m = prep(&cfg(&root, &dir.path().join("ds"))).unwrap();
     assert_eq!(m.lines.user_from_path, 2);
     let ds = Dataset::load(&dir.path().join("ds")).unwrap();
     assert_eq!(ds.user_ids, Ids::from_strs(["alice", "bob"]));
     // A single file has no path to take a user from.
-    let f = write(&dir.path().join("one.jsonl"), api_listen(None, 5, "m-1", None).as_bytes());
+    let f = write(
+        &dir.path().join("one.jsonl"),
+        api_listen(None, 5, "m-1", None).as_bytes(),
+    );
     let e = err(&cfg(&f, &dir.path().join("ds2")));
-    assert!(e.contains("one.jsonl:1: listen has no user_name or user_id"), "{e}");
+    assert!(
+        e.contains("one.jsonl:1: listen has no user_name or user_id"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -368,31 +479,66 @@ fn malformed_listens_are_named_by_their_own_file() {
     let dir = tempfile::tempdir().unwrap();
     let good = api_listen(Some("u"), 5, "m-1", None);
     let cases = [
-        ("{not json".to_string(), "not a ListenBrainz listen (a JSON object per line)"),
-        (r#"{"user_name": "u", "recording_msid": "m"}"#.into(), "listen has no listened_at (or timestamp)"),
-        (r#"{"user_name": "u", "listened_at": 5, "track_metadata": {"artist_name": "A"}}"#.into(), "listen has no recording_mbid or recording_msid"),
-        (r#"{"user_name": "u", "listened_at": 99999999999, "recording_msid": "m"}"#.into(), "listened_at is not a Unix time"),
-        (r#"{"user_name": ["u"], "listened_at": 5, "recording_msid": "m"}"#.into(), "invalid type"),
+        (
+            "{not json".to_string(),
+            "not a ListenBrainz listen (a JSON object per line)",
+        ),
+        (
+            r#"{"user_name": "u", "recording_msid": "m"}"#.into(),
+            "listen has no listened_at (or timestamp)",
+        ),
+        (
+            r#"{"user_name": "u", "listened_at": 5, "track_metadata": {"artist_name": "A"}}"#
+                .into(),
+            "listen has no recording_mbid or recording_msid",
+        ),
+        (
+            r#"{"user_name": "u", "listened_at": 99999999999, "recording_msid": "m"}"#.into(),
+            "listened_at is not a Unix time",
+        ),
+        (
+            r#"{"user_name": ["u"], "listened_at": 5, "recording_msid": "m"}"#.into(),
+            "invalid type",
+        ),
     ];
     for (i, (bad, want)) in cases.iter().enumerate() {
         let root = dir.path().join(format!("c{i}"));
-        write(&root.join("listens/2024/1.listens"), format!("{good}\n").as_bytes());
-        write(&root.join("listens/2024/2.listens"), format!("{good}\n\n{bad}\n{good}\n").as_bytes());
+        write(
+            &root.join("listens/2024/1.listens"),
+            format!("{good}\n").as_bytes(),
+        );
+        write(
+            &root.join("listens/2024/2.listens"),
+            format!("{good}\n\n{bad}\n{good}\n").as_bytes(),
+        );
         let c = cfg(&root, &dir.path().join(format!("o{i}")));
         let e = err(&c);
-        assert!(e.contains("2024/2.listens:3: ") && e.contains(want), "{bad}: {e}");
+        assert!(
+            e.contains("2024/2.listens:3: ") && e.contains(want),
+            "{bad}: {e}"
+        );
         let mut s = c.clone();
         s.skip_bad_lines = true;
         let m = prep(&s).unwrap();
-        assert_eq!((m.lines.bad_skipped, m.lines.records, m.lines.blank), (1, 3, 1));
-        assert!(m.lines.bad_examples[0].contains("2024/2.listens:3: "), "{:?}", m.lines.bad_examples);
+        assert_eq!(
+            (m.lines.bad_skipped, m.lines.records, m.lines.blank),
+            (1, 3, 1)
+        );
+        assert!(
+            m.lines.bad_examples[0].contains("2024/2.listens:3: "),
+            "{:?}",
+            m.lines.bad_examples
+        );
     }
 }
 
 #[test]
 fn integer_datasets_write_int64_ids_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(&dir.path().join("plays.tsv"), b"5\t10\t3\n7\t10\t1\n7\t11\t2\n");
+    let f = write(
+        &dir.path().join("plays.tsv"),
+        b"5\t10\t3\n7\t10\t1\n7\t11\t2\n",
+    );
     prep(&cfg(&f, &dir.path().join("ds"))).unwrap();
     let ids = encore::data::npz::read_ids(&dir.path().join("ds/user_ids.npy")).unwrap();
     assert_eq!(ids, vec![5, 7]);

@@ -7,8 +7,8 @@
 //! pinned are documented in the matching `fuzz_targets/<name>.rs`.
 
 use super::helpers::{
-    fresh_dir, ingest, ingest_path, model_json as model_json_text, npy_f32, opts, scratch, sections,
-    write,
+    fresh_dir, ingest, ingest_path, model_json as model_json_text, npy_f32, opts, scratch,
+    sections, write,
 };
 use encore::data::formats::Format;
 
@@ -106,9 +106,8 @@ pub fn ingest_triples(data: &[u8]) {
 /// `prep`'s parse stage, `--format movielens`: option bits 0-1 pick the layout (`ratings.csv`,
 /// `ratings.dat`, `u.data`, `ratings.csv`); the delimiter comes from the file name.
 pub fn ingest_movielens(data: &[u8]) {
-    let name = ["ratings.csv", "ratings.dat", "u.data", "ratings.csv"][usize::from(
-        data.first().copied().unwrap_or(0) & 3,
-    )];
+    let name = ["ratings.csv", "ratings.dat", "u.data", "ratings.csv"]
+        [usize::from(data.first().copied().unwrap_or(0) & 3)];
     ingest(Format::Movielens, name, data)
 }
 
@@ -340,7 +339,8 @@ pub fn manifest_json(data: &[u8]) {
             &Ids::Int(vec![10, 20]),
             &Ids::Int(vec![1, 5, 9]),
             Some(&names),
-        ).expect("dataset");
+        )
+        .expect("dataset");
     }
     write(&dir, "manifest.json", data);
     if let Ok(ds) = Dataset::load(&dir) {

@@ -190,7 +190,8 @@ pub fn parse_chunk(block: &[u8], opts: &ChunkOpts, skip_first: bool) -> Chunk {
             let mut local = LocalIds::default();
             let mut fields = Vec::with_capacity(spec.n_fields + 1);
             let (pairs, stats) = run_chunk(block, opts, skip_first, |line| {
-                spec.parse(line, &mut fields, &mut local).map(|p| (p, false))
+                spec.parse(line, &mut fields, &mut local)
+                    .map(|p| (p, false))
             });
             Chunk {
                 pairs,
@@ -1004,14 +1005,20 @@ mod tests {
         // "zed" is seen first but sorts last; "bob" spans two blocks.
         let o = strings(ValueMode::Count, false);
         let c = collect_all(
-            &[b"zed\tSOB\t2\t1\nbob\tSOA\t1\t1\n", b"bob\tSOB\t3\t1\nbob\tSOA\t4\t1\n"],
+            &[
+                b"zed\tSOB\t2\t1\nbob\tSOA\t1\t1\n",
+                b"bob\tSOB\t3\t1\nbob\tSOA\t4\t1\n",
+            ],
             &o,
         );
         let (users, items) = c.ids.unwrap();
         assert_eq!(users, Ids::from_strs(["bob", "zed"]));
         assert_eq!(items, Ids::from_strs(["SOA", "SOB"]));
         assert!(c.regrouped);
-        assert_eq!(rows(&c.pairs), vec![(0, vec![(0, 5), (1, 3)]), (1, vec![(1, 2)])]);
+        assert_eq!(
+            rows(&c.pairs),
+            vec![(0, vec![(0, 5), (1, 3)]), (1, vec![(1, 2)])]
+        );
     }
 
     #[test]

@@ -283,7 +283,12 @@ fn listens_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// under `dir`, extensions removed.
 fn path_user(dir: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(dir).ok()?;
-    let first = rel.components().next()?.as_os_str().to_string_lossy().to_string();
+    let first = rel
+        .components()
+        .next()?
+        .as_os_str()
+        .to_string_lossy()
+        .to_string();
     let stem = first.split('.').next().unwrap_or("").to_string();
     (!stem.is_empty()).then_some(stem)
 }
@@ -368,17 +373,35 @@ pub fn resolve(path: &Path, o: &ReadOptions) -> Result<Input> {
                 ["user", "song", "count"].map(String::from).to_vec(),
             ),
             Format::Lfm1b => (
-                [1, 4, 0, 5].map(|p| if p == 0 { Column::None } else { Column::Position(p) }),
+                [1, 4, 0, 5].map(|p| {
+                    if p == 0 {
+                        Column::None
+                    } else {
+                        Column::Position(p)
+                    }
+                }),
                 None,
                 les_schema(b'\t').names,
             ),
             Format::Lfm2b => (
-                [1, 2, 3, 0].map(|p| if p == 0 { Column::None } else { Column::Position(p) }),
+                [1, 2, 3, 0].map(|p| {
+                    if p == 0 {
+                        Column::None
+                    } else {
+                        Column::Position(p)
+                    }
+                }),
                 None,
                 ["user_id", "track_id", "count"].map(String::from).to_vec(),
             ),
             Format::Hetrec => (
-                [1, 2, 3, 0].map(|p| if p == 0 { Column::None } else { Column::Position(p) }),
+                [1, 2, 3, 0].map(|p| {
+                    if p == 0 {
+                        Column::None
+                    } else {
+                        Column::Position(p)
+                    }
+                }),
                 None,
                 ["userID", "artistID", "weight"].map(String::from).to_vec(),
             ),
@@ -403,11 +426,16 @@ pub fn resolve(path: &Path, o: &ReadOptions) -> Result<Input> {
     let header_fields = split_all(delim, &line0);
     let probe = |header: bool| -> Result<FieldSpec> {
         let names: Vec<String> = if header {
-            header_fields.iter().map(|f| String::from_utf8_lossy(clean(f)).into_owned()).collect()
+            header_fields
+                .iter()
+                .map(|f| String::from_utf8_lossy(clean(f)).into_owned())
+                .collect()
         } else if header_fields.len() == default_names.len() {
             default_names.clone()
         } else {
-            (1..=header_fields.len()).map(|i| format!("field {i}")).collect()
+            (1..=header_fields.len())
+                .map(|i| format!("field {i}"))
+                .collect()
         };
         let n_fields = if o.columns.any() || format != Format::Triples {
             header_fields.len()
@@ -415,7 +443,14 @@ pub fn resolve(path: &Path, o: &ReadOptions) -> Result<Input> {
             3
         };
         let pick = |c: &Option<Column>, d: &Column, what: &str| -> Result<Option<usize>> {
-            column_index(c.as_ref().unwrap_or(d), &names, header, n_fields, what, &data_file)
+            column_index(
+                c.as_ref().unwrap_or(d),
+                &names,
+                header,
+                n_fields,
+                what,
+                &data_file,
+            )
         };
         let user = pick(&o.columns.user, &defaults[0], "--user-column")?
             .ok_or_else(|| Error::Config("--user-column cannot be none".into()))?;
@@ -490,7 +525,10 @@ pub fn resolve(path: &Path, o: &ReadOptions) -> Result<Input> {
             if s.ids == IdKind::Int
                 && s.mode == ValueMode::Count
                 && s.n_fields <= crate::data::lines::MAX_FIELDS
-                && matches!(format, Format::Triples | Format::Lfm1b | Format::Lfm2b | Format::Hetrec) =>
+                && matches!(
+                    format,
+                    Format::Triples | Format::Lfm1b | Format::Lfm2b | Format::Hetrec
+                ) =>
         {
             LineFormat::Numeric(Schema {
                 delim: d,
@@ -536,8 +574,7 @@ fn resolve_listens(
     }
     if value == ValueMode::Rating {
         return Err(Error::Config(
-            "--value rating needs a value column, and listens have none (each is one play)"
-                .into(),
+            "--value rating needs a value column, and listens have none (each is one play)".into(),
         ));
     }
     let files = if is_dir {
@@ -650,7 +687,10 @@ fn column_index(
             .ok_or_else(|| {
                 Error::bad_input(
                     file,
-                    format!("{flag} {n:?}: no such column in the header ({})", names.join(", ")),
+                    format!(
+                        "{flag} {n:?}: no such column in the header ({})",
+                        names.join(", ")
+                    ),
                 )
             }),
     }
@@ -663,8 +703,12 @@ fn sniff_ids(delim: Delim, line: Option<&String>, user: usize, item: usize) -> I
     };
     let f = split_all(delim, line);
     let int = |i: usize, max: u64| {
-        f.get(i)
-            .is_none_or(|v| !matches!(parse_field_max(v, "", max), Err(LineError::NonNumeric { .. })))
+        f.get(i).is_none_or(|v| {
+            !matches!(
+                parse_field_max(v, "", max),
+                Err(LineError::NonNumeric { .. })
+            )
+        })
     };
     if int(user, i64::MAX as u64) && int(item, u64::from(u32::MAX)) {
         IdKind::Int
@@ -774,7 +818,9 @@ fn resolve_file_format(file: &Path, format: Format) -> Format {
         Format::Lfm2b
     } else if MOVIELENS_RATINGS.contains(&name.as_str()) {
         Format::Movielens
-    } else if name.starts_with("train_triplets") || name.starts_with("kaggle_visible_evaluation_triplets") {
+    } else if name.starts_with("train_triplets")
+        || name.starts_with("kaggle_visible_evaluation_triplets")
+    {
         Format::Msd
     } else if name.ends_with(".listens") || name.ends_with(".jsonl") {
         Format::Listenbrainz
@@ -789,7 +835,11 @@ fn first_lines(file: &Path, n: usize) -> Result<Vec<String>> {
     let mut r = BlockReader::open(file, 1 << 16)?;
     let mut out = Vec::new();
     while let Some(block) = r.next_block()? {
-        for line in block.split(|&b| b == b'\n').map(trim_end).filter(|l| !l.is_empty()) {
+        for line in block
+            .split(|&b| b == b'\n')
+            .map(trim_end)
+            .filter(|l| !l.is_empty())
+        {
             out.push(String::from_utf8_lossy(line).into_owned());
             if out.len() == n {
                 return Ok(out);

@@ -453,7 +453,9 @@ impl Interner {
         if let Some(&id) = table.find(h, |&id| get(id) == key) {
             return Some(id);
         }
-        let id = u32::try_from(ends.len()).ok().filter(|&id| id != u32::MAX)?;
+        let id = u32::try_from(ends.len())
+            .ok()
+            .filter(|&id| id != u32::MAX)?;
         table.insert_unique(h, id, |&i| hashes[i as usize]);
         bytes.extend_from_slice(key);
         ends.push(bytes.len() as u64);
@@ -491,9 +493,7 @@ impl Interner {
 
     /// Bytes held (arena, offsets, hashes and table), for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
-            + 16 * self.ends.capacity()
-            + 5 * self.table.capacity()
+        self.bytes.capacity() + 16 * self.ends.capacity() + 5 * self.table.capacity()
     }
 }
 
@@ -556,7 +556,10 @@ pub fn read(path: &Path) -> Result<Ids> {
             ));
         }
         if descr.starts_with('>') {
-            return Err(Error::npy(path, "big-endian string arrays are not supported"));
+            return Err(Error::npy(
+                path,
+                "big-endian string arrays are not supported",
+            ));
         }
         let n = h.shape[0] as usize;
         let w = h.item_bytes as usize;
@@ -579,9 +582,8 @@ pub fn read(path: &Path) -> Result<Ids> {
                     .take_while(|&c| c != 0)
                     .map(char::from_u32)
                     .collect();
-                chars.ok_or_else(|| {
-                    Error::npy(path, format!("id at row {i} is not valid UTF-32"))
-                })?
+                chars
+                    .ok_or_else(|| Error::npy(path, format!("id at row {i} is not valid UTF-32")))?
             };
             if text.is_empty() {
                 return Err(Error::npy(path, format!("id at row {i} is empty")));
@@ -628,7 +630,10 @@ mod tests {
         let p = dir.path().join("ids.npy");
         let ids = Ids::Int(vec![3, 10, 1 << 40]);
         write(&p, &ids).unwrap();
-        assert_eq!(crate::data::npz::read_ids(&p).unwrap(), vec![3, 10, 1 << 40]);
+        assert_eq!(
+            crate::data::npz::read_ids(&p).unwrap(),
+            vec![3, 10, 1 << 40]
+        );
         assert_eq!(read(&p).unwrap(), ids);
         assert_eq!(ids.lookup("10"), Ok(1));
         assert_eq!(ids.lookup("abc"), Err(Miss::NotAnId));

@@ -55,10 +55,7 @@ impl Interactions {
     /// Total plays (for ratings, the sum of the ratings, rounded down per pair).
     pub fn events(&self) -> u64 {
         let mode = self.value;
-        self.counts
-            .par_iter()
-            .map(|&c| mode.decode(c) as u64)
-            .sum()
+        self.counts.par_iter().map(|&c| mode.decode(c) as u64).sum()
     }
 
     /// Builds the table from what the collector gathered: integer ids are renumbered densely

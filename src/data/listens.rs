@@ -210,17 +210,24 @@ mod tests {
     #[test]
     fn missing_fields_are_bad_lines() {
         let s = ListenSpec::default();
-        let e = |line: &str| parse(&s, line).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = |line: &str| {
+            parse(&s, line)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         assert!(e("not json").starts_with("not a ListenBrainz listen"));
         assert!(e(r#"{"user_name": "a", "recording_msid": "x"}"#).contains("no listened_at"));
-        assert!(
-            e(r#"{"user_name": "a", "listened_at": 5}"#).contains("no recording_mbid or")
-        );
+        assert!(e(r#"{"user_name": "a", "listened_at": 5}"#).contains("no recording_mbid or"));
         assert!(e(r#"{"listened_at": 5, "recording_msid": "x"}"#).contains("no user_name"));
-        assert!(e(r#"{"user_name": 7, "listened_at": 5, "recording_msid": "x"}"#)
-            .starts_with("not a ListenBrainz listen"));
-        assert!(e(r#"{"user_name": "a", "listened_at": -5, "recording_msid": "x"}"#)
-            .contains("not a Unix time"));
+        assert!(
+            e(r#"{"user_name": 7, "listened_at": 5, "recording_msid": "x"}"#)
+                .starts_with("not a ListenBrainz listen")
+        );
+        assert!(
+            e(r#"{"user_name": "a", "listened_at": -5, "recording_msid": "x"}"#)
+                .contains("not a Unix time")
+        );
         let with_path = ListenSpec {
             path_user: Some("alice".into()),
         };

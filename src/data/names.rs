@@ -251,19 +251,32 @@ pub fn load(src: &NameSource, ids: &Ids, skip_bad: bool) -> Result<ItemNames> {
                             };
                             (&line[..a], t)
                         }
-                        _ => return Err("expected 3 comma-separated fields (movieId, title, genres)".into()),
+                        _ => {
+                            return Err(
+                                "expected 3 comma-separated fields (movieId, title, genres)".into(),
+                            );
+                        }
                     },
                     // MovieID::Title::Genres
                     b':' => match (line.find("::"), line.rfind("::")) {
                         (Some(a), Some(b)) if a < b => (&line[..a], line[a + 2..b].to_string()),
-                        _ => return Err("expected 3 '::'-separated fields (MovieID, Title, Genres)".into()),
+                        _ => {
+                            return Err(
+                                "expected 3 '::'-separated fields (MovieID, Title, Genres)".into()
+                            );
+                        }
                     },
                     // movie id | movie title | release date | ...
                     _ => {
                         let mut f = line.split('|');
                         match (f.next(), f.next()) {
                             (Some(i), Some(t)) => (i, t.to_string()),
-                            _ => return Err("expected '|'-separated fields (movie id | movie title | ...)".into()),
+                            _ => {
+                                return Err(
+                                    "expected '|'-separated fields (movie id | movie title | ...)"
+                                        .into(),
+                                );
+                            }
                         }
                     }
                 };
@@ -391,7 +404,9 @@ mod tests {
             tracks,
             artists: None,
         };
-        let e = load(&src, &Ids::Int(vec![10]), false).unwrap_err().to_string();
+        let e = load(&src, &Ids::Int(vec![10]), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LFM-1b_tracks.txt:2"), "{e}");
     }
 
@@ -404,7 +419,9 @@ mod tests {
             tracks,
             artists: None,
         };
-        let e = load(&src, &Ids::Int(vec![10, 20]), false).unwrap_err().to_string();
+        let e = load(&src, &Ids::Int(vec![10, 20]), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.ends_with("LFM-1b_tracks.txt:3: duplicate track_id 10 (first on line 1)"),
             "{e}"
@@ -426,7 +443,9 @@ mod tests {
         )
         .unwrap();
         let src = NameSource::Hetrec { artists };
-        let e = load(&src, &Ids::Int(vec![1, 2]), false).unwrap_err().to_string();
+        let e = load(&src, &Ids::Int(vec![1, 2]), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("artists.dat:3:"), "{e}");
         let n = load(&src, &Ids::Int(vec![1, 2]), true).unwrap();
         assert_eq!(n.names, vec!["One", "Two"]);
@@ -448,7 +467,12 @@ mod tests {
         let n = load(&NameSource::Movielens { movies: csv }, &ids, false).unwrap();
         assert_eq!(
             n.names,
-            vec!["Toy Story (1995)", "American President, The (1995)", "Say \"Hi\"", ""]
+            vec![
+                "Toy Story (1995)",
+                "American President, The (1995)",
+                "Say \"Hi\"",
+                ""
+            ]
         );
         assert_eq!(n.missing, 1);
         let dat = dir.path().join("movies.dat");
@@ -458,7 +482,14 @@ mod tests {
         // u.item is Latin-1.
         let item = dir.path().join("u.item");
         std::fs::write(&item, b"11|Caf\xe9 (1995)|01-Jan-1995||http://x|0|1\n").unwrap();
-        let n = load(&NameSource::Movielens { movies: item.clone() }, &ids, false).unwrap();
+        let n = load(
+            &NameSource::Movielens {
+                movies: item.clone(),
+            },
+            &ids,
+            false,
+        )
+        .unwrap();
         assert_eq!(n.names[1], "Café (1995)");
         std::fs::write(&item, b"11|A|x\nbroken\n").unwrap();
         let e = load(&NameSource::Movielens { movies: item }, &ids, false)

@@ -19,7 +19,9 @@ use crate::data::dataset::{
     write_manifest,
 };
 use crate::data::filter::{self, FilterMode, Tally};
-use crate::data::formats::{self, Columns, Delimiter, Format, HeaderMode, IdsMode, Input, ReadOptions};
+use crate::data::formats::{
+    self, Columns, Delimiter, Format, HeaderMode, IdsMode, Input, ReadOptions,
+};
 use crate::data::index::Interactions;
 use crate::data::names::{self, ItemNames};
 use crate::data::npz;
@@ -138,6 +140,13 @@ pub fn parse_input(cfg: &PrepConfig) -> Result<Parsed> {
             input.format.name()
         )));
     }
+    if input.value == ValueMode::Rating && input.files.iter().any(|f| f.lines.events()) {
+        return Err(Error::Config(format!(
+            "--value rating needs a value column, and this {} input has none (each line is one \
+             play; use --value count or binary)",
+            input.format.name()
+        )));
+    }
     if cfg.min_value.is_some() && input.files.iter().any(|f| f.lines.events()) {
         return Err(Error::Config(format!(
             "--min-value needs a value column, and this {} input has none (each line is one \
@@ -250,7 +259,11 @@ pub fn parse_input(cfg: &PrepConfig) -> Result<Parsed> {
             format!(
                 "no usable listening data ({} lines: {} bad, {} blank, {} with zero plays, {} \
                  below --min-value)",
-                lines.total, lines.bad_skipped, lines.blank, lines.zero_count, lines.below_min_value
+                lines.total,
+                lines.bad_skipped,
+                lines.blank,
+                lines.zero_count,
+                lines.below_min_value
             ),
         ));
     }

@@ -192,7 +192,13 @@ pub fn parse_decimal(raw: &[u8], field: &str) -> Result<f32, LineError> {
     }
     let text = std::str::from_utf8(f).unwrap_or("");
     let v: f64 = match text.parse() {
-        Ok(v) if text.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) => v,
+        Ok(v)
+            if text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+        {
+            v
+        }
         _ => {
             return Err(LineError::NotANumber {
                 field: field.to_string(),
@@ -282,11 +288,9 @@ impl FieldSpec {
         let (user, item) = match self.ids {
             IdKind::Int => {
                 let u = parse_field_max(fields[self.user], self.name(self.user), i64::MAX as u64)?;
-                let i = parse_field_max(
-                    fields[self.item],
-                    self.name(self.item),
-                    u64::from(u32::MAX),
-                )? as u32;
+                let i =
+                    parse_field_max(fields[self.item], self.name(self.item), u64::from(u32::MAX))?
+                        as u32;
                 (u, i)
             }
             IdKind::Str => {
@@ -419,7 +423,10 @@ mod tests {
                 &mut l,
             )
             .unwrap();
-        assert_eq!((a.rec.user, a.rec.item, b.rec.user, b.rec.item), (0, 0, 0, 1));
+        assert_eq!(
+            (a.rec.user, a.rec.item, b.rec.user, b.rec.item),
+            (0, 0, 0, 1)
+        );
         assert_eq!(l.items.get(1), b"SOBBMDR12A8C13253B");
         let long = format!("{}\tSO1\t1", "u".repeat(300));
         let e = msd.parse(long.as_bytes(), &mut f, &mut l).unwrap_err();

@@ -233,8 +233,12 @@ pub fn print_manifest(m: &Manifest, out: &Path) {
             "columns: user {:?}, item {:?}, value {}, time {} ({} fields); ids {}; values {}",
             c.user,
             c.item,
-            c.value.as_deref().map_or("none (1 per line)".into(), |v| format!("{v:?}")),
-            c.time.as_deref().map_or("none".into(), |v| format!("{v:?}")),
+            c.value
+                .as_deref()
+                .map_or("none (1 per line)".into(), |v| format!("{v:?}")),
+            c.time
+                .as_deref()
+                .map_or("none".into(), |v| format!("{v:?}")),
             c.fields,
             m.options.ids.name(),
             m.options.value.name()

@@ -55,17 +55,43 @@ fn msd_string_ids_round_trip_to_recommend_and_similar() {
     std::fs::write(&data, msd_text()).unwrap();
     let ds = dir.path().join("ds");
     let model = dir.path().join("model");
-    ok(&["-q", "prep", s(&data), "-o", s(&ds), "--min-track-users", "1"]);
     ok(&[
-        "-q", "train", s(&ds), "-o", s(&model), "--iterations", "2", "--factors", "8",
-        "--device", "cpu",
+        "-q",
+        "prep",
+        s(&data),
+        "-o",
+        s(&ds),
+        "--min-track-users",
+        "1",
+    ]);
+    ok(&[
+        "-q",
+        "train",
+        s(&ds),
+        "-o",
+        s(&model),
+        "--iterations",
+        "2",
+        "--factors",
+        "8",
+        "--device",
+        "cpu",
     ]);
     let users = encore::data::ids::read(&ds.join("user_ids.npy")).unwrap();
     let items = encore::data::ids::read(&ds.join("item_ids.npy")).unwrap();
     let user = users.get(3).to_string();
     assert_eq!(user.len(), 40);
     let out = ok(&[
-        "-q", "recommend", s(&model), "--user", &user, "-k", "4", "--json", "--device", "cpu",
+        "-q",
+        "recommend",
+        s(&model),
+        "--user",
+        &user,
+        "-k",
+        "4",
+        "--json",
+        "--device",
+        "cpu",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["user"], serde_json::json!(user));
@@ -76,14 +102,32 @@ fn msd_string_ids_round_trip_to_recommend_and_similar() {
         assert!(id.starts_with("SO") && items.find(id).is_some(), "{id}");
     }
     // The table names tracks by id when there are no names.
-    let table = ok(&["-q", "recommend", s(&model), "--user", &user, "-k", "2", "--device", "cpu"]);
+    let table = ok(&[
+        "-q",
+        "recommend",
+        s(&model),
+        "--user",
+        &user,
+        "-k",
+        "2",
+        "--device",
+        "cpu",
+    ]);
     assert!(table.contains(&format!("Top 2 for user {user}")), "{table}");
     assert!(table.contains("track SO"), "{table}");
     // A batch file mixes known and unknown string ids; answers keep the order.
     let batch = dir.path().join("users.txt");
     std::fs::write(&batch, format!("{user}\nnot-a-user\n{}\n", users.get(0))).unwrap();
     let out = ok(&[
-        "-q", "recommend", s(&model), "--users-file", s(&batch), "-k", "2", "--device", "cpu",
+        "-q",
+        "recommend",
+        s(&model),
+        "--users-file",
+        s(&batch),
+        "-k",
+        "2",
+        "--device",
+        "cpu",
     ]);
     let lines: Vec<serde_json::Value> = out
         .lines()
@@ -92,15 +136,37 @@ fn msd_string_ids_round_trip_to_recommend_and_similar() {
     assert_eq!(lines[0]["user"], serde_json::json!(user));
     assert_eq!(lines[1]["error"], "unknown user id");
     assert_eq!(lines[1]["user"], "not-a-user");
-    assert_eq!(lines[2]["user"], serde_json::json!(users.get(0).to_string()));
+    assert_eq!(
+        lines[2]["user"],
+        serde_json::json!(users.get(0).to_string())
+    );
     // similar takes a string track id.
     let song = items.get(0).to_string();
-    let out = ok(&["-q", "similar", s(&model), "--item", &song, "-k", "3", "--json", "--device", "cpu"]);
+    let out = ok(&[
+        "-q",
+        "similar",
+        s(&model),
+        "--item",
+        &song,
+        "-k",
+        "3",
+        "--json",
+        "--device",
+        "cpu",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["item"], serde_json::json!(song));
     assert!(v["tracks"][0]["id"].as_str().unwrap().starts_with("SO"));
     // Unknown ids fail with a message, exit 1.
-    let o = encore(&["-q", "recommend", s(&model), "--user", "nobody", "--device", "cpu"]);
+    let o = encore(&[
+        "-q",
+        "recommend",
+        s(&model),
+        "--user",
+        "nobody",
+        "--device",
+        "cpu",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown user id nobody"));
 }
@@ -111,7 +177,10 @@ fn listenbrainz_answers_name_users_and_recordings() {
     let lb = dir.path().join("listens");
     std::fs::create_dir_all(lb.join("2024")).unwrap();
     let mut text = String::new();
-    for (u, user) in ["rob", "Zoë Smith", "iliekcomputers", "mayhem", "x y"].iter().enumerate() {
+    for (u, user) in ["rob", "Zoë Smith", "iliekcomputers", "mayhem", "x y"]
+        .iter()
+        .enumerate()
+    {
         for k in 0..8usize {
             let r = (u * 2 + k) % 10;
             text += &format!(
@@ -125,10 +194,43 @@ fn listenbrainz_answers_name_users_and_recordings() {
     std::fs::write(lb.join("2024/1.listens"), text).unwrap();
     let ds = dir.path().join("ds");
     let model = dir.path().join("model");
-    ok(&["-q", "prep", s(&lb), "-o", s(&ds), "--min-track-users", "1", "--split", "time", "--last-n", "2"]);
-    ok(&["-q", "train", s(&ds), "-o", s(&model), "--iterations", "2", "--factors", "4", "--device", "cpu"]);
+    ok(&[
+        "-q",
+        "prep",
+        s(&lb),
+        "-o",
+        s(&ds),
+        "--min-track-users",
+        "1",
+        "--split",
+        "time",
+        "--last-n",
+        "2",
+    ]);
+    ok(&[
+        "-q",
+        "train",
+        s(&ds),
+        "-o",
+        s(&model),
+        "--iterations",
+        "2",
+        "--factors",
+        "4",
+        "--device",
+        "cpu",
+    ]);
     let out = ok(&[
-        "-q", "recommend", s(&model), "--user", "Zoë Smith", "-k", "3", "--json", "--device", "cpu",
+        "-q",
+        "recommend",
+        s(&model),
+        "--user",
+        "Zoë Smith",
+        "-k",
+        "3",
+        "--json",
+        "--device",
+        "cpu",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["user"], "Zoë Smith");

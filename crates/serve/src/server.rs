@@ -286,7 +286,11 @@ fn lookup(
     use encore::data::ids::Miss;
     ids.lookup(text).map_err(|m| match m {
         Miss::Unknown => ApiError::not_found(format!("unknown {what} {}", text.trim())),
-        Miss::NotAnId => ApiError::bad(format!("{what} must be a {} id, got {:?}", ids.kind().name(), text.trim())),
+        Miss::NotAnId => ApiError::bad(format!(
+            "{what} must be a {} id, got {:?}",
+            ids.kind().name(),
+            text.trim()
+        )),
     })
 }
 

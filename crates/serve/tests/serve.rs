@@ -10,10 +10,10 @@ use encore::als::cpu::CpuCholesky;
 use encore::als::foldin::FoldIn;
 use encore::als::{HalfStep, Solver, linalg};
 use encore::data::csr::Csr;
-use encore::recommend::Recommender;
-use encore_serve::batcher::BatchConfig;
 use encore::data::dataset::Dataset;
 use encore::data::ids::IdBuf;
+use encore::recommend::Recommender;
+use encore_serve::batcher::BatchConfig;
 use encore_serve::{ServeConfig, TrackOut, UserAnswer, serve_until, small_recommender, state};
 
 /// The small recommender's integer user and item ids.
@@ -311,7 +311,7 @@ fn greedy_batching_answers_lone_and_concurrent_callers_exactly() {
 fn a_full_queue_sheds_load_with_503_and_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
-    let (uids, iids) = int_ids(&ds);
+    let (uids, _) = int_ids(&ds);
     // One slot and a long window: the worker holds one batch open while callers pile up.
     let s = Arc::new(start(rec, batch(1000, 300, 1), 1 << 20));
     let handles: Vec<_> = (0..12)
@@ -340,7 +340,7 @@ fn a_full_queue_sheds_load_with_503_and_retry_after() {
 fn a_many_user_request_is_queued_whole_or_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
-    let (uids, iids) = int_ids(&ds);
+    let (uids, _) = int_ids(&ds);
     let s = start(rec, batch(64, 1, 3), 1 << 20);
     let users: Vec<String> = uids[..5].iter().map(|u| u.to_string()).collect();
     let (code, body) = post(
@@ -371,7 +371,6 @@ fn a_many_user_request_is_queued_whole_or_refused_whole() {
 fn fold_in_equals_the_training_solve_for_that_row() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
-    let (uids, iids) = int_ids(&ds);
     let cfg = rec.model.meta.config.clone();
     let (cols, plays) = ds.train.row(4);
     let history: Vec<(u32, f32)> = cols.iter().copied().zip(plays.iter().copied()).collect();
@@ -412,7 +411,7 @@ fn fold_in_equals_the_training_solve_for_that_row() {
 fn shutdown_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
-    let (uids, iids) = int_ids(&ds);
+    let (uids, _) = int_ids(&ds);
     // A 400 ms batch window keeps the request in flight while shutdown begins.
     let s = start(rec, batch(1000, 400, 16), 1 << 20);
     let url = s.url(&format!("/v1/recommend?user={}", uids[0]));
@@ -431,7 +430,7 @@ fn loadgen_holds_its_target_rate_and_counts_every_answer() {
     use encore_serve::loadgen::{LoadConfig, run};
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
-    let (uids, iids) = int_ids(&ds);
+    let (uids, _) = int_ids(&ds);
     let s = start(rec, batch(64, 1, 4096), 1 << 20);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -455,7 +454,7 @@ fn loadgen_holds_its_target_rate_and_counts_every_answer() {
     assert!(r.latency.p50_us <= r.latency.p95_us && r.latency.p95_us <= r.latency.p999_us);
     // Unknown users are errors, not successes (404 is counted apart from 503).
     let bad = LoadConfig {
-        users: vec![987_654_321_987],
+        users: vec!["987654321987".to_string()],
         duration: Duration::from_millis(300),
         ..cfg
     };
@@ -471,7 +470,11 @@ fn string_id_recommender(root: &std::path::Path) -> (Dataset, Recommender) {
     for u in 0..30u64 {
         let user = format!("{:040x}", u.wrapping_mul(0x9e3779b97f4a7c15) | 1);
         for k in 0..10u64 {
-            text += &format!("{user}\tSO{:016X}\t{}\n", (u * 7 + k * 3) % 25, 1 + (u + k) % 5);
+            text += &format!(
+                "{user}\tSO{:016X}\t{}\n",
+                (u * 7 + k * 3) % 25,
+                1 + (u + k) % 5
+            );
         }
     }
     let data = root.join("train_triplets.txt");
@@ -516,7 +519,10 @@ fn string_ids_answer_in_the_original_ids() {
     // POST takes string ids; history and similar take string track ids.
     let (code, body) = post(
         &s.url("/v1/recommend"),
-        &format!("{{\"users\":[\"{user}\",\"{}\"],\"k\":2}}", ds.user_ids.get(0)),
+        &format!(
+            "{{\"users\":[\"{user}\",\"{}\"],\"k\":2}}",
+            ds.user_ids.get(0)
+        ),
     );
     assert_eq!(code, 200, "{body}");
     let many: Vec<UserAnswer> = serde_json::from_str(&body).unwrap();
@@ -527,7 +533,11 @@ fn string_ids_answer_in_the_original_ids() {
     );
     assert_eq!(code, 200, "{body}");
     let h: UserAnswer = serde_json::from_str(&body).unwrap();
-    assert!(h.tracks.iter().all(|t| t.track_id != IdBuf::Str(song.clone())));
+    assert!(
+        h.tracks
+            .iter()
+            .all(|t| t.track_id != IdBuf::Str(song.clone()))
+    );
     let (code, body) = get(&s.url(&format!("/v1/similar?item={song}&k=2")));
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
