@@ -187,7 +187,7 @@ pub fn parse_chunk(block: &[u8], opts: &ChunkOpts, skip_first: bool) -> Chunk {
             }
         }
         LineFormat::Fields(spec) => {
-            let mut local = LocalIds::default();
+            let mut local = LocalIds::for_block(block.len());
             let mut fields = Vec::with_capacity(spec.n_fields + 1);
             let (pairs, stats) = run_chunk(block, opts, skip_first, |line| {
                 spec.parse(line, &mut fields, &mut local)
@@ -200,7 +200,7 @@ pub fn parse_chunk(block: &[u8], opts: &ChunkOpts, skip_first: bool) -> Chunk {
             }
         }
         LineFormat::Listens(spec) => {
-            let mut local = LocalIds::default();
+            let mut local = LocalIds::for_block(block.len());
             let (pairs, stats) =
                 run_chunk(block, opts, skip_first, |line| spec.parse(line, &mut local));
             Chunk {

@@ -406,23 +406,39 @@ pub fn hash_bytes(b: &[u8]) -> u64 {
 }
 
 /// Interned byte strings: each distinct string gets the next id (0, 1, ...) in first-seen
-/// order. Strings live in one arena; the table holds ids and the hash of each string, so a
-/// string is hashed once however often it is looked up, merged or rehashed.
+/// order. Strings live in one arena; the table holds each id with its string's hash, so a
+/// lookup touches the arena only for a full hash match, rehashing never touches it, and a
+/// string is hashed once however often it is looked up or merged.
 #[derive(Default)]
 pub struct Interner {
     bytes: Vec<u8>,
     ends: Vec<u64>,
     hashes: Vec<u64>,
-    table: hashbrown::HashTable<u32>,
+    table: hashbrown::HashTable<(u64, u32)>,
 }
 
 impl Interner {
+    /// An empty interner with room for `n` strings of `bytes` bytes in all.
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            table: hashbrown::HashTable::with_capacity(n),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
+    }
+
+    /// Bytes of all strings together.
+    pub fn total_bytes(&self) -> usize {
+        self.bytes.len()
     }
 
     /// String `i`.
@@ -437,29 +453,31 @@ impl Interner {
         self.hashes[i as usize]
     }
 
+    /// The id of `key` (hash `h`), if interned.
+    #[inline]
+    pub fn find_hashed(&self, key: &[u8], h: u64) -> Option<u32> {
+        self.table
+            .find(h, |&(eh, id)| eh == h && self.get(id) == key)
+            .map(|&(_, id)| id)
+    }
+
     /// The id of `key` (hash `h`), interning it if new; `None` once 2^32 − 1 strings are held.
     pub fn intern_hashed(&mut self, key: &[u8], h: u64) -> Option<u32> {
-        let Self {
-            bytes,
-            ends,
-            hashes,
-            table,
-        } = self;
-        let get = |i: u32| {
-            let i = i as usize;
-            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-            &bytes[start..ends[i] as usize]
-        };
-        if let Some(&id) = table.find(h, |&id| get(id) == key) {
+        if let Some(id) = self.find_hashed(key, h) {
             return Some(id);
         }
-        let id = u32::try_from(ends.len())
+        self.insert_new(key, h)
+    }
+
+    /// Interns `key` (hash `h`), known not to be interned yet.
+    pub fn insert_new(&mut self, key: &[u8], h: u64) -> Option<u32> {
+        let id = u32::try_from(self.ends.len())
             .ok()
             .filter(|&id| id != u32::MAX)?;
-        table.insert_unique(h, id, |&i| hashes[i as usize]);
-        bytes.extend_from_slice(key);
-        ends.push(bytes.len() as u64);
-        hashes.push(h);
+        self.table.insert_unique(h, (h, id), |&(eh, _)| eh);
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len() as u64);
+        self.hashes.push(h);
         Some(id)
     }
 
@@ -470,8 +488,7 @@ impl Interner {
 
     /// The id of `key`, if interned.
     pub fn find(&self, key: &[u8]) -> Option<u32> {
-        let h = hash_bytes(key);
-        self.table.find(h, |&id| self.get(id) == key).copied()
+        self.find_hashed(key, hash_bytes(key))
     }
 
     /// Ids in ascending byte order of their strings (the permutation that sorts them).
@@ -493,7 +510,7 @@ impl Interner {
 
     /// Bytes held (arena, offsets, hashes and table), for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + 16 * self.ends.capacity() + 5 * self.table.capacity()
+        self.bytes.capacity() + 16 * self.ends.capacity() + 13 * self.table.capacity()
     }
 }
 

@@ -262,7 +262,7 @@ pub fn load(src: &NameSource, ids: &Ids, skip_bad: bool) -> Result<ItemNames> {
                         (Some(a), Some(b)) if a < b => (&line[..a], line[a + 2..b].to_string()),
                         _ => {
                             return Err(
-                                "expected 3 '::'-separated fields (MovieID, Title, Genres)".into()
+                                "expected 3 '::'-separated fields (MovieID, Title, Genres)".into(),
                             );
                         }
                     },

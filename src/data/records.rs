@@ -136,6 +136,17 @@ pub struct LocalIds {
 }
 
 impl LocalIds {
+    /// Tables sized for a block of `bytes` bytes (about one new item per 256 bytes), so a
+    /// block rarely rehashes.
+    pub fn for_block(bytes: usize) -> Self {
+        let n = (bytes / 256).clamp(64, 1 << 20);
+        Self {
+            users: Interner::with_capacity(n / 8, n / 8 * 40),
+            items: Interner::with_capacity(n, n * 24),
+            ..Self::default()
+        }
+    }
+
     /// The local id of user `raw` (checked as a string id).
     pub fn user(&mut self, raw: &[u8], field: &str) -> Result<u64, LineError> {
         if let Some((b, id)) = &self.last_user
@@ -159,18 +170,22 @@ impl LocalIds {
     }
 }
 
+/// The local id of `raw`; a string seen for the first time is checked as an id first.
 fn intern(t: &mut Interner, raw: &[u8], field: &str) -> Result<u32, LineError> {
+    let h = hash_bytes(raw);
+    if let Some(id) = t.find_hashed(raw, h) {
+        return Ok(id);
+    }
     check_str_id(raw).map_err(|why| LineError::BadId {
         field: field.to_string(),
         value: quote(raw),
         why,
     })?;
-    t.intern_hashed(raw, hash_bytes(raw))
-        .ok_or_else(|| LineError::BadId {
-            field: field.to_string(),
-            value: quote(raw),
-            why: "is one more distinct id than a block can hold (2^32 − 1)".into(),
-        })
+    t.insert_new(raw, h).ok_or_else(|| LineError::BadId {
+        field: field.to_string(),
+        value: quote(raw),
+        why: "is one more distinct id than a block can hold (2^32 − 1)".into(),
+    })
 }
 
 /// Trims spaces and one pair of double quotes around a field.
