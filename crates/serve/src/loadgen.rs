@@ -264,9 +264,28 @@ async fn get(
     Ok(body)
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_encoding_keeps_unreserved_characters_only() {
+        assert_eq!(url_encode("Zoë Smith/1"), "Zo%C3%AB%20Smith%2F1");
+        assert_eq!(url_encode("SOab-1._~"), "SOab-1._~");
+    }
 
     #[test]
     fn percentiles_of_known_samples() {
@@ -283,17 +302,4 @@ mod tests {
         assert_eq!(p.max_us, 1000);
         assert!((p.mean_us - 500.5).abs() < 0.5);
     }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
