@@ -560,7 +560,7 @@ fn npy_header(descr: &str, n: usize) -> Vec<u8> {
     out
 }
 
-/// Reads ids written by [`write`] (or by numpy: int64, `|S`, `<U`), checking the size against
+/// Reads ids written by [`write()`] (or by numpy: int64, `|S`, `<U`), checking the size against
 /// the header first and the order after.
 pub fn read(path: &Path) -> Result<Ids> {
     let h = crate::data::npz::check_npy_file(path)?;
