@@ -705,9 +705,14 @@ pub fn read_ids(path: &Path) -> Result<Vec<u64>> {
             ),
         ));
     }
-    read_values(&mut r, &h, |i, x| {
-        x.as_u64()
-            .ok_or_else(|| format!("id {x} at row {i} is negative"))
+    // Ids are stored as int64, so an unsigned file's values above 2^63 - 1 are not ids Encore
+    // could write back (the fuzzer found `<u8` ids that wrapped to negative on rewrite).
+    read_values(&mut r, &h, |i, x| match x.as_u64() {
+        None => Err(format!("id {x} at row {i} is negative")),
+        Some(v) if v > i64::MAX as u64 => Err(format!(
+            "id {v} at row {i} is above the largest id, 2^63 - 1 (ids are int64)"
+        )),
+        Some(v) => Ok(v),
     })
     .map_err(|m| Error::npy(path, m))
 }
@@ -892,5 +897,16 @@ mod tests {
         .unwrap();
         let e = read_ids(&p).unwrap_err().to_string();
         assert!(e.contains("id -2 at row 1 is negative"), "{e}");
+        let le: Vec<u8> = [1u64 << 63].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(
+            &p,
+            npy_bytes(
+                "{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }",
+                &le,
+            ),
+        )
+        .unwrap();
+        let e = read_ids(&p).unwrap_err().to_string();
+        assert!(e.contains("above the largest id"), "{e}");
     }
 }
