@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use encore::data::csr::Csr;
 use encore::data::dataset::Dataset;
+use encore::data::formats::{Column, Columns};
 use encore::data::prep::{PrepConfig, prep as run_prep};
 use encore::data::split::{DEFAULT_LAST_N, Split};
 
@@ -32,6 +33,13 @@ pub fn default_prep_options() -> PyResult<String> {
         "format": c.format,
         "delimiter": c.delimiter,
         "header": c.header,
+        "ids": c.ids,
+        "user_column": column_text(&c.columns.user),
+        "item_column": column_text(&c.columns.item),
+        "value_column": column_text(&c.columns.value),
+        "time_column": column_text(&c.columns.time),
+        "value": c.value,
+        "min_value": c.min_value,
         "min_user_tracks": c.min_user_tracks,
         "min_track_users": c.min_track_users,
         "filter": c.filter_mode,
@@ -42,6 +50,15 @@ pub fn default_prep_options() -> PyResult<String> {
         "skip_bad_lines": c.skip_bad_lines,
     });
     Ok(opts.to_string())
+}
+
+/// A column choice as the text `Column::parse` reads back (`None`: the format's default).
+fn column_text(c: &Option<Column>) -> Option<String> {
+    c.as_ref().map(|c| match c {
+        Column::Name(n) => n.clone(),
+        Column::Position(p) => p.to_string(),
+        Column::None => "none".to_string(),
+    })
 }
 
 /// One option of `opts` as `T` (named in the error).
@@ -75,6 +92,18 @@ pub fn prep(
         c.format = opt(o, "format")?;
         c.delimiter = opt(o, "delimiter")?;
         c.header = opt(o, "header")?;
+        c.ids = opt(o, "ids")?;
+        let col = |key: &str| -> PyResult<Option<Column>> {
+            Ok(opt::<Option<String>>(o, key)?.as_deref().map(Column::parse))
+        };
+        c.columns = Columns {
+            user: col("user_column")?,
+            item: col("item_column")?,
+            value: col("value_column")?,
+            time: col("time_column")?,
+        };
+        c.value = opt(o, "value")?;
+        c.min_value = opt(o, "min_value")?;
         c.min_user_tracks = opt(o, "min_user_tracks")?;
         c.min_track_users = opt(o, "min_track_users")?;
         c.filter_mode = opt(o, "filter")?;
@@ -161,9 +190,14 @@ pub fn load_dataset<'py>(py: Python<'py>, dir: PathBuf) -> PyResult<Bound<'py, P
         )?;
         d.set_item("content_hash", ds.manifest.content_hash.clone())?;
         d.set_item("train_hash", train_hash)?;
-        let (users, items) = crate::ids::id_arrays(py, &mut ds);
-        d.set_item("user_ids", users)?;
-        d.set_item("item_ids", items)?;
+        d.set_item(
+            "user_ids",
+            crate::ids::id_array(py, std::mem::take(&mut ds.user_ids))?,
+        )?;
+        d.set_item(
+            "item_ids",
+            crate::ids::id_array(py, std::mem::take(&mut ds.item_ids))?,
+        )?;
         match ds.names.take() {
             Some(n) => {
                 d.set_item("item_names", n.names)?;

@@ -24,6 +24,7 @@ use encore::als::model::DatasetRef;
 use encore::als::{AlsConfig, Backend, CpuBackend, IterationStats};
 use encore::data::csr::Csr;
 use encore::data::dataset::content_hash;
+use encore::data::ids::Ids;
 use encore::gpu::{DeviceChoice, resolve};
 use encore::train::{FitOptions, TrainInput, fit_input, training_device};
 
@@ -105,7 +106,7 @@ pub fn describe_gpu(n: usize) -> PyResult<String> {
 /// `content_hash` of a training matrix alone: how `fit` recognises the unchanged `train` of a
 /// dataset loaded by `load_dataset`.
 pub fn matrix_hash(m: &Csr) -> String {
-    content_hash(m, &Csr::empty(0, 0), &[], &[])
+    content_hash(m, &Csr::empty(0, 0), &Ids::default(), &Ids::default())
 }
 
 /// The dataset a fit records: `dataset` = (dir, content_hash, train_hash) from `load_dataset`,

@@ -514,13 +514,25 @@ def split(m, seed=3):
 
 # -- docs -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fn", [encore.ALS, encore.ALS.fit, encore.ALS.recommend, encore.prep,
-                                encore.load])
+@pytest.mark.parametrize("fn", [
+    encore.ALS, encore.ALS.fit, encore.ALS.recommend, encore.ALS.similar_items,
+    encore.ALS.similar_users, encore.ALS.recalculate_user, encore.ALS.recalculate_item,
+    encore.ALS.partial_fit_users, encore.ALS.partial_fit_items, encore.ALS.save,
+    encore.ALS.to_gpu, encore.prep, encore.load, encore.load_dataset, encore.evaluate,
+    encore.gpu_available, encore.IdMap.index, encore.IdMap.original,
+], ids=lambda f: f.__qualname__)
 def test_help_explains_every_argument(fn):
+    """Every argument has an entry (``name : type`` and its explanation) in the docstring's
+    Parameters section, which is what help() shows."""
     doc = inspect.getdoc(fn)
-    params = [p for p in inspect.signature(fn).parameters if p != "self"]
-    for p in params:
-        assert re.search(rf"^{p}\b|[ ,]{p}\b", doc, re.M), f"{fn.__qualname__}: {p} undocumented"
+    assert "Parameters\n----------\n" in doc, fn.__qualname__
+    section = doc.split("Parameters\n----------\n", 1)[1].split("\n\n")[0]
+    documented = set()
+    for entry in re.findall(r"^(\w[\w, ]*?)\s*:", section, re.M):
+        documented |= {name.strip() for name in entry.split(",")}
+    for p in inspect.signature(fn).parameters:
+        if p != "self":
+            assert p in documented, f"{fn.__qualname__}: {p} has no Parameters entry"
 
 
 def test_the_stub_lists_what_the_extension_has():

@@ -23,32 +23,43 @@ def confidence(plays: np.ndarray, model: encore.ALS) -> np.ndarray:
     return (1.0 + model.alpha * f).astype(np.float32)
 
 
-def fit_implicit(model: encore.ALS, train, threads: int):
+def fit_implicit(model: encore.ALS, train, threads: int, seed: int = 42):
     cui = train.copy()
     cui.data = confidence(cui.data, model)
     with threadpool_limits(limits=1, user_api="blas"):
         imp = ImplicitALS(factors=model.factors, regularization=model.regularization, alpha=1.0,
                           iterations=model.iterations, use_cg=model.solver == "cg",
-                          num_threads=threads, random_state=42)
+                          num_threads=threads, random_state=seed)
         imp.cg_steps = model.cg_steps
         imp.fit(cui, show_progress=False)
     return imp
+
+
+# Over a few seeds of each library's initialisation: one seed's nDCG@10 on HetRec varies by
+# about 1 % (Encore's CG with seed 42 is 0.982x implicit's; the mean of five is 0.999x), so
+# means compare the methods rather than two draws.
+SEEDS = (0, 1, 2)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("solver", ["cg", "cholesky"])
 def test_ndcg_on_hetrec_is_at_least_098_of_implicits(hetrec, solver):
     threads = os.cpu_count() or 1
-    model = encore.ALS(solver=solver, threads=threads, device="cpu").fit(hetrec.train, show_progress=False)
-    imp = fit_implicit(model, hetrec.train, threads)
-    ours = encore.evaluate(model, hetrec.train, hetrec.valid, K=10)
-    theirs = encore.evaluate(imp, hetrec.train, hetrec.valid, K=10)
-    ratio = ours["ndcg"] / theirs["ndcg"]
-    print(f"HetRec {solver}: nDCG@10 encore {ours['ndcg']:.4f} implicit {theirs['ndcg']:.4f} "
-          f"ratio {ratio:.3f}; p@10 {ours['precision']:.4f} / {theirs['precision']:.4f}")
+    ours, theirs = [], []
+    for seed in SEEDS:
+        model = encore.ALS(solver=solver, threads=threads, device="cpu", random_state=seed).fit(
+            hetrec.train, show_progress=False)
+        imp = fit_implicit(model, hetrec.train, threads, seed)
+        ours.append(encore.evaluate(model, hetrec.train, hetrec.valid, K=10))
+        theirs.append(encore.evaluate(imp, hetrec.train, hetrec.valid, K=10))
+    ndcg = np.mean([o["ndcg"] for o in ours]), np.mean([t["ndcg"] for t in theirs])
+    ratio = ndcg[0] / ndcg[1]
+    print(f"HetRec {solver}, seeds {SEEDS}: nDCG@10 encore {ndcg[0]:.4f} "
+          f"{[round(o['ndcg'], 4) for o in ours]} implicit {ndcg[1]:.4f} "
+          f"{[round(t['ndcg'], 4) for t in theirs]} ratio {ratio:.3f}")
     assert ratio >= 0.98, (ours, theirs)
     # Both are far above chance: the comparison is between two working models.
-    assert theirs["ndcg"] > 0.1
+    assert min(t["ndcg"] for t in theirs) > 0.1
 
 
 def test_precision_implicit_is_implicits_own_number(hetrec):

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 import numpy as np
 
@@ -176,7 +176,10 @@ class ALS:
     def _config_json(self, seed: Optional[int] = None) -> str:
         for name in ("factors", "iterations", "cg_steps"):
             _positive_int(getattr(self, name), name)
-        cfg = dict(
+        # Every key the library has, at its default, then this model's settings: a setting the
+        # library gains (a `tune` of its defaults, a new option) reaches the core unchanged.
+        cfg = dict(_DEFAULTS)
+        cfg.update(
             factors=int(self.factors),
             iterations=int(self.iterations),
             regularization=_finite(self.regularization, "regularization"),
@@ -250,13 +253,16 @@ class ALS:
             else:
                 callback(iteration, seconds, loss, metrics)
 
-        tag = getattr(m, "_encore_dataset", None)
+        ds = getattr(m, "_encore_dataset", None)
+        tag = None if ds is None else (ds.dir, ds._content_hash, ds._train_hash)
         self._model = _encore.fit(
             m, self._config_json(), self.device, self.threads, self.gpu_memory,
             bool(show_progress), on_iteration, valid, k, tag,
         )
         self._user_items = m
-        self.dataset = None
+        # The core recorded the dataset only if the matrix is still its training matrix.
+        recorded = ds is not None and self.meta["dataset"]["dir"] != _encore.IN_MEMORY
+        self.dataset = ds if recorded else None
         return self
 
     # -- factors -----------------------------------------------------------------------------
@@ -306,12 +312,14 @@ class ALS:
         filter_items: Any = None,
         recalculate_user: bool = False,
         items: Any = None,
+        *,
+        ids: str = "index",
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Top-N items for a user or a batch of users, exactly (ties to the lower item id).
 
         Parameters
         ----------
-        userid : int or array of int
+        userid : int or array of int (or original ids, with ``ids="original"``)
             One user (1-D results) or many (2-D results, one row per user; batches are
             scored together, which is much faster than a loop).
         user_items : scipy.sparse matrix, optional
@@ -329,43 +337,87 @@ class ALS:
             listener it has never seen) instead of using the stored one.
         items : array of int, optional
             Rank only these items (cannot be combined with ``filter_items``).
+        ids : str
+            ``"index"`` (implicit's convention): ``userid``, ``filter_items``, ``items`` and
+            the answer are rows and columns of the training matrix. ``"original"``: they are
+            the dataset's own user and item ids (int or str, as ``load_dataset`` gives them;
+            what ``encore recommend --user`` takes and answers), for a model that knows its
+            dataset (fitted on ``load_dataset(...).train``, or loaded by ``encore.load`` with
+            it). Unknown original ids raise ``KeyError``.
 
         Returns
         -------
         (ids, scores) : numpy arrays
-            int64 item ids and float32 scores, best first: shape ``(N,)`` for one user,
-            ``(len(userid), N)`` for a batch, with N capped at the number of candidate items.
-            A user with fewer items left than N gets id -1 and score -inf in the remaining
+            int64 item ids (the dataset's ids with ``ids="original"``: int64 or str) and
+            float32 scores, best first: shape ``(N,)`` for one user, ``(len(userid), N)`` for a
+            batch, with N capped at the number of candidate items. A user with fewer items
+            left than N gets id -1 (``""`` for string ids) and score -inf in the remaining
             places.
         """
         model = self._fitted()
+        original = self._id_mode(ids)
         scalar = is_scalar_id(userid)
-        ids = as_ids(userid, "userid")
+        rows = self._indices(userid, "users", "userid", original)
         N = _positive_int(N, "N")
         if filter_items is not None and items is not None:
             raise ValueError("cannot set both items and filter_items")
         given = None if user_items is None else as_csr(user_items, "user_items")
         vectors = None
         if recalculate_user:
-            rows = given if given is not None else self._remembered_rows(ids)
-            vectors = model.fold_in("users", rows)
+            history = given if given is not None else self._remembered_rows(rows)
+            vectors = model.fold_in("users", history)
         exclude, exclude_rows = None, None
         if filter_already_liked_items:
             if given is not None:
                 exclude = given
             elif self._user_items is not None:
-                exclude, exclude_rows = self._user_items, ids
+                exclude, exclude_rows = self._user_items, rows
             else:
                 raise ValueError(
                     "this model has no training matrix to filter with (it was loaded without its "
                     "dataset): pass user_items, or filter_already_liked_items=False"
                 )
-        f_ids = None if filter_items is None else as_ids(filter_items, "filter_items")
-        i_ids = None if items is None else as_ids(items, "items")
-        out_ids, scores = model.recommend(ids, N, exclude, exclude_rows, f_ids, i_ids, vectors)
+        f_ids = None if filter_items is None else self._indices(
+            filter_items, "items", "filter_items", original)
+        i_ids = None if items is None else self._indices(items, "items", "items", original)
+        out_ids, scores = model.recommend(rows, N, exclude, exclude_rows, f_ids, i_ids, vectors)
+        if original:
+            out_ids = self._id_dataset().items.original(out_ids)
         if scalar:
             return out_ids[0], scores[0]
         return out_ids, scores
+
+    # -- original ids ------------------------------------------------------------------------
+
+    @staticmethod
+    def _id_mode(ids: Any) -> bool:
+        if ids not in ("index", "original"):
+            raise ValueError(f"ids must be 'index' or 'original', got {ids!r}")
+        return ids == "original"
+
+    def _id_dataset(self) -> Dataset:
+        if self.dataset is None:
+            raise ValueError(
+                "ids='original' needs the model's dataset: fit it on encore.load_dataset(dir)"
+                ".train (unchanged), load it with encore.load(path) beside its dataset, or set "
+                "model.dataset = encore.load_dataset(dir)")
+        return self.dataset
+
+    def _indices(self, values: Any, side: str, name: str, original: bool) -> np.ndarray:
+        """Rows (``side="users"``) or columns of ``values``: checked int64 indices, or, with
+        ``original``, the dataset's ids looked up."""
+        if not original:
+            a = np.asarray(values)
+            if a.dtype.kind in "USO" and a.size:
+                raise ValueError(f"{name} must be integers (rows and columns); for the dataset's "
+                                 f"own ids (strings here), pass ids='original'")
+            return as_ids(values, name)
+        ds = self._id_dataset()
+        idmap = ds.users if side == "users" else ds.items
+        a = np.asarray(values)
+        if a.ndim > 1:
+            raise ValueError(f"{name} must be one id or a 1-D array of ids, got shape {a.shape}")
+        return np.ascontiguousarray(np.atleast_1d(idmap.index(np.atleast_1d(a))), np.int64)
 
     def _remembered_rows(self, ids: np.ndarray) -> Any:
         if self._user_items is None:
@@ -374,29 +426,81 @@ class ALS:
             raise ValueError("userid out of range of the training matrix")
         return self._user_items[ids]
 
-    def similar_items(self, itemid: Any, N: int = 10) -> Tuple[np.ndarray, np.ndarray]:
-        """The N items most similar to ``itemid`` (an int or an array) by cosine of their
-        factors, the item itself first (as implicit does). Returns ``(ids, scores)``, 1-D for
-        one item, 2-D for an array."""
-        return self._similar("items", itemid, N, "itemid")
+    def similar_items(self, itemid: Any, N: int = 10, *, ids: str = "index"
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+        """The N items most similar to ``itemid`` by cosine of their factors, the item itself
+        first (as implicit does), then the others by decreasing cosine (ties: lower id).
 
-    def similar_users(self, userid: Any, N: int = 10) -> Tuple[np.ndarray, np.ndarray]:
-        """The N users most similar to ``userid`` by cosine of their factors, the user first."""
-        return self._similar("users", userid, N, "userid")
+        Parameters
+        ----------
+        itemid : int or array of int (or original ids, with ``ids="original"``)
+            One item (1-D results) or many (2-D, one row each).
+        N : int
+            How many items, the query included.
+        ids : str
+            ``"index"`` (columns of the training matrix) or ``"original"`` (the dataset's item
+            ids, in and out; see ``recommend``).
 
-    def _similar(self, side: str, which: Any, N: int, name: str) -> Tuple[np.ndarray, np.ndarray]:
+        Returns
+        -------
+        (ids, scores) : numpy arrays
+            Item ids and float32 cosines, shape ``(N,)`` or ``(len(itemid), N)``.
+        """
+        return self._similar("items", itemid, N, "itemid", ids)
+
+    def similar_users(self, userid: Any, N: int = 10, *, ids: str = "index"
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+        """The N users most similar to ``userid`` by cosine of their factors, the user first.
+
+        Parameters
+        ----------
+        userid : int or array of int (or original ids, with ``ids="original"``)
+            One user (1-D results) or many (2-D, one row each).
+        N : int
+            How many users, the query included.
+        ids : str
+            ``"index"`` (rows of the training matrix) or ``"original"`` (the dataset's user
+            ids, in and out; see ``recommend``).
+
+        Returns
+        -------
+        (ids, scores) : numpy arrays
+            User ids and float32 cosines, shape ``(N,)`` or ``(len(userid), N)``.
+        """
+        return self._similar("users", userid, N, "userid", ids)
+
+    def _similar(self, side: str, which: Any, N: int, name: str, ids: str
+                 ) -> Tuple[np.ndarray, np.ndarray]:
         model = self._fitted()
+        original = self._id_mode(ids)
         scalar = is_scalar_id(which)
-        ids, scores = model.similar(side, as_ids(which, name), _positive_int(N, "N"))
-        return (ids[0], scores[0]) if scalar else (ids, scores)
+        rows = self._indices(which, side, name, original)
+        out, scores = model.similar(side, rows, _positive_int(N, "N"))
+        if original:
+            ds = self._id_dataset()
+            out = (ds.users if side == "users" else ds.items).original(out)
+        return (out[0], scores[0]) if scalar else (out, scores)
 
     # -- fold-in -----------------------------------------------------------------------------
 
     def recalculate_user(self, userid: Any, user_items: Any) -> np.ndarray:
-        """The factor(s) of ``userid`` solved from ``user_items`` (one row per user) against the
-        fixed item factors: the ALS user update for that history alone, exactly what the HTTP
-        server's ``/v1/recommend/history`` computes. Not stored (see ``partial_fit_users``).
-        Returns ``(factors,)`` for one user, ``(len(userid), factors)`` for an array."""
+        """The factor(s) of users solved from their histories against the fixed item factors:
+        the ALS user update for that history alone, exactly what the HTTP server's
+        ``/v1/recommend/history`` computes. Not stored (see ``partial_fit_users``).
+
+        Parameters
+        ----------
+        userid : int or array of int
+            One user (a 1-D result) or many (2-D); only the shape of the answer depends on
+            it, so it may name a user the model has never seen.
+        user_items : scipy.sparse matrix
+            Their play counts, one row per ``userid`` (columns are the model's items).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 factors, ``(factors,)`` for one user, ``(len(userid), factors)`` for many.
+        """
         scalar = is_scalar_id(userid)
         ids = as_ids(userid, "userid")
         m = as_csr(user_items, "user_items")
@@ -407,8 +511,20 @@ class ALS:
         return f[0] if scalar else f
 
     def recalculate_item(self, itemid: Any, item_users: Any) -> np.ndarray:
-        """The factor(s) of ``itemid`` solved from ``item_users`` (one row per item, columns are
-        users) against the fixed user factors."""
+        """The factor(s) of items solved from their listeners against the fixed user factors.
+
+        Parameters
+        ----------
+        itemid : int or array of int
+            One item (a 1-D result) or many (2-D).
+        item_users : scipy.sparse matrix
+            Their play counts, one row per ``itemid``, columns are the model's users.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 factors, ``(factors,)`` or ``(len(itemid), factors)``.
+        """
         scalar = is_scalar_id(itemid)
         ids = as_ids(itemid, "itemid")
         m = as_csr(item_users, "item_users")
@@ -419,9 +535,18 @@ class ALS:
         return f[0] if scalar else f
 
     def partial_fit_users(self, userids: Any, user_items: Any) -> None:
-        """Re-solves the factors of ``userids`` from ``user_items`` (one row per user) and stores
-        them; ids past the last user add new users. The remembered training matrix gets these
-        rows too, so ``recommend`` filters the new interactions."""
+        """Re-solves the factors of some users from their (new) histories and stores them. The
+        remembered training matrix gets these rows too, so ``recommend`` filters the new
+        interactions.
+
+        Parameters
+        ----------
+        userids : array of int
+            Rows to set, without duplicates; ids past the last user add new users (rows in
+            between are zero until set).
+        user_items : scipy.sparse matrix
+            Their play counts, one row per id (columns are the model's items).
+        """
         ids, m = self._partial_args(userids, user_items, "userids", "user_items")
         vectors = self._fitted().fold_in("users", m)
         self._model = self._model.with_rows("users", ids, vectors)
@@ -429,8 +554,15 @@ class ALS:
             self._user_items = replace_rows(self._user_items, ids, m)
 
     def partial_fit_items(self, itemids: Any, item_users: Any) -> None:
-        """Re-solves the factors of ``itemids`` from ``item_users`` (one row per item, columns
-        are users) and stores them; ids past the last item add new items."""
+        """Re-solves the factors of some items from their listeners and stores them.
+
+        Parameters
+        ----------
+        itemids : array of int
+            Items to set, without duplicates; ids past the last item add new items.
+        item_users : scipy.sparse matrix
+            Their play counts, one row per id, columns are the model's users.
+        """
         ids, m = self._partial_args(itemids, item_users, "itemids", "item_users")
         vectors = self._fitted().fold_in("items", m)
         self._model = self._model.with_rows("items", ids, vectors)
@@ -454,7 +586,13 @@ class ALS:
         return self._on("cpu")
 
     def to_gpu(self, device: str = "gpu") -> "ALS":
-        """This model scoring on a GPU (``GpuError`` without one)."""
+        """This model scoring on a GPU (a new object; ``GpuError`` without a usable GPU).
+
+        Parameters
+        ----------
+        device : str
+            ``"gpu"`` (the first) or ``"gpu:N"``.
+        """
         _cuda.preload_cublas()
         return self._on(device)
 
@@ -471,11 +609,18 @@ class ALS:
     def save(self, path: PathLike, force: bool = False) -> None:
         """Writes the model directory ``encore train`` writes (``user_factors.npy``,
         ``item_factors.npy``, ``model.json``), atomically; the CLI and ``encore.load`` read it.
-        A model fitted on a ``load_dataset`` training matrix records that dataset, so
-        ``encore eval DATASET MODEL`` and ``encore recommend MODEL`` accept it; one fitted on
-        another matrix records it as in-memory (the CLI then needs ``--dataset``, and
-        ``encore.load`` gives a model without a training matrix). ``force`` replaces an
-        existing model directory (never a dataset or another kind of directory)."""
+
+        Parameters
+        ----------
+        path : path
+            The model directory. A model fitted on a ``load_dataset`` training matrix records
+            that dataset, so ``encore eval DATASET MODEL`` and ``encore recommend MODEL``
+            accept it; one fitted on another matrix records it as in-memory (the CLI then needs
+            ``--dataset``, and ``encore.load`` gives a model without a training matrix).
+        force : bool
+            Replace an existing model directory (never a dataset or another kind of
+            directory).
+        """
         self._fitted().save(os.fspath(path), bool(force))
 
     def __repr__(self) -> str:
@@ -492,7 +637,7 @@ AlternatingLeastSquares = ALS
 
 
 def load(path: PathLike, device: str = "auto", threads: Optional[int] = None,
-         dataset: Union[PathLike, bool, None] = None) -> ALS:
+         dataset: Union[PathLike, Literal[False], None] = None) -> ALS:
     """Reads a model directory written by ``encore train`` or ``ALS.save``.
 
     Parameters

@@ -90,7 +90,13 @@ def preload_cublas() -> Optional[str]:
 
 
 def gpu_available(n: int = 0) -> bool:
-    """Whether GPU ``n`` is usable (driver, device, cuBLAS, kernels)."""
+    """Whether a GPU is usable (driver, device, cuBLAS, kernels); never raises.
+
+    Parameters
+    ----------
+    n : int
+        The device ordinal (``gpu:n``).
+    """
     preload_cublas()
     try:
         _encore.describe_gpu(n)

@@ -26,6 +26,13 @@ def prep(
     format: str = _PREP_DEFAULTS["format"],
     delimiter: str = _PREP_DEFAULTS["delimiter"],
     header: str = _PREP_DEFAULTS["header"],
+    ids: str = _PREP_DEFAULTS["ids"],
+    user_column: Union[str, int, None] = _PREP_DEFAULTS["user_column"],
+    item_column: Union[str, int, None] = _PREP_DEFAULTS["item_column"],
+    value_column: Union[str, int, None] = _PREP_DEFAULTS["value_column"],
+    time_column: Union[str, int, None] = _PREP_DEFAULTS["time_column"],
+    value: Optional[str] = _PREP_DEFAULTS["value"],
+    min_value: Optional[float] = _PREP_DEFAULTS["min_value"],
     min_user_tracks: int = _PREP_DEFAULTS["min_user_tracks"],
     min_track_users: int = _PREP_DEFAULTS["min_track_users"],
     filter: str = _PREP_DEFAULTS["filter"],
@@ -43,7 +50,10 @@ def prep(
     ----------
     input : path
         An LFM-1b directory (or ``LFM-1b_LEs.txt``), an LFM-2b listening-counts file, a HetRec
-        2011 Last.fm directory (or ``user_artists.dat``), or a user,item,count file; ``.gz`` is
+        2011 Last.fm directory (or ``user_artists.dat``), a MovieLens directory (or
+        ``ratings.csv``, ``ratings.dat``, ``u.data``), the MSD Taste Profile
+        ``train_triplets.txt``, a ListenBrainz listens dump or export directory (or one
+        ``.listens``/``.jsonl`` file), or any delimited user, item[, value] file; ``.gz`` is
         fine.
     out : path
         The dataset directory to write (``train.npz``, ``valid.npz``, ``user_ids.npy``,
@@ -51,11 +61,30 @@ def prep(
         leaves nothing (or the old dataset, with ``force``).
     format : str
         ``"auto"`` (from file and directory names), ``"lfm1b"``, ``"lfm2b"``, ``"hetrec"``,
-        ``"triples"``.
+        ``"movielens"``, ``"msd"``, ``"listenbrainz"``, ``"triples"``.
     delimiter : str
-        For triples files: ``"auto"``, ``"tab"``, ``"comma"``, ``"semicolon"``, ``"space"``.
+        For triples files: ``"auto"``, ``"tab"``, ``"comma"``, ``"semicolon"``, ``"space"``,
+        ``"double-colon"`` (``::``, MovieLens 1M/10M).
     header : str
-        ``"auto"``, ``"yes"``, ``"no"``: whether the first line is a header.
+        ``"auto"``, ``"yes"``, ``"no"``: whether the first line is a header (``auto``: a first
+        line that does not parse as data and contains letters; a string-id file without value
+        or time column needs ``"yes"``).
+    ids : str
+        ``"auto"`` (the format's kind; for triples, strings when the first data line's ids are
+        not integers), ``"int"`` or ``"string"``: whether user and item ids are integers or
+        strings. ``load_dataset`` gives string ids as numpy ``str`` arrays.
+    user_column, item_column, value_column, time_column : str, int or None
+        Columns of a delimited file, by header name (``"userId"``) or 1-based position; None
+        keeps the format's layout (triples: user 1, item 2, value 3, no time).
+        ``value_column="none"``: every line is one play. ``time_column`` (Unix seconds) enables
+        ``split="time"``.
+    value : str or None
+        What values become in the matrix: ``"count"`` (integers, summed per pair),
+        ``"rating"`` (decimals, the highest kept) or ``"binary"`` (1 per pair); None: rating
+        for MovieLens, count otherwise.
+    min_value : float or None
+        Drop lines whose value is below this (``min_value=3.5`` keeps MovieLens ratings of 3.5
+        and up as positive feedback).
     min_user_tracks, min_track_users : int
         Drop users with fewer distinct tracks, and tracks with fewer distinct listeners.
     filter : str
@@ -92,8 +121,26 @@ def prep(
     FileNotFoundError, FileExistsError, OSError
         ``input`` missing, ``out`` existing without ``force``, or another I/O failure.
     """
+    if min_value is not None and not (isinstance(min_value, (int, float, np.integer, np.floating))
+                                      and not isinstance(min_value, bool)
+                                      and np.isfinite(min_value)):
+        raise ValueError(f"min_value must be a finite number or None, got {min_value!r}")
+
+    def column(c: Union[str, int, None], name: str) -> Optional[str]:
+        # Positions travel as their digits, as on the command line (`--user-column 2`).
+        if c is None or isinstance(c, str):
+            return c
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise ValueError(f"{name} must be a column name, a position >= 1 or None, got {c!r}")
+        return str(int(c))
+
     options = dict(
-        format=format, delimiter=delimiter, header=header, min_user_tracks=min_user_tracks,
+        format=format, delimiter=delimiter, header=header, ids=ids,
+        user_column=column(user_column, "user_column"),
+        item_column=column(item_column, "item_column"),
+        value_column=column(value_column, "value_column"),
+        time_column=column(time_column, "time_column"),
+        value=value, min_value=min_value, min_user_tracks=min_user_tracks,
         min_track_users=min_track_users, filter=filter, split=split,
         valid_fraction=valid_fraction, last_n=last_n, seed=seed, skip_bad_lines=skip_bad_lines,
     )
@@ -119,7 +166,10 @@ class Dataset(tuple):
         Original user and item ids: ``users[row]`` is the id of a row, ``users.index(id)`` the
         row of an id (``user_index``/``item_index`` are shortcuts).
     user_ids, item_ids : numpy.ndarray
-        The same ids as arrays (int64).
+        The same ids as arrays, ascending: int64 for integer ids (HetRec, LFM-1b, MovieLens),
+        ``str`` (``<U``) for string ids (the Million Song Dataset, ListenBrainz, string
+        triples). ``item_ids[ids]`` turns a recommendation's columns into original ids (or
+        ask ``ALS.recommend(..., ids="original")``).
     item_names, artist_names : numpy.ndarray of str, or None
         Names from ``items.tsv`` (None when the input had no catalog): ``item_names[ids]`` names
         the items of a recommendation.
@@ -129,6 +179,18 @@ class Dataset(tuple):
     dir : str
         The dataset directory (absolute).
     """
+
+    dir: str
+    manifest: Dict[str, Any]
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    users: IdMap
+    items: IdMap
+    item_names: Optional[np.ndarray]
+    artist_names: Optional[np.ndarray]
+    artist_ids: Optional[List[Optional[int]]]
+    _content_hash: str
+    _train_hash: str
 
     def __new__(cls, parts: Dict[str, Any]) -> "Dataset":
         train, valid = _csr(parts["train"]), _csr(parts["valid"])
@@ -143,10 +205,13 @@ class Dataset(tuple):
         self.item_names = None if names is None else np.array(names, dtype=object)
         artists = parts["artist_names"]
         self.artist_names = None if artists is None else np.array(artists, dtype=object)
-        self.artist_ids: Optional[List[Optional[int]]] = parts["artist_ids"]
-        # How ALS.fit recognises this training matrix (unchanged) and records the dataset in
-        # the model, so `encore eval DATASET MODEL` and `encore recommend MODEL` accept it.
-        train._encore_dataset = (self.dir, parts["content_hash"], parts["train_hash"])
+        self.artist_ids = parts["artist_ids"]
+        # How ALS.fit recognises this training matrix (unchanged: the Rust side compares its
+        # hash with `_train_hash`) and records the dataset in the model, so `encore eval DATASET
+        # MODEL` and `encore recommend MODEL` accept it, and the model answers in its ids.
+        self._content_hash = parts["content_hash"]
+        self._train_hash = parts["train_hash"]
+        train._encore_dataset = self
         return self
 
     @property
@@ -176,6 +241,12 @@ class Dataset(tuple):
 
 def load_dataset(dir: PathLike) -> Dataset:
     """Reads a dataset directory written by ``encore prep`` (or ``encore.prep``).
+
+    Parameters
+    ----------
+    dir : path
+        The dataset directory (``train.npz``, ``valid.npz``, ``user_ids.npy``,
+        ``item_ids.npy``, ``manifest.json``, ``items.tsv``).
 
     Returns a :class:`Dataset`: ``train, valid = load_dataset(d)`` gives the two scipy CSR
     matrices (users x items, float32 play counts; their arrays are Encore's, handed to numpy

@@ -34,10 +34,29 @@ def evaluate(model: Any, train: Any, valid: Any, K: int = 10,
     - ``precision_implicit``: implicit's ``ranking_metrics_at_k`` precision, sum of hits / sum
       of min(K, |held-out|) over the users, to compare with papers that use implicit.
 
-    The first four are means over the ``users`` evaluated. ``model`` is an :class:`ALS` (scored
-    on its device) or any object with ``user_factors`` and ``item_factors`` (an implicit model,
-    scored on the CPU by the same code), so two libraries are compared on the same split by the
-    same definitions.
+    The first four are means over the ``users`` evaluated.
+
+    Parameters
+    ----------
+    model : ALS or any object with ``user_factors`` and ``item_factors``
+        An :class:`ALS` is scored on its device; anything else (an implicit model, say; GPU
+        matrices are fetched with ``to_numpy()``) on the CPU by the same code, so two
+        libraries are compared on the same split by the same definitions.
+    train : scipy.sparse matrix
+        The training listens, users x items: each user's are left out of their ranking.
+    valid : scipy.sparse matrix
+        The held-out listens, the same shape: users with at least one are evaluated.
+    K : int
+        Length of the ranked lists.
+    threads : int or None
+        CPU threads for a model that is not an :class:`ALS` (None: every core; an ``ALS``
+        uses its own).
+
+    Returns
+    -------
+    dict
+        ``k``, ``users``, ``precision``, ``recall``, ``ndcg``, ``map``, ``coverage``,
+        ``precision_implicit``.
     """
     if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
         raise ValueError(f"K must be an int >= 1, got {K!r}")
