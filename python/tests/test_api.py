@@ -454,6 +454,34 @@ def test_prep_options_are_checked_and_outputs_protected(hetrec_dir, tmp_path):
         encore.prep(bad, tmp_path / "e", show_progress=False)
 
 
+def test_prep_reads_chosen_columns_values_and_id_kinds(tmp_path):
+    """The delimited-file options (`encore prep --user-column ... --value rating --min-value`):
+    columns by name and by position, ratings kept at their highest, low ones dropped, ids as
+    strings even where they look like numbers."""
+    rng = np.random.default_rng(1)
+    rows = [(int(rng.integers(1_600_000_000, 1_700_000_000)), f"{i}", f"{u}",
+             float(rng.integers(1, 11)) / 2) for u in range(30) for i in rng.choice(40, 12, replace=False)]
+    rows += [(1, "3", "0", 5.0), (2, "3", "0", 1.0)]  # a pair rated twice keeps its highest
+    path = tmp_path / "ratings.txt"
+    path.write_text("ts,item,user,score\n" + "".join(f"{t},{i},{u},{v}\n" for t, i, u, v in rows))
+    encore.prep(path, tmp_path / "d", format="triples", user_column="user", item_column=2,
+                value_column="score", value="rating", min_value=3.0, ids="string",
+                min_user_tracks=1, min_track_users=1, valid_fraction=0.0, show_progress=False)
+    ds = encore.load_dataset(tmp_path / "d")
+    assert ds.user_ids.dtype.kind == "U" and ds.item_ids.dtype.kind == "U"
+    want = {}
+    for _, i, u, v in rows:
+        want[(u, i)] = max(want.get((u, i), 0.0), v)
+    want = {k: v for k, v in want.items() if v >= 3.0}
+    coo = ds.train.tocoo()
+    got = {(ds.user_ids[r], ds.item_ids[c]): v for r, c, v in zip(coo.row, coo.col, coo.data)}
+    assert got == want
+    with pytest.raises(ValueError, match="user_column"):
+        encore.prep(path, tmp_path / "e", user_column=0, show_progress=False)
+    with pytest.raises(ValueError, match="min_value"):
+        encore.prep(path, tmp_path / "e", min_value=float("nan"), show_progress=False)
+
+
 # -- evaluation -------------------------------------------------------------------------------
 
 def reference_metrics(model, train, valid, k):

@@ -36,9 +36,11 @@ def fit_implicit(model: encore.ALS, train, threads: int, seed: int = 42):
 
 
 # Over a few seeds of each library's initialisation: one seed's nDCG@10 on HetRec varies by
-# about 1 % (Encore's CG with seed 42 is 0.982x implicit's; the mean of five is 0.999x), so
-# means compare the methods rather than two draws.
-SEEDS = (0, 1, 2)
+# about 1 % with CG (Encore's with seed 42 is 0.982x implicit's; the mean of five seeds is
+# 0.999x), so means compare the methods rather than two draws. The exact solvers differ only
+# by their starting points (per-seed ratios 0.992-1.003 over five seeds), and a Cholesky fit
+# costs 7x a CG one, so one seed there.
+SEEDS = {"cg": (0, 1, 2), "cholesky": (0,)}
 
 
 @pytest.mark.slow
@@ -46,7 +48,7 @@ SEEDS = (0, 1, 2)
 def test_ndcg_on_hetrec_is_at_least_098_of_implicits(hetrec, solver):
     threads = os.cpu_count() or 1
     ours, theirs = [], []
-    for seed in SEEDS:
+    for seed in SEEDS[solver]:
         model = encore.ALS(solver=solver, threads=threads, device="cpu", random_state=seed).fit(
             hetrec.train, show_progress=False)
         imp = fit_implicit(model, hetrec.train, threads, seed)
@@ -54,7 +56,7 @@ def test_ndcg_on_hetrec_is_at_least_098_of_implicits(hetrec, solver):
         theirs.append(encore.evaluate(imp, hetrec.train, hetrec.valid, K=10))
     ndcg = np.mean([o["ndcg"] for o in ours]), np.mean([t["ndcg"] for t in theirs])
     ratio = ndcg[0] / ndcg[1]
-    print(f"HetRec {solver}, seeds {SEEDS}: nDCG@10 encore {ndcg[0]:.4f} "
+    print(f"HetRec {solver}, seeds {SEEDS[solver]}: nDCG@10 encore {ndcg[0]:.4f} "
           f"{[round(o['ndcg'], 4) for o in ours]} implicit {ndcg[1]:.4f} "
           f"{[round(t['ndcg'], 4) for t in theirs]} ratio {ratio:.3f}")
     assert ratio >= 0.98, (ours, theirs)

@@ -4,13 +4,13 @@ A drop-in for implicit's ALS (``encore.ALS`` has the shape of
 ``implicit.als.AlternatingLeastSquares``), over Encore's Rust core: the same training,
 exact top-K, fold-in, evaluation and model files as the ``encore`` command line.
 
-Example (HetRec 2011 Last.fm)::
+Example (HetRec 2011 Last.fm: prep once, then load, fit, recommend with names, evaluate)::
 
     import encore
-    ds = encore.load_dataset(encore.prep("hetrec2011-lastfm-2k", "hetrec")["out"])
-    model = encore.ALS().fit(ds.train)
+    encore.prep("../shared/data/hetrec2011-lastfm-2k", "hetrec")
+    ds = encore.load_dataset("hetrec"); model = encore.ALS().fit(ds.train)
     ids, scores = model.recommend(ds.user_index(2), N=5)
-    print(ds.item_names[ids], encore.evaluate(model, ds.train, ds.valid, K=10))
+    print(ds.item_names[ids]); print(encore.evaluate(model, ds.train, ds.valid, K=10))
 """
 
 from ._encore import GpuError, __version__
