@@ -1,26 +1,40 @@
 #!/usr/bin/env python3
-"""Encore from Python, side by side in one run on one dataset:
+"""Encore from Python, side by side in one run on one dataset (issue 16's benchmarks):
 
-1. training: ``encore.ALS(...).fit`` vs implicit's ``AlternatingLeastSquares.fit`` (the same
-   hyper-parameters, threads and confidence matrix; implicit with one BLAS thread, its
-   documented setting) — seconds per iteration and the whole ``fit`` call;
-2. ``recommend`` for 1000 users (K = 10, already-liked items filtered), median of 5 after a
-   warm-up, both libraries;
-3. the Python package's overhead over the CLI: ``ALS.fit`` (wall clock, the zero-copy read of
-   the scipy matrix included) vs ``encore train`` (its own ``train_seconds``, the same work
-   without loading and saving files), and Python ``recommend`` for 1000 users vs
-   ``encore bench recommend`` (the same call timed inside the binary).
+1. training: ``encore.ALS(...).fit`` vs implicit 0.7's ``AlternatingLeastSquares.fit`` at the
+   same hyper-parameters, threads and confidence matrix (implicit is given c = 1 + alpha * f(plays)
+   as the matrix with alpha = 1: it takes the matrix value as the confidence), implicit's BLAS
+   limited to one thread (``threadpool_limits(1, "blas")``, its documented setting): the whole
+   ``fit`` call (wall clock) and the steady seconds per iteration (median after the first);
+2. ``recommend`` for 1000 users (the first with held-out listens; N = 10, already-liked items
+   filtered): one batched call, median of 5 after a warm-up, both libraries;
+3. the Python package's overhead over the CLI on the same data, settings, threads and device:
+   ``ALS.fit`` wall clock (the zero-copy read of the scipy matrix, its hash, the thread
+   hand-off and the model object included) vs ``encore train``'s own ``train_seconds`` in its
+   model.json (the same training, without reading and writing files; the whole process is
+   reported too), and Python ``recommend`` for the 1000 users vs the CLI's own timing of the
+   same call inside the binary (``encore bench recommend`` on the CPU, ``encore bench infer
+   --backends gpu`` on the GPU).
 
-Both models are scored by ``encore.evaluate`` (the same code, the same split), so speed is
+The three systems run ``--rounds`` times in a rotating order (the machine may be shared: the
+load average is recorded beside every measurement) and medians over rounds are compared. Both
+libraries' models are scored by ``encore.evaluate`` (the same code, the same split), so speed is
 compared at measured quality.
+
+Hyper-parameters are the library's defaults (read from the package) unless given, except that
+Encore's frequency-scaled regularisation (``reg_exponent``), where the library has it, is 0:
+implicit has no counterpart, and with it both solve the same problem.
+
+``--device gpu`` runs Encore on the GPU and implicit's GPU ALS (``implicit.gpu``; needs its CUDA
+build: scripts/gpu-python-test.sh sets it up on the GPU host); implicit's GPU fit is timed up
+to a device synchronisation (CuPy's, when CuPy is there), so queued work is not left out.
 
 Usage:
   python scripts/bench_python.py DATASET [--encore target/release/encore] [--threads N]
-      [--device cpu|gpu] [--factors 64] [--iterations 15] [--solver cg] [--json OUT]
+      [--device cpu|gpu] [--factors K] [--iterations N] [--solver S] [--rounds 3] [--json OUT]
 
-DATASET is a directory written by ``encore prep``. ``--device gpu`` runs Encore on the GPU and
-implicit's GPU ALS (``implicit.gpu``; see /work/shared/tools/implicit-gpu-wheels.sh for the
-wheels on the GPU host). Needs numpy, scipy, threadpoolctl, implicit and the encore package.
+DATASET is a directory written by ``encore prep``. Needs numpy, scipy, threadpoolctl, implicit
+0.7 and the encore package.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
@@ -49,7 +64,15 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores"
+    gpu = ""
+    if encore.gpu_available():
+        gpu = "; " + encore._encore.describe_gpu(0)
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores{gpu}"
+
+
+def load() -> float:
+    """The 1-minute load average (what `uptime` prints first)."""
+    return os.getloadavg()[0]
 
 
 def median_ms(f, repeats=5) -> float:
@@ -62,121 +85,227 @@ def median_ms(f, repeats=5) -> float:
     return float(np.median(runs))
 
 
+def steady(times) -> float:
+    return float(np.median(times[1:])) if len(times) > 1 else float(times[0])
+
+
 def confidence(plays: np.ndarray, model: encore.ALS) -> np.ndarray:
+    """Encore's c = 1 + alpha * f(plays): implicit takes the matrix value as the confidence."""
     f = np.log1p(plays / model.epsilon) if model.confidence == "log" else plays
     return (1.0 + model.alpha * f).astype(np.float32)
 
 
-def run_encore(a, ds, users):
-    times = []
-    model = encore.ALS(factors=a.factors, iterations=a.iterations, solver=a.solver,
-                       threads=a.threads, device=a.device)
-    t = time.perf_counter()
-    model.fit(ds.train, show_progress=False, callback=lambda it, s, loss: times.append(s))
-    fit_s = time.perf_counter() - t
-    q = encore.evaluate(model, ds.train, ds.valid, K=10)
-    rec = median_ms(lambda: model.recommend(users, N=10))
-    return model, {
-        "name": f"encore {a.solver} ({model.device})", "fit_s": fit_s, "iterations_s": times,
-        "steady_s": float(np.median(times[1:])) if len(times) > 1 else times[0],
-        "ndcg": q["ndcg"], "precision": q["precision"], "recommend_1000_ms": rec,
-        "train_seconds": model.meta["train_seconds"],
-    }
+def gpu_sync():
+    """Waits for the device's queued work (implicit's kernels), when CuPy can say so."""
+    try:
+        import cupy
+    except ImportError:
+        return
+    cupy.cuda.runtime.deviceSynchronize()
 
 
-def run_implicit(a, ds, users, model):
-    from threadpoolctl import threadpool_limits
-    cui = ds.train.copy()
-    cui.data = confidence(cui.data, model)
-    times = []
-    with threadpool_limits(limits=1, user_api="blas"):
-        if a.device == "gpu":
-            from implicit.gpu.als import AlternatingLeastSquares as ImplicitALS
-            imp = ImplicitALS(factors=a.factors, regularization=model.regularization, alpha=1.0,
-                              iterations=a.iterations, random_state=42)
-        else:
-            from implicit.cpu.als import AlternatingLeastSquares as ImplicitALS
-            imp = ImplicitALS(factors=a.factors, regularization=model.regularization, alpha=1.0,
-                              iterations=a.iterations, use_cg=a.solver == "cg",
-                              num_threads=a.threads or 0, random_state=42)
-        imp.cg_steps = model.cg_steps
+class Encore:
+    name = "encore (python)"
+
+    def __init__(self, a, ds, users, settings):
+        self.a, self.ds, self.users, self.settings = a, ds, users, settings
+
+    def run(self):
+        a = self.a
+        times = []
+        model = encore.ALS(**self.settings, threads=a.threads, device=a.device)
         t = time.perf_counter()
-        imp.fit(cui, show_progress=False, callback=lambda it, s, loss: times.append(s))
+        model.fit(self.ds.train, show_progress=False, callback=lambda it, s, loss: times.append(s))
         fit_s = time.perf_counter() - t
-        rows = ds.train[users]
-        rec = median_ms(lambda: imp.recommend(users, rows, N=10))
-    scored = imp.to_cpu() if a.device == "gpu" else imp
-    q = encore.evaluate(scored, ds.train, ds.valid, K=10)
-    return {
-        "name": f"implicit {'gpu' if a.device == 'gpu' else a.solver}", "fit_s": fit_s,
-        "iterations_s": times,
-        "steady_s": float(np.median(times[1:])) if len(times) > 1 else times[0],
-        "ndcg": q["ndcg"], "precision": q["precision"], "recommend_1000_ms": rec,
-    }
+        rec = median_ms(lambda: model.recommend(self.users, N=10))
+        self.model = model
+        return {"fit_s": fit_s, "steady_s": steady(times), "recommend_1000_ms": rec,
+                "train_seconds": model.meta["train_seconds"], "device": model.device}
+
+    def quality(self):
+        return encore.evaluate(self.model, self.ds.train, self.ds.valid, K=10)
 
 
-def run_cli(a, dataset: Path):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "model"
-        common = [a.encore, "--quiet"] + (["--threads", str(a.threads)] if a.threads else [])
-        t = time.perf_counter()
-        subprocess.run(common + ["train", str(dataset), "--out", str(out), "--device", a.device,
-                                 "--factors", str(a.factors), "--iterations", str(a.iterations),
-                                 "--solver", a.solver], check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - t
-        meta = json.loads((out / "model.json").read_text())
-        rec = json.loads(subprocess.run(
-            common + ["bench", "recommend", str(out), str(dataset), "--users", "1000", "-k", "10",
-                      "--device", a.device, "--json"],
-            check=True, capture_output=True, text=True).stdout)
-    its = [s["seconds"] for s in meta["iterations"]]
-    return {"train_seconds": meta["train_seconds"], "process_s": wall,
-            "steady_s": float(np.median(its[1:])) if len(its) > 1 else its[0],
-            "recommend_1000_ms": rec["median_ms"]}
+class Implicit:
+    def __init__(self, a, ds, users, ref: encore.ALS):
+        self.a, self.ds, self.users, self.ref = a, ds, users, ref
+        self.cui = ds.train.copy()
+        self.cui.data = confidence(self.cui.data, ref)
+        self.rows = ds.train[users]
+        gpu = a.device == "gpu"
+        if gpu:
+            from implicit.gpu.als import AlternatingLeastSquares
+            import implicit.gpu
+            if not implicit.gpu.HAS_CUDA:
+                raise SystemExit("implicit has no CUDA build here (implicit.gpu.HAS_CUDA is False)")
+        else:
+            from implicit.cpu.als import AlternatingLeastSquares
+        # Imported here, before the BLAS limit: threadpoolctl limits the libraries loaded by
+        # then, and importing implicit loads scipy's BLAS.
+        self.cls = AlternatingLeastSquares
+        self.name = "implicit " + ("gpu" if gpu else ref.solver)
+
+    def run(self):
+        from threadpoolctl import threadpool_limits
+        a, ref = self.a, self.ref
+        gpu = a.device == "gpu"
+        stamps = []
+
+        def on_iteration(*_):
+            if gpu:
+                gpu_sync()
+            stamps.append(time.perf_counter())
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            if gpu:
+                imp = self.cls(factors=ref.factors, regularization=ref.regularization, alpha=1.0,
+                               iterations=ref.iterations, random_state=42)
+            else:
+                imp = self.cls(factors=ref.factors, regularization=ref.regularization, alpha=1.0,
+                               iterations=ref.iterations, use_cg=ref.solver == "cg",
+                               num_threads=a.threads, random_state=42)
+            imp.cg_steps = ref.cg_steps
+            t = time.perf_counter()
+            imp.fit(self.cui, show_progress=False, callback=on_iteration)
+            if gpu:
+                gpu_sync()
+            fit_s = time.perf_counter() - t
+            rec = median_ms(lambda: imp.recommend(self.users, self.rows, N=10))
+        self.model = imp
+        # Iteration times from the callbacks' time stamps (after a device sync on the GPU).
+        times = np.diff([t] + stamps).tolist()
+        return {"fit_s": fit_s, "steady_s": steady(times), "recommend_1000_ms": rec}
+
+    def quality(self):
+        scored = self.model.to_cpu() if self.a.device == "gpu" else self.model
+        return encore.evaluate(scored, self.ds.train, self.ds.valid, K=10)
+
+
+def train_flags(ref: encore.ALS) -> list:
+    """`encore train` flags for every setting of `ref`'s configuration (model.json names; the
+    CLI spells them with dashes), so the CLI trains exactly the Python model."""
+    cfg = json.loads(ref._config_json())
+    flags = []
+    for key, value in cfg.items():
+        if key == "compute_loss":
+            flags += ["--loss"] if value else []
+        else:
+            flags += ["--" + key.replace("_", "-"), str(value)]
+    return flags
+
+
+class Cli:
+    name = "encore CLI"
+
+    def __init__(self, a, ref: encore.ALS):
+        self.a, self.ref = a, ref
+
+    def run(self):
+        a = self.a
+        common = [a.encore, "--quiet", "--threads", str(a.threads)]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "model"
+            t = time.perf_counter()
+            subprocess.run(common + ["train", str(a.dataset), "--out", str(out), "--device",
+                                     a.device] + train_flags(self.ref),
+                           check=True, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - t
+            meta = json.loads((out / "model.json").read_text())
+            if a.device == "gpu":
+                # The GPU scorer Python's recommend uses on a GPU model (TF32 screening, exact
+                # answers), timed inside the binary.
+                r = json.loads(subprocess.run(
+                    common + ["bench", "infer", str(out), str(a.dataset), "--backends", "gpu",
+                              "--batches", "1000", "--json"],
+                    check=True, capture_output=True, text=True).stdout)
+                rec = r["runs"][0]["median_ms"]
+            else:
+                r = json.loads(subprocess.run(
+                    common + ["bench", "recommend", str(out), str(a.dataset), "--users", "1000",
+                              "-k", "10", "--json"],
+                    check=True, capture_output=True, text=True).stdout)
+                rec = r["median_ms"]
+        its = [s["seconds"] for s in meta["iterations"]]
+        return {"fit_s": meta["train_seconds"], "process_s": wall, "steady_s": steady(its),
+                "recommend_1000_ms": rec, "device": meta["device"]}
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", type=Path)
-    p.add_argument("--encore", default=os.environ.get("ENCORE_CLI", "target/release/encore"))
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--encore", default=os.environ.get("ENCORE_CLI", "target/release/encore"),
+                   help="the encore binary (default: $ENCORE_CLI, else target/release/encore)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="CPU threads for all three (default: every core)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--factors", type=int, default=64)
-    p.add_argument("--iterations", type=int, default=15)
-    p.add_argument("--solver", default="cg")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--factors", type=int, help="default: the library's")
+    p.add_argument("--iterations", type=int, help="default: the library's")
+    p.add_argument("--solver", help="default: the library's")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--json", type=Path, help="write every measurement here")
     a = p.parse_args()
+    settings = {k: getattr(a, k) for k in ("factors", "iterations", "solver")
+                if getattr(a, k) is not None}
+    if "reg_exponent" in encore.ALS.LIBRARY_OPTIONS:
+        settings["reg_exponent"] = 0.0
+    if not Path(a.encore).is_file():
+        raise SystemExit(f"no encore binary at {a.encore} (--encore or $ENCORE_CLI)")
     ds = encore.load_dataset(a.dataset)
     users = np.flatnonzero(np.diff(ds.valid.indptr))[:1000]
-    print(f"machine: {machine()}; encore {encore.__version__}, python {platform.python_version()}")
+    ref = encore.ALS(**settings, device="cpu")
+    import implicit
+    print(f"machine: {machine()}; encore {encore.__version__}, implicit {implicit.__version__}, "
+          f"python {platform.python_version()}, numpy {np.__version__}")
     print(f"dataset {a.dataset}: {ds.train.shape[0]} users x {ds.train.shape[1]} items, "
-          f"{ds.train.nnz} train pairs; k={a.factors}, {a.iterations} iterations, "
-          f"{a.threads} threads, device {a.device}")
-    model, enc = run_encore(a, ds, users)
-    imp = run_implicit(a, ds, users, model)
-    cli = run_cli(a, a.dataset)
-    print(f"{'':<24}{'fit s':>9}{'steady s/it':>13}{'nDCG@10':>9}{'p@10':>8}{'rec 1000 ms':>13}")
-    for r in (enc, imp):
-        print(f"{r['name']:<24}{r['fit_s']:>9.3f}{r['steady_s']:>13.4f}{r['ndcg']:>9.4f}"
-              f"{r['precision']:>8.4f}{r['recommend_1000_ms']:>13.2f}")
-    print(f"{'encore CLI':<24}{cli['train_seconds']:>9.3f}{cli['steady_s']:>13.4f}{'':>9}{'':>8}"
-          f"{cli['recommend_1000_ms']:>13.2f}")
+          f"{ds.train.nnz} train pairs; {ref!r}; {a.threads} threads, device {a.device}; "
+          f"{len(users)} users to recommend for; {a.rounds} rounds")
+    systems = [Encore(a, ds, users, settings), Implicit(a, ds, users, ref), Cli(a, ref)]
+    runs = {s.name: [] for s in systems}
+    for r in range(a.rounds):
+        order = systems[r % 3:] + systems[:r % 3]
+        for s in order:
+            before = load()
+            m = s.run()
+            m["load_before"], m["load_after"] = before, load()
+            runs[s.name].append(m)
+        print(f"round {r + 1}: " + ", ".join(
+            f"{s.name} fit {runs[s.name][-1]['fit_s']:.3f} s (load {runs[s.name][-1]['load_before']:.2f}"
+            f"-{runs[s.name][-1]['load_after']:.2f})" for s in order), flush=True)
+    enc, imp, cli = (s.name for s in systems)
+    med = {name: {key: median(run[key] for run in rs) for key in rs[0] if key != "device"}
+           for name, rs in runs.items()}
+    quality = {enc: systems[0].quality(), imp: systems[1].quality()}
+    print(f"\nmedians over {a.rounds} rounds")
+    print(f"{'':<20}{'fit s':>9}{'steady s/it':>13}{'rec 1000 ms':>13}{'nDCG@10':>9}{'p@10':>8}")
+    for name in (enc, imp, cli):
+        q = quality.get(name)
+        qs = f"{q['ndcg']:>9.4f}{q['precision']:>8.4f}" if q else ""
+        m = med[name]
+        print(f"{name:<20}{m['fit_s']:>9.3f}{m['steady_s']:>13.4f}{m['recommend_1000_ms']:>13.2f}{qs}")
+    print(f"(encore CLI fit = its train_seconds; the whole process, files included, "
+          f"{med[cli]['process_s']:.3f} s)")
     ratios = {
-        "fit_speedup_vs_implicit": imp["fit_s"] / enc["fit_s"],
-        "iteration_speedup_vs_implicit": imp["steady_s"] / enc["steady_s"],
-        "recommend_speedup_vs_implicit": imp["recommend_1000_ms"] / enc["recommend_1000_ms"],
-        "ndcg_ratio_vs_implicit": enc["ndcg"] / imp["ndcg"],
-        "python_fit_overhead_vs_cli": enc["fit_s"] / cli["train_seconds"] - 1,
-        "python_recommend_overhead_vs_cli": enc["recommend_1000_ms"] / cli["recommend_1000_ms"] - 1,
+        "fit_speedup_vs_implicit": med[imp]["fit_s"] / med[enc]["fit_s"],
+        "iteration_speedup_vs_implicit": med[imp]["steady_s"] / med[enc]["steady_s"],
+        "recommend_speedup_vs_implicit": med[imp]["recommend_1000_ms"] / med[enc]["recommend_1000_ms"],
+        "ndcg_ratio_vs_implicit": quality[enc]["ndcg"] / quality[imp]["ndcg"],
+        "python_fit_overhead_vs_cli": med[enc]["fit_s"] / med[cli]["fit_s"] - 1,
+        "python_train_seconds_vs_cli": med[enc]["train_seconds"] / med[cli]["fit_s"] - 1,
+        "python_recommend_overhead_vs_cli": med[enc]["recommend_1000_ms"] / med[cli]["recommend_1000_ms"] - 1,
     }
-    print("encore/implicit: fit {fit_speedup_vs_implicit:.2f}x faster, steady iteration "
-          "{iteration_speedup_vs_implicit:.2f}x, recommend {recommend_speedup_vs_implicit:.2f}x, "
+    print("encore vs implicit: fit {fit_speedup_vs_implicit:.2f}x faster, steady iteration "
+          "{iteration_speedup_vs_implicit:.2f}x, recommend 1000 {recommend_speedup_vs_implicit:.2f}x; "
           "nDCG@10 ratio {ndcg_ratio_vs_implicit:.3f}".format(**ratios))
-    print("python over CLI: fit {:+.1%}, recommend 1000 {:+.1%}".format(
-        ratios["python_fit_overhead_vs_cli"], ratios["python_recommend_overhead_vs_cli"]))
+    print("python over the CLI: fit {:+.1%} (the core's own training time inside the Python fit "
+          "{:+.1%}), recommend 1000 {:+.1%}".format(
+              ratios["python_fit_overhead_vs_cli"], ratios["python_train_seconds_vs_cli"],
+              ratios["python_recommend_overhead_vs_cli"]))
     if a.json:
-        a.json.write_text(json.dumps({"machine": machine(), "args": {k: str(v) for k, v in vars(a).items()},
-                                      "encore": enc, "implicit": imp, "cli": cli, "ratios": ratios}, indent=1))
+        a.json.write_text(json.dumps({
+            "machine": machine(), "command": sys.argv, "model": repr(ref),
+            "args": {k: str(v) for k, v in vars(a).items()}, "runs": runs, "medians": med,
+            "quality": quality, "ratios": ratios}, indent=1))
     return 0
 
 

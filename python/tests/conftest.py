@@ -5,6 +5,8 @@ Environment:
 - ENCORE_HETREC: the HetRec 2011 Last.fm directory (default: ../shared/data/hetrec2011-lastfm-2k
   beside the repository, as the Rust tests and CI use). Missing data fails the tests that need
   it, as in tests/prep.rs, rather than skipping them.
+- ENCORE_REQUIRE_GPU: when set, an unusable GPU is an error rather than a skip of the `gpu`
+  tests (scripts/gpu-python-test.sh sets it on the GPU host).
 - ENCORE_CLI: the `encore` binary for the CLI <-> Python tests (default: the release build in
   $CARGO_TARGET_DIR or target/). When it is set, a missing binary fails; when it is not and no
   build is found, those tests are skipped.
@@ -27,7 +29,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def pytest_collection_modifyitems(config, items):
     if any("gpu" in item.keywords for item in items) and not encore.gpu_available():
-        skip = pytest.mark.skip(reason="no usable NVIDIA GPU (driver, device and cuBLAS)")
+        try:
+            encore._encore.describe_gpu(0)
+            why = "no usable NVIDIA GPU"
+        except encore.GpuError as e:
+            why = str(e)
+        if os.environ.get("ENCORE_REQUIRE_GPU"):
+            raise pytest.UsageError(f"ENCORE_REQUIRE_GPU is set but the GPU is not usable: {why}")
+        skip = pytest.mark.skip(reason=f"no usable NVIDIA GPU (driver, device and cuBLAS): {why}")
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)

@@ -68,6 +68,15 @@ def test_defaults_are_the_librarys_own():
         assert sig.parameters[py_name].default == d[lib_name], py_name
     m = encore.ALS(device="cpu")
     assert (m.factors, m.regularization, m.alpha) == (d["factors"], d["regularization"], d["alpha"])
+    # The whole configuration reaching the core is the library's: settings without a parameter
+    # of their own are keywords and attributes of their names, at the library's defaults.
+    assert json.loads(m._config_json()) == d
+    for name in encore.ALS.LIBRARY_OPTIONS:
+        assert getattr(m, name) == d[name], name
+        given = encore.ALS(factors=2, iterations=1, device="cpu", **{name: d[name]})
+        assert json.loads(given._config_json())[name] == d[name]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such_setting'"):
+        encore.ALS(no_such_setting=1)
 
 
 def test_fit_returns_the_model_and_records_its_history(small):
@@ -556,7 +565,7 @@ def test_help_explains_every_argument(fn):
     assert "Parameters\n----------\n" in doc, fn.__qualname__
     section = doc.split("Parameters\n----------\n", 1)[1].split("\n\n")[0]
     documented = set()
-    for entry in re.findall(r"^(\w[\w, ]*?)\s*:", section, re.M):
+    for entry in re.findall(r"^\*{0,2}(\w[\w, ]*?)\s*:", section, re.M):
         documented |= {name.strip() for name in entry.split(",")}
     for p in inspect.signature(fn).parameters:
         if p != "self":

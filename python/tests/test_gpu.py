@@ -4,6 +4,11 @@ and says where it runs."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -24,6 +29,49 @@ def test_auto_picks_the_gpu_and_says_so():
     m = encore.ALS(device="auto")
     assert m.device == "gpu:0" and m.device_note is None
     assert "gpu:0" in encore._encore.describe_gpu(0)
+
+
+def test_a_gpu_number_past_the_last_raises():
+    count = 1
+    while encore.gpu_available(count):
+        count += 1
+    with pytest.raises(encore.GpuError, match=f"gpu:{count} requested but this host has {count}"):
+        encore.ALS(device=f"gpu:{count}")
+    assert encore.ALS(device=f"gpu:{count - 1}").device == f"gpu:{count - 1}"
+
+
+HIDDEN = """
+import json
+import numpy as np, scipy.sparse as sp
+import encore
+out = {"available": encore.gpu_available(), "auto": encore.ALS(device="auto").device}
+try:
+    encore.ALS(device="gpu")
+    out["gpu"] = "no error"
+except encore.GpuError as e:
+    out["gpu"] = "GpuError: " + str(e)
+try:
+    m = sp.csr_matrix((np.random.default_rng(1).random((50, 40)) < 0.2).astype(np.float32))
+    encore.ALS(factors=8, iterations=2, device="cpu").fit(m, show_progress=False).to_gpu()
+    out["to_gpu"] = "no error"
+except encore.GpuError as e:
+    out["to_gpu"] = "GpuError"
+print(json.dumps(out))
+"""
+
+
+def test_with_the_gpus_hidden_gpu_raises_and_auto_says_cpu():
+    """On this GPU host, with the devices hidden from CUDA (the driver still there): "gpu"
+    raises GpuError rather than falling back, "auto" takes the CPU, in a fresh process."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    run = subprocess.run([sys.executable, "-c", HIDDEN], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["available"] is False and out["auto"] == "cpu", out
+    assert out["gpu"].startswith("GpuError: GPU: "), out
+    print(out["gpu"])
+    assert out["to_gpu"] == "GpuError", out
 
 
 @pytest.mark.parametrize("solver", ["cg", "cholesky-fused", "lu"])

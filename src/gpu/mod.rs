@@ -18,8 +18,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::sys::CUdevice_attribute;
-use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+use cudarc::driver::sys::{CUdevice_attribute, CUresult};
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream, DriverError};
 
 pub use error::GpuError;
 
@@ -107,10 +107,19 @@ impl Gpu {
                  driver, or use --device cpu",
             ));
         }
-        let count = CudaContext::device_count().map_err(|e| gpu_err("cuDeviceGetCount", e))?;
+        let count = match CudaContext::device_count() {
+            Ok(n) => n,
+            // cuInit's answer when the driver sees no device: none installed, or all hidden by
+            // CUDA_VISIBLE_DEVICES. That is "0 devices", said as such below.
+            Err(DriverError(CUresult::CUDA_ERROR_NO_DEVICE)) => 0,
+            Err(e) => return Err(gpu_err("cuDeviceGetCount", e)),
+        };
         if ordinal >= count.max(0) as usize {
+            let hidden = std::env::var("CUDA_VISIBLE_DEVICES")
+                .map(|v| format!(" (CUDA_VISIBLE_DEVICES={v:?})"))
+                .unwrap_or_default();
             return Err(Error::no_gpu(format!(
-                "gpu:{ordinal} requested but this host has {count} CUDA device(s)"
+                "gpu:{ordinal} requested but this host has {count} CUDA device(s){hidden}"
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| gpu_err("creating a CUDA context", e))?;

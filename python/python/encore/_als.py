@@ -20,6 +20,15 @@ PathLike = Union[str, "os.PathLike[str]"]
 # signature shows the same numbers `encore train` uses, and there is no second copy of them.
 _DEFAULTS: Dict[str, Any] = json.loads(_encore.default_config())
 
+# The library's settings that have a parameter of their own below (under implicit's name for
+# the seed and the loss). Any other key of the library's configuration (one the core gains, say
+# `encore train --reg-exponent`'s `reg_exponent`) is an `ALS(**options)` keyword and attribute
+# of the same name, at the library's default, so Python reaches every setting of the core
+# without a release of its own.
+_NAMED = ("factors", "regularization", "alpha", "confidence", "epsilon", "iterations", "solver",
+          "cg_steps", "seed", "compute_loss")
+LIBRARY_OPTIONS: Tuple[str, ...] = tuple(k for k in _DEFAULTS if k not in _NAMED)
+
 
 def _seed(random_state: Any) -> int:
     """An integer seed from ``random_state``: an int, None (a fresh random seed), or a numpy
@@ -108,6 +117,11 @@ class ALS:
     num_threads, use_cg :
         implicit's names for ``threads`` (0 = all cores) and ``solver`` (True = "cg",
         False = "cholesky"), so implicit code runs unchanged.
+    **options :
+        The library's other settings, by their ``model.json`` names (listed in
+        ``encore.ALS.LIBRARY_OPTIONS``; ``encore train --help`` explains them under their
+        flag names, ``_`` for ``-``), each at the library's default unless given here and
+        readable as an attribute of the same name. An unknown name is a ``TypeError``.
 
     Attributes
     ----------
@@ -119,6 +133,9 @@ class ALS:
     history : list of dict
         Per-iteration seconds, loss and validation metrics of the last ``fit``.
     """
+
+    #: The library's settings beyond the named parameters: ``ALS(**options)`` keywords.
+    LIBRARY_OPTIONS: Tuple[str, ...] = LIBRARY_OPTIONS
 
     def __init__(
         self,
@@ -138,7 +155,15 @@ class ALS:
         *,
         num_threads: Optional[int] = None,
         use_cg: Optional[bool] = None,
+        **options: Any,
     ) -> None:
+        unknown = sorted(set(options) - set(LIBRARY_OPTIONS))
+        if unknown:
+            others = ", ".join(LIBRARY_OPTIONS) or "none"
+            raise TypeError(f"ALS() got an unexpected keyword argument {unknown[0]!r} (the "
+                            f"library's settings beyond the named ones: {others})")
+        for name in LIBRARY_OPTIONS:
+            setattr(self, name, options.get(name, _DEFAULTS[name]))
         if num_threads is not None:
             if threads is not None:
                 raise ValueError("pass threads or num_threads (implicit's name), not both")
@@ -191,6 +216,11 @@ class ALS:
             seed=_seed(self.random_state) if seed is None else seed,
             compute_loss=bool(self.calculate_training_loss),
         )
+        for name in LIBRARY_OPTIONS:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+            cfg[name] = value
         return json.dumps(cfg)
 
     def _fitted(self) -> Any:
@@ -626,9 +656,10 @@ class ALS:
     def __repr__(self) -> str:
         state = "unfitted" if self._model is None else (
             f"{self._model.n_users} users x {self._model.n_items} items")
+        extra = "".join(f", {name}={getattr(self, name)!r}" for name in LIBRARY_OPTIONS)
         return (f"encore.ALS(factors={self.factors}, regularization={self.regularization}, "
-                f"alpha={self.alpha}, iterations={self.iterations}, solver={self.solver!r}, "
-                f"device={self.device!r}; {state})")
+                f"alpha={self.alpha}, iterations={self.iterations}, solver={self.solver!r}"
+                f"{extra}, device={self.device!r}; {state})")
 
 
 #: implicit's name, so ``from encore import AlternatingLeastSquares`` replaces
@@ -675,6 +706,8 @@ def load(path: PathLike, device: str = "auto", threads: Optional[int] = None,
     model.cg_steps = cfg["cg_steps"]
     model.random_state = cfg["seed"]
     model.calculate_training_loss = cfg["compute_loss"]
+    for name in LIBRARY_OPTIONS:
+        setattr(model, name, cfg.get(name, _DEFAULTS[name]))
     model.threads = threads or None
     model.gpu_memory = None
     model.requested_device = device
