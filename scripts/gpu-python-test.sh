@@ -2,7 +2,7 @@
 # The Python package's GPU tests and its GPU benchmark, on a GPU host without Rust or network,
 # in two halves (like scripts/gpu-test.sh for the Rust side):
 #
-#   bash scripts/gpu-python-test.sh build   # here: into .python-wheels/ (git-ignored, ~35 MiB):
+#   bash scripts/gpu-python-test.sh build   # here: into .python-wheels/ (git-ignored, ~26 MiB):
 #                                           # the encore abi3 wheel (maturin), pytest and its
 #                                           # dependencies as wheels, implicit 0.7.3's GPU build
 #                                           # with RMM (/work/shared/tools/implicit-gpu-wheels.sh),

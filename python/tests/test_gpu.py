@@ -1,13 +1,18 @@
 """GPU tests (marked `gpu`, skipped without a usable GPU; scripts/gpu-python-test.sh runs them
-on the GPU host): the GPU trains models as good as the CPU's, scores exactly as the CPU does,
-and says where it runs."""
+on the GPU host): the GPU trains models as good as the CPU's (nDCG@10 at least 0.98x; the exact
+solvers' factors within 1e-2 relative), scores exactly as the CPU does (ids and scores bit for
+bit: the GPU re-scores its candidates with the CPU's arithmetic), says where it runs, and
+raises GpuError, never falling back, for a device it does not have."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -85,8 +90,13 @@ def test_gpu_training_matches_the_cpus_quality(data, solver):
     g = encore.evaluate(gpu, train, valid, K=10)
     assert g["ndcg"] >= 0.98 * c["ndcg"], (g, c)
     if solver != "cg":
-        # Exact solvers: the same normal equations, so factors agree to float32 rounding.
-        np.testing.assert_allclose(gpu.item_factors, cpu.item_factors, rtol=2e-2, atol=2e-3)
+        # Exact solvers: the same normal equations, so the factors agree to float32 rounding,
+        # carried through 10 iterations: |gpu - cpu| / |cpu| (Frobenius) below 1e-2 on each
+        # side (tests/gpu.rs holds one iteration to 2e-3).
+        for side in ("user_factors", "item_factors"):
+            a, b = getattr(gpu, side).astype(np.float64), getattr(cpu, side).astype(np.float64)
+            rel = np.linalg.norm(a - b) / np.linalg.norm(b)
+            assert rel < 1e-2, (solver, side, rel)
 
 
 def test_gpu_scoring_is_exactly_the_cpus(data):
@@ -121,6 +131,19 @@ def test_a_gpu_model_saves_and_loads_on_either_device(data, tmp_path):
 def test_ctrl_c_and_callbacks_work_on_the_gpu(data):
     train, _ = data
     seen = []
-    encore.ALS(factors=16, iterations=3, device="gpu").fit(
+    m = encore.ALS(factors=16, iterations=3, device="gpu").fit(
         train, show_progress=False, callback=lambda *a: seen.append(a[0]))
     assert seen == [0, 1, 2]
+    # Ctrl-C stops a long GPU fit between half-steps, the model left as it was.
+    before = m.user_factors.copy()
+    m.iterations = 100_000
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(train, show_progress=False)
+    elapsed = time.perf_counter() - start
+    timer.join()
+    assert elapsed < 10, elapsed
+    assert np.array_equal(m.user_factors, before)
+    assert m.recommend(0, N=3)[0].shape == (3,)
