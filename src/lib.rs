@@ -20,6 +20,7 @@
 
 pub mod als;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod gpu;
