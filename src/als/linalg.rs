@@ -9,8 +9,10 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-/// Rows per task when summing a Gram matrix in parallel.
-const GRAM_ROWS_PER_TASK: usize = 16_384;
+/// Rows per part when summing a Gram matrix in parallel. Multi-rank training computes the same
+/// parts (on whichever rank) and sums them in the same order, so its Gram matrices are
+/// bit-identical to one process's.
+pub const GRAM_ROWS_PER_TASK: usize = 16_384;
 
 /// FᵀF for a row-major `n × k` matrix `f`, as a row-major `k × k` f32 matrix (summed in f64
 /// across tasks so the result does not depend on the thread count beyond rounding of each part).
@@ -21,17 +23,24 @@ pub fn gram(f: &[f32], k: usize) -> Vec<f32> {
     }
     let parts: Vec<Vec<f32>> = f
         .par_chunks(GRAM_ROWS_PER_TASK * k)
-        .map(|chunk| {
-            let rows = chunk.len() / k;
-            let a = view(chunk, rows, k);
-            let mut g = vec![0.0f32; k * k];
-            general_mat_mul(1.0, &a.t(), &a, 0.0, &mut view_mut(&mut g, k, k));
-            g
-        })
+        .map(|chunk| gram_part(chunk, k))
         .collect();
-    // Sum the parts in a fixed order, in f64.
+    sum_gram_parts(parts.iter().map(Vec::as_slice), k)
+}
+
+/// One part of [`gram`]: FᵀF of the rows in `chunk` (row-major, `k` columns), in f32.
+pub fn gram_part(chunk: &[f32], k: usize) -> Vec<f32> {
+    let rows = chunk.len() / k.max(1);
+    let a = view(chunk, rows, k);
+    let mut g = vec![0.0f32; k * k];
+    general_mat_mul(1.0, &a.t(), &a, 0.0, &mut view_mut(&mut g, k, k));
+    g
+}
+
+/// The sum of Gram parts in the order given, in f64, rounded once to f32.
+pub fn sum_gram_parts<'a>(parts: impl Iterator<Item = &'a [f32]>, k: usize) -> Vec<f32> {
     let mut acc = vec![0.0f64; k * k];
-    for p in &parts {
+    for p in parts {
         for (a, &v) in acc.iter_mut().zip(p) {
             *a += f64::from(v);
         }

@@ -83,22 +83,24 @@ pub fn all_gather_f32(c: &mut dyn Collective, mine: &[f32]) -> Result<Vec<f32>> 
     Ok(out)
 }
 
-/// Every rank's `mine` (the same length on every rank), as a list in rank order.
-pub fn all_gather_f32_blocks(c: &mut dyn Collective, mine: &[f32]) -> Result<Vec<Vec<f32>>> {
-    let all = all_gather_f32(c, mine)?;
-    let w = c.world();
-    if all.len() != mine.len() * w {
-        return Err(Error::Runtime(format!(
-            "ranks contributed blocks of different lengths ({} values in all, {} here, {w} ranks)",
-            all.len(),
-            mine.len()
-        )));
-    }
-    Ok(all
-        .chunks(mine.len().max(1))
-        .map(<[f32]>::to_vec)
-        .take(w)
-        .collect())
+/// Every rank's `f32` block, one list per rank in rank order (blocks may differ in length).
+pub fn all_gather_f32_each(c: &mut dyn Collective, mine: &[f32]) -> Result<Vec<Vec<f32>>> {
+    let blocks = c.all_gather_bytes(bytemuck::cast_slice(mine))?;
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(r, b)| {
+            if b.len() % 4 != 0 {
+                return Err(Error::Runtime(format!(
+                    "rank {r} sent {} bytes, not a whole number of f32 values",
+                    b.len()
+                )));
+            }
+            Ok(b.chunks_exact(4)
+                .map(bytemuck::pod_read_unaligned::<f32>)
+                .collect())
+        })
+        .collect()
 }
 
 /// The element-wise sum over ranks of `mine`, in f64, added in rank order (the same bits on

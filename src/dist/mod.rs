@@ -15,11 +15,13 @@
 //! - [`partition`]: rows split into contiguous blocks balanced by nonzeros.
 //! - [`launch`]: who this process is: `--rank/--world/--rendezvous`, or SLURM's variables.
 
+pub mod backend;
 pub mod collective;
 pub mod launch;
 pub mod partition;
 pub mod tcp;
 
+pub use backend::ShardedCpu;
 pub use collective::{Collective, Single};
 pub use launch::WorldSpec;
 pub use partition::balanced_blocks;
