@@ -75,10 +75,7 @@ pub fn all_gather_f32(c: &mut dyn Collective, mine: &[f32]) -> Result<Vec<f32>> 
             )));
         }
         // The received bytes need not be 4-byte aligned: copy rather than cast.
-        out.extend(
-            b.chunks_exact(4)
-                .map(|w| bytemuck::pod_read_unaligned::<f32>(w)),
-        );
+        out.extend(b.chunks_exact(4).map(bytemuck::pod_read_unaligned::<f32>));
     }
     Ok(out)
 }
@@ -130,12 +127,56 @@ pub fn check_same(c: &mut dyn Collective, what: &str, fingerprint: &str) -> Resu
     for (r, f) in all.iter().enumerate() {
         if f.as_slice() != fingerprint.as_bytes() {
             return Err(Error::Config(format!(
-                "rank {r} was started with a different {what} than rank {} ({} vs {})",
+                "rank {r} was started with a different {what} than rank {}: {}",
                 c.rank(),
-                crate::util::quote(f),
-                crate::util::quote(fingerprint.as_bytes()),
+                fingerprint_diff(&String::from_utf8_lossy(f), fingerprint)
             )));
         }
     }
     Ok(())
+}
+
+/// A fingerprint from named parts, `name=value; ...`: what every rank must agree on.
+pub fn fingerprint<'a>(parts: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    parts
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What differs between two fingerprints, part by part (`iterations: 3 here, 15 on rank 0`),
+/// for the message that refuses a rank.
+pub fn fingerprint_diff(theirs: &str, ours: &str) -> String {
+    let split = |s: &str| -> Vec<(String, String)> {
+        s.split("; ")
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (p.to_string(), String::new()),
+            })
+            .collect()
+    };
+    let (t, o) = (split(theirs), split(ours));
+    let mut out = Vec::new();
+    for (k, v) in &t {
+        match o.iter().find(|(ok, _)| ok == k) {
+            Some((_, ov)) if ov == v => {}
+            Some((_, ov)) => out.push(format!(
+                "{k} {} vs {}",
+                crate::util::quote(v.as_bytes()),
+                crate::util::quote(ov.as_bytes())
+            )),
+            None => out.push(format!("{k} only on that rank")),
+        }
+    }
+    for (k, _) in &o {
+        if !t.iter().any(|(tk, _)| tk == k) {
+            out.push(format!("{k} missing on that rank"));
+        }
+    }
+    if out.is_empty() {
+        "the same parts in another order".into()
+    } else {
+        out.join(", ")
+    }
 }

@@ -1,6 +1,7 @@
 //! Who this process is in a multi-rank run: from `--rank/--world/--rendezvous`, or from SLURM.
 //!
-//! Under `srun` every task gets `SLURM_PROCID` (its rank), `SLURM_NTASKS` (the world),
+//! Under `srun` every task gets `SLURM_PROCID` (its rank), `SLURM_STEP_NUM_TASKS` (the world;
+//! only a job step has it, so a batch script's single `encore train` is not mistaken for a rank),
 //! `SLURM_LOCALID` (its index on its host, which picks its GPU) and `SLURM_JOB_NODELIST` (the
 //! job's hosts, compressed: `gpu[01-04,07]`); rank 0 runs on the first host of the list, so that
 //! host is the rendezvous. The port defaults to one derived from `SLURM_JOB_ID`, so two jobs
@@ -81,7 +82,7 @@ impl WorldSpec {
         var: &dyn Fn(&str) -> Option<String>,
         port: Option<u16>,
     ) -> Result<Option<Self>> {
-        let Some(world) = var("SLURM_NTASKS") else {
+        let Some(world) = var("SLURM_STEP_NUM_TASKS") else {
             return Ok(None);
         };
         let num = |name: &str, v: &str| {
@@ -89,14 +90,15 @@ impl WorldSpec {
                 .parse::<usize>()
                 .map_err(|_| Error::Config(format!("{name}={v:?} is not a number (set by SLURM?)")))
         };
-        let world = num("SLURM_NTASKS", &world)?;
+        let world = num("SLURM_STEP_NUM_TASKS", &world)?;
         if world <= 1 {
             return Ok(None);
         }
         let get = |name: &str| {
             var(name).ok_or_else(|| {
                 Error::Config(format!(
-                    "SLURM_NTASKS is {world} but {name} is not set; start the ranks with srun"
+                    "SLURM_STEP_NUM_TASKS is {world} but {name} is not set; start the ranks \
+                     with srun"
                 ))
             })
         };
@@ -105,7 +107,8 @@ impl WorldSpec {
             Some(v) => num("SLURM_LOCALID", &v)?,
             None => 0,
         };
-        let nodes = get("SLURM_JOB_NODELIST").or_else(|_| get("SLURM_NODELIST"))?;
+        // The step's first host runs its task 0.
+        let nodes = get("SLURM_STEP_NODELIST").or_else(|_| get("SLURM_JOB_NODELIST"))?;
         let host = first_host(&nodes)?;
         let port = match port {
             Some(p) => p,
@@ -205,10 +208,11 @@ mod tests {
     #[test]
     fn slurm_variables_give_the_world() {
         let e = env(&[
-            ("SLURM_NTASKS", "8"),
+            ("SLURM_STEP_NUM_TASKS", "8"),
             ("SLURM_PROCID", "5"),
             ("SLURM_LOCALID", "1"),
-            ("SLURM_JOB_NODELIST", "gpu[12-15]"),
+            ("SLURM_STEP_NODELIST", "gpu[12-15]"),
+            ("SLURM_JOB_NODELIST", "gpu[10-15]"),
             ("SLURM_JOB_ID", "123456"),
         ]);
         let s = WorldSpec::from_slurm(&e, None).unwrap().unwrap();
@@ -230,20 +234,19 @@ mod tests {
         );
         // One task, or no SLURM at all: not a multi-rank run.
         assert_eq!(
-            WorldSpec::from_slurm(&env(&[("SLURM_NTASKS", "1")]), None).unwrap(),
+            WorldSpec::from_slurm(&env(&[("SLURM_STEP_NUM_TASKS", "1")]), None).unwrap(),
             None
         );
         assert_eq!(WorldSpec::from_slurm(&env(&[]), None).unwrap(), None);
-        let e = env(&[("SLURM_NTASKS", "2"), ("SLURM_JOB_NODELIST", "a")]);
+        let e = env(&[("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_JOB_NODELIST", "a")]);
         let err = WorldSpec::from_slurm(&e, None).unwrap_err().to_string();
         assert!(err.contains("SLURM_PROCID is not set"), "{err}");
-        let e = env(&[("SLURM_NTASKS", "two")]);
-        assert!(
-            WorldSpec::from_slurm(&e, None)
-                .unwrap_err()
-                .to_string()
-                .contains("SLURM_NTASKS")
-        );
+        let e = env(&[("SLURM_STEP_NUM_TASKS", "two")]);
+        let err = WorldSpec::from_slurm(&e, None).unwrap_err().to_string();
+        assert!(err.contains("SLURM_STEP_NUM_TASKS"), "{err}");
+        // A batch script (SLURM_NTASKS but no job step) is one process.
+        let e = env(&[("SLURM_NTASKS", "4")]);
+        assert_eq!(WorldSpec::from_slurm(&e, None).unwrap(), None);
     }
 
     #[test]

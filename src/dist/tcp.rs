@@ -255,9 +255,8 @@ impl TcpCollective {
             } else if their_print != fingerprint {
                 Some(format!(
                     "rank {rank} (from {from}) was started on a different dataset or with \
-                     different training settings ({} vs {})",
-                    crate::util::quote(their_print.as_bytes()),
-                    crate::util::quote(fingerprint.as_bytes())
+                     different training settings than rank 0 (rank {rank} vs rank 0: {})",
+                    super::collective::fingerprint_diff(&their_print, fingerprint)
                 ))
             } else {
                 None

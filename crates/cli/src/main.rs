@@ -8,6 +8,7 @@
 mod bench;
 mod data;
 mod demo;
+mod dist;
 mod fmt;
 mod model;
 mod note;

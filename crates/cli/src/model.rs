@@ -71,10 +71,12 @@ pub struct TrainArgs {
     /// Replace the output directory if it exists.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub dist: crate::dist::DistArgs,
 }
 
 impl TrainArgs {
-    fn config(&self) -> AlsConfig {
+    pub(crate) fn config(&self) -> AlsConfig {
         AlsConfig {
             factors: self.factors,
             iterations: self.iterations,
@@ -90,7 +92,12 @@ impl TrainArgs {
     }
 }
 
-pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
+/// `encore train`: the model, or `None` on a rank other than 0 of a multi-rank run.
+pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Option<Model>> {
+    match crate::dist::plan(&a.dist)? {
+        crate::dist::Plan::Single => {}
+        plan => return crate::dist::train(a, plan, quiet),
+    }
     let opts = FitOptions {
         device: a.device,
         gpu: GpuOptions {
@@ -99,7 +106,7 @@ pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
         quiet,
         eval_k: a.eval_k,
     };
-    train_to_dir(&a.dataset, &a.out, &a.config(), &opts, a.force)
+    train_to_dir(&a.dataset, &a.out, &a.config(), &opts, a.force).map(Some)
 }
 
 /// Loads `dataset`, trains with `cfg`, prints progress and a summary, and saves to `out`.
