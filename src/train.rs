@@ -14,7 +14,7 @@ use crate::als::{
 use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{eval_users, metrics};
+use crate::eval::{Metrics, eval_users, metrics};
 use crate::gpu::{DeviceChoice, resolve};
 use crate::infer::{BATCH, CpuScorer, Scorer};
 use crate::sys::Machine;
@@ -187,6 +187,24 @@ pub fn validate(
     items: &Factors,
     k: usize,
 ) -> Result<ValidPoint> {
+    let m = measure(seen, valid, users, uf, items, k)?;
+    Ok(ValidPoint {
+        k,
+        precision: m.precision,
+        ndcg: m.ndcg,
+    })
+}
+
+/// Every ranking metric of the factors on the validation listens of `users`, each user's `seen`
+/// tracks excluded: what `encore eval` reports for a model with these factors.
+pub fn measure(
+    seen: &Csr,
+    valid: &Csr,
+    users: &[u32],
+    uf: &Factors,
+    items: &Factors,
+    k: usize,
+) -> Result<Metrics> {
     let scorer = CpuScorer::new(items)?;
     let mut ranked = Vec::with_capacity(users.len());
     for chunk in users.chunks(BATCH) {
@@ -198,10 +216,5 @@ pub fn validate(
         }
         ranked.extend(scorer.top_k(&q, Some(&ex), k)?.into_iter().map(|r| r.items));
     }
-    let m = metrics(users, &ranked, valid, k)?;
-    Ok(ValidPoint {
-        k,
-        precision: m.precision,
-        ndcg: m.ndcg,
-    })
+    metrics(users, &ranked, valid, k)
 }

@@ -664,6 +664,15 @@ impl Backend for GpuBackend {
         serde_json::to_value(&self.stats).unwrap_or_default()
     }
 
+    fn reset(&mut self) -> Result<()> {
+        // As in `drop`: kernels or copies may still use the buffers.
+        self.gpu.bind()?;
+        self.gpu.synchronize()?;
+        self.state = None;
+        self.iteration = 0;
+        Ok(())
+    }
+
     fn sync_to_host(&mut self, users: &mut Factors, items: &mut Factors) -> Result<()> {
         let Some(st) = self.state.as_ref() else {
             return Ok(());

@@ -285,6 +285,13 @@ pub trait Backend {
     fn details(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// Forgets what the backend holds of the previous run (the GPU's uploaded matrices and
+    /// factors), so that the next [`Backend::iterate`] starts from the given matrices and
+    /// factors: `tune` trains many trials, each resumed from its own host factors, on one
+    /// backend rather than opening the device for each.
+    fn reset(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The CPU backend: a [`Solver`] for each half-step, factors in host memory.
@@ -347,6 +354,11 @@ impl Backend for CpuBackend {
     }
 
     fn sync_to_host(&mut self, _users: &mut Factors, _items: &mut Factors) -> Result<()> {
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.iteration = 0;
         Ok(())
     }
 }
@@ -447,6 +459,35 @@ pub fn prepare(train: Csr, cfg: &AlsConfig) -> Prepared {
     }
 }
 
+/// [`prepare`] from play counts that are already held both ways (`by_item` the transpose of
+/// `by_user`), copying instead of transposing: the confidence is applied entry by entry, so it
+/// commutes with the transpose and the result is [`prepare`]'s exactly. For runs that train
+/// many configurations on one matrix (`tune`).
+pub fn prepare_pair(by_user: &Csr, by_item: &Csr, cfg: &AlsConfig) -> Prepared {
+    let conf = |m: &Csr| {
+        let mut c = m.clone();
+        c.data
+            .par_iter_mut()
+            .for_each(|v| *v = cfg.confidence_minus_one(*v));
+        c
+    };
+    Prepared {
+        by_user: conf(by_user),
+        by_item: conf(by_item),
+        regularization: cfg.regularization,
+    }
+}
+
+/// The starting user and item factors of a run of `cfg` (uniform in [0, 0.01), seeded by
+/// `cfg.seed`): what [`train`] starts from, shared so that a run resumed elsewhere (`tune`)
+/// follows the same path as `encore train` with the same settings.
+pub fn initial_factors(n_users: usize, n_items: usize, cfg: &AlsConfig) -> (Factors, Factors) {
+    (
+        Factors::random(n_users, cfg.factors, cfg.seed),
+        Factors::random(n_items, cfg.factors, cfg.seed ^ 0x5EED_1735),
+    )
+}
+
 /// Trains on `train` (users × items play counts, consumed) with `backend`. After each iteration
 /// `on_iteration` sees the stats (and may fill in `valid`), the confidence matrices (whose
 /// structure is the training matrix's) and the user and item factors. With `observe` false the
@@ -461,11 +502,9 @@ pub fn train(
 ) -> Result<Trained> {
     cfg.validate()?;
     check_confidence(&train, cfg)?;
-    let k = cfg.factors;
     let (n_users, n_items) = (train.n_rows, train.n_cols);
     let p = prepare(train, cfg);
-    let mut users = Factors::random(n_users, k, cfg.seed);
-    let mut items = Factors::random(n_items, k, cfg.seed ^ 0x5EED_1735);
+    let (mut users, mut items) = initial_factors(n_users, n_items, cfg);
     let mut stats = Vec::with_capacity(cfg.iterations);
     for it in 1..=cfg.iterations {
         let t = Instant::now();
