@@ -32,36 +32,36 @@ pub struct FitOptions {
 }
 
 /// The backend for `cfg.solver` on `device`, and a note when `auto` fell back to the CPU.
-/// `auto` takes the GPU when one is usable and has the solver at this k; `gpu` without a usable
-/// GPU, or a solver the chosen device lacks, is an error that says what to use instead
-/// ([`SolverKind::supports`](crate::als::SolverKind::supports) decides).
+/// `auto` takes the GPU when one is usable and can train `cfg` (solver, k, options); `gpu`
+/// without a usable GPU, or a configuration the chosen device lacks, is an error that says what
+/// to use instead ([`AlsConfig::supports`] decides).
 pub fn make_backend(
     cfg: &AlsConfig,
     device: DeviceChoice,
     gpu: GpuOptions,
 ) -> Result<(Box<dyn Backend>, Option<String>)> {
-    let (solver, k) = (cfg.solver, cfg.factors);
+    let solver = cfg.solver;
     let device = match device {
         DeviceChoice::Auto => match (
-            solver.supports(TrainDevice::Gpu, k),
-            solver.supports(TrainDevice::Cpu, k),
+            cfg.supports(TrainDevice::Gpu),
+            cfg.supports(TrainDevice::Cpu),
         ) {
             (Err(_), Ok(())) => DeviceChoice::Cpu,
             _ => DeviceChoice::Auto,
         },
         DeviceChoice::Cpu => {
-            solver.supports(TrainDevice::Cpu, k)?;
+            cfg.supports(TrainDevice::Cpu)?;
             DeviceChoice::Cpu
         }
         DeviceChoice::Gpu(n) => {
-            solver.supports(TrainDevice::Gpu, k)?;
+            cfg.supports(TrainDevice::Gpu)?;
             DeviceChoice::Gpu(n)
         }
     };
     let (found, note) = resolve(device)?;
     match found {
         Some(g) => Ok((Box::new(GpuBackend::new(g, cfg, gpu)?), note)),
-        None => match solver.supports(TrainDevice::Cpu, k) {
+        None => match cfg.supports(TrainDevice::Cpu) {
             Ok(()) => Ok((Box::new(CpuBackend::new(cfg)?), note)),
             Err(_) => Err(Error::Config(format!(
                 "solver {} needs a GPU, and {}",

@@ -90,6 +90,7 @@ fn half_step(
                 fixed: y,
                 gram: &g,
                 regularization: cfg.regularization,
+                reg_exponent: 0.0,
             },
             &mut x,
         )

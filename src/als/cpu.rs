@@ -13,7 +13,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::als::linalg::{add_gram, axpy, cholesky_solve, dot, symv};
-use crate::als::{Factors, HalfStep, Solver};
+use crate::als::{Factors, HalfStep, ShortRows, Solver};
 use crate::error::{Error, Result};
 
 /// Rows handed to a rayon task at a time (amortises scratch set-up; small enough to balance
@@ -28,6 +28,8 @@ pub struct CpuCholesky;
 #[derive(Debug, Clone)]
 pub struct CpuCg {
     pub steps: usize,
+    /// Rows with at most `steps` entries: exact (Woodbury) or CG.
+    pub short_rows: ShortRows,
 }
 
 /// Per-thread buffers, grown to the longest row seen and then reused.
@@ -117,8 +119,9 @@ fn cholesky_row(
     add_gram(&mut s.a32, &s.gathered, items.len(), k);
     s.a64.clear();
     s.a64.extend(s.a32.iter().map(|&v| f64::from(v)));
+    let reg = f64::from(step.row_regularization(items.len()));
     for d in 0..k {
-        s.a64[d * k + d] += f64::from(step.regularization);
+        s.a64[d * k + d] += reg;
     }
     cholesky_solve(&mut s.a64, &mut s.b64, k).map_err(|e| e.pivot)?;
     for (xd, &bd) in x.iter_mut().zip(&s.b64) {
@@ -129,19 +132,39 @@ fn cholesky_row(
 
 impl Solver for CpuCg {
     fn name(&self) -> String {
-        format!("cg{}", self.steps)
+        match self.short_rows {
+            ShortRows::Exact => format!("cg{}", self.steps),
+            ShortRows::Cg => format!("cg{}-all", self.steps),
+        }
     }
 
     fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()> {
         let steps = self.steps;
         let k = target.k;
-        // Rows with at most `steps` tracks are solved exactly by Woodbury from M = (G + λI)⁻¹,
-        // which costs n_u matrix-vector products instead of CG's steps + 1.
-        let m = inverse_shifted(step.gram, step.regularization, k)?;
+        // Rows with at most `steps` tracks are solved exactly by Woodbury from M = (G + λ_n I)⁻¹,
+        // which costs n_u matrix-vector products instead of CG's steps + 1. λ_n depends on the
+        // row length n only, so there are at most `steps` distinct inverses (one when ν = 0);
+        // with --cg-short-rows cg there are none.
+        let exact = match self.short_rows {
+            ShortRows::Exact => steps,
+            ShortRows::Cg => 0,
+        };
+        let mut inverses: Vec<Vec<f32>> = Vec::with_capacity(exact);
+        for n in 1..=exact {
+            let reg = step.row_regularization(n);
+            if n > 1 && reg == step.row_regularization(n - 1) {
+                let last = inverses[n - 2].clone();
+                inverses.push(last);
+            } else {
+                inverses.push(inverse_shifted(step.gram, reg, k)?);
+            }
+        }
         run_rows(step, target, |u, x, s| {
             let (items, w) = step.conf.row(u);
-            if items.len() <= steps && w.iter().all(|&wi| wi > 0.0) {
-                woodbury_row(step, &m, items, w, x, s);
+            let n = items.len();
+            if exact > 0 && n <= exact && w.iter().all(|&wi| wi > 0.0) {
+                // (An empty row is solved as 0, whichever inverse it is handed.)
+                woodbury_row(step, &inverses[n.max(1) - 1], items, w, x, s);
             } else {
                 cg_row(step, items, w, x, s, steps);
             }
@@ -266,7 +289,7 @@ fn cg_row(
     steps: usize,
 ) {
     let k = x.len();
-    let reg = step.regularization;
+    let reg = step.row_regularization(items.len());
     s.r.resize(k, 0.0);
     s.p.resize(k, 0.0);
     s.ap.resize(k, 0.0);

@@ -137,7 +137,7 @@ pub struct GpuBackend {
 impl GpuBackend {
     /// A backend for `cfg` on `gpu`; fails for solvers the GPU does not have.
     pub fn new(gpu: Gpu, cfg: &AlsConfig, options: GpuOptions) -> Result<Self> {
-        cfg.solver.supports(TrainDevice::Gpu, cfg.factors)?;
+        cfg.supports(TrainDevice::Gpu)?;
         let solver = match cfg.solver {
             SolverKind::Lu => GpuSolver::Lu,
             SolverKind::CholeskyFused => GpuSolver::Fused,

@@ -130,9 +130,30 @@ pub struct AlsConfig {
     pub epsilon: f32,
     pub solver: SolverKind,
     pub cg_steps: usize,
+    /// How `cg` solves rows with at most `cg_steps` entries (models written before this
+    /// option existed used `exact`).
+    #[serde(default)]
+    pub cg_short_rows: ShortRows,
+    /// ν of frequency-scaled regularisation (Rendle et al. 2022): row r is penalised by
+    /// λ·(n_r / n̄)^ν, with n_r its entries and n̄ the mean over its side, so ν = 0 is plain λ
+    /// and λ keeps its meaning for the average row whatever ν is.
+    #[serde(default)]
+    pub reg_exponent: f32,
     pub seed: u64,
     /// Compute the exact training loss after every iteration.
     pub compute_loss: bool,
+}
+
+/// How the CPU `cg` solver treats rows with at most `cg_steps` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShortRows {
+    /// Solved exactly, by the Woodbury identity from (G + λI)⁻¹: n_r matrix–vector products
+    /// instead of CG's steps + 1, and the exact answer.
+    #[default]
+    Exact,
+    /// Conjugate gradient like every other row (what the GPU `cg` solver does).
+    Cg,
 }
 
 impl Default for AlsConfig {
@@ -146,6 +167,8 @@ impl Default for AlsConfig {
             epsilon: 1.0,
             solver: SolverKind::Cg,
             cg_steps: 3,
+            cg_short_rows: ShortRows::Exact,
+            reg_exponent: 0.0,
             seed: 42,
             compute_loss: false,
         }
@@ -153,6 +176,21 @@ impl Default for AlsConfig {
 }
 
 impl AlsConfig {
+    /// Whether this configuration can train on `device`: the solver at this k
+    /// ([`SolverKind::supports`]), and frequency-scaled regularisation, which only the CPU
+    /// solvers have.
+    pub fn supports(&self, device: TrainDevice) -> Result<()> {
+        self.solver.supports(device, self.factors)?;
+        if device == TrainDevice::Gpu && self.reg_exponent != 0.0 {
+            return Err(Error::Config(format!(
+                "--reg-exponent {} (frequency-scaled regularisation) runs on the CPU only; \
+                 use --device cpu",
+                crate::util::num(self.reg_exponent)
+            )));
+        }
+        Ok(())
+    }
+
     /// Rejects settings that cannot train.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
@@ -177,6 +215,12 @@ impl AlsConfig {
         }
         if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
             return bad(format!("--epsilon must be > 0, got {}", self.epsilon));
+        }
+        if !(0.0..=4.0).contains(&self.reg_exponent) {
+            return bad(format!(
+                "--reg-exponent must be in [0, 4], got {}",
+                crate::util::num(self.reg_exponent)
+            ));
         }
         if self.solver == SolverKind::Cg && !(1..=1000).contains(&self.cg_steps) {
             return bad(format!(
@@ -248,6 +292,24 @@ pub struct HalfStep<'a> {
     /// `fixedᵀ·fixed`, row-major k × k.
     pub gram: &'a [f32],
     pub regularization: f32,
+    /// ν of frequency-scaled regularisation (0: every row gets `regularization`).
+    pub reg_exponent: f32,
+}
+
+impl HalfStep<'_> {
+    /// λ for a row with `n` entries: λ·(max(n, 1) / n̄)^ν, n̄ = the mean row length here.
+    pub fn row_regularization(&self, n: usize) -> f32 {
+        row_regularization(self.regularization, self.reg_exponent, self.conf, n)
+    }
+}
+
+/// λ·(max(n, 1) / n̄)^ν for a row of `m` with `n` entries (n̄ = nnz / rows of `m`).
+pub fn row_regularization(reg: f32, exponent: f32, m: &Csr, n: usize) -> f32 {
+    if exponent == 0.0 {
+        return reg;
+    }
+    let mean = (m.nnz() as f64 / m.n_rows.max(1) as f64).max(1.0);
+    (f64::from(reg) * (n.max(1) as f64 / mean).powf(f64::from(exponent))) as f32
 }
 
 /// Solves one side of ALS. CPU and GPU implementations sit behind this seam.
@@ -260,11 +322,12 @@ pub trait Solver {
 
 /// The CPU solver for `cfg`; the GPU-only solvers are an error that names the CPU ones.
 pub fn cpu_solver(cfg: &AlsConfig) -> Result<Box<dyn Solver>> {
-    cfg.solver.supports(TrainDevice::Cpu, cfg.factors)?;
+    cfg.supports(TrainDevice::Cpu)?;
     Ok(match cfg.solver {
         SolverKind::Cholesky => Box::new(cpu::CpuCholesky),
         _ => Box::new(cpu::CpuCg {
             steps: cfg.cg_steps,
+            short_rows: cfg.cg_short_rows,
         }),
     })
 }
@@ -334,6 +397,7 @@ impl Backend for CpuBackend {
                 fixed: items,
                 gram: &g,
                 regularization: p.regularization,
+                reg_exponent: p.reg_exponent,
             },
             users,
         )?;
@@ -344,6 +408,7 @@ impl Backend for CpuBackend {
                 fixed: users,
                 gram: &g,
                 regularization: p.regularization,
+                reg_exponent: p.reg_exponent,
             },
             items,
         )?;
@@ -397,11 +462,12 @@ pub struct Trained {
     pub iterations: Vec<IterationStats>,
 }
 
-/// The confidence matrices, user-major and item-major, values c − 1, and λ.
+/// The confidence matrices, user-major and item-major, values c − 1, λ and ν.
 pub struct Prepared {
     pub by_user: Csr,
     pub by_item: Csr,
     pub regularization: f32,
+    pub reg_exponent: f32,
 }
 
 /// The largest confidence c − 1 training accepts (see [`AlsConfig::validate`]).
@@ -456,6 +522,7 @@ pub fn prepare(train: Csr, cfg: &AlsConfig) -> Prepared {
         by_user,
         by_item,
         regularization: cfg.regularization,
+        reg_exponent: cfg.reg_exponent,
     }
 }
 
@@ -475,6 +542,7 @@ pub fn prepare_pair(by_user: &Csr, by_item: &Csr, cfg: &AlsConfig) -> Prepared {
         by_user: conf(by_user),
         by_item: conf(by_item),
         regularization: cfg.regularization,
+        reg_exponent: cfg.reg_exponent,
     }
 }
 
@@ -513,9 +581,7 @@ pub fn train(
         if observe || cfg.compute_loss {
             backend.sync_to_host(&mut users, &mut items)?;
         }
-        let loss = cfg
-            .compute_loss
-            .then(|| loss(&p.by_user, &users, &items, cfg.regularization));
+        let loss = cfg.compute_loss.then(|| prepared_loss(&p, &users, &items));
         let mut s = IterationStats {
             iteration: it,
             seconds,
@@ -531,6 +597,30 @@ pub fn train(
         items,
         iterations: stats,
     })
+}
+
+/// The exact objective of a run, with its per-row regularisation when ν > 0 ([`loss`] with
+/// plain λ otherwise).
+pub fn prepared_loss(p: &Prepared, users: &Factors, items: &Factors) -> f64 {
+    if p.reg_exponent == 0.0 {
+        return loss(&p.by_user, users, items, p.regularization);
+    }
+    let data = loss(&p.by_user, users, items, 0.0);
+    let penalty = |m: &Csr, f: &Factors| {
+        (0..m.n_rows)
+            .into_par_iter()
+            .map(|r| {
+                let n = (m.indptr[r + 1] - m.indptr[r]) as usize;
+                let lam = row_regularization(p.regularization, p.reg_exponent, m, n);
+                f64::from(lam)
+                    * f.row(r)
+                        .iter()
+                        .map(|&v| f64::from(v) * f64::from(v))
+                        .sum::<f64>()
+            })
+            .sum::<f64>()
+    };
+    data + penalty(&p.by_user, users) + penalty(&p.by_item, items)
 }
 
 /// The exact objective L, in O(nnz·k + n_users·k²) via the Gram trick:

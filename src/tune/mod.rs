@@ -433,6 +433,12 @@ pub fn train_command(dataset: &str, model: &str, cfg: &AlsConfig) -> String {
     }
     if cfg.solver == als::SolverKind::Cg {
         s += &format!(" --cg-steps {}", cfg.cg_steps);
+        if cfg.cg_short_rows == als::ShortRows::Cg {
+            s += " --cg-short-rows cg";
+        }
+    }
+    if cfg.reg_exponent != 0.0 {
+        s += &format!(" --reg-exponent {}", cfg.reg_exponent);
     }
     s += &format!(" --seed {}", cfg.seed);
     s
