@@ -435,6 +435,8 @@ impl GpuBackend {
             target: target.ptr(),
             k,
             regularization: p.regularization,
+            reg_exponent: p.reg_exponent,
+            inv_mean_row: (m.n_rows.max(1) as f64 / m.nnz().max(m.n_rows).max(1) as f64) as f32,
         };
         let solver = self.solver;
         let kernels = gpu.als_kernels()?;

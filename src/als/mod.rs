@@ -177,18 +177,9 @@ impl Default for AlsConfig {
 
 impl AlsConfig {
     /// Whether this configuration can train on `device`: the solver at this k
-    /// ([`SolverKind::supports`]), and frequency-scaled regularisation, which only the CPU
-    /// solvers have.
+    /// ([`SolverKind::supports`]; every other option runs on both).
     pub fn supports(&self, device: TrainDevice) -> Result<()> {
-        self.solver.supports(device, self.factors)?;
-        if device == TrainDevice::Gpu && self.reg_exponent != 0.0 {
-            return Err(Error::Config(format!(
-                "--reg-exponent {} (frequency-scaled regularisation) runs on the CPU only; \
-                 use --device cpu",
-                crate::util::num(self.reg_exponent)
-            )));
-        }
-        Ok(())
+        self.solver.supports(device, self.factors)
     }
 
     /// Rejects settings that cannot train.

@@ -63,7 +63,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "exact")]
     pub cg_short_rows: ShortRowsArg,
     /// ν of frequency-scaled regularisation (Rendle et al. 2022): each user and track is
-    /// penalised by λ·(n / n̄)^ν, n its entries and n̄ the mean of its side; 0 = plain λ. CPU only.
+    /// penalised by λ·(n / n̄)^ν, n its entries and n̄ the mean of its side; 0 = plain λ.
     #[arg(long, default_value_t = AlsConfig::default().reg_exponent)]
     pub reg_exponent: f32,
     /// Seed of the factor initialization.
