@@ -6,7 +6,7 @@ Usage:
   python scripts/compare_implicit.py DATASET [--encore target/release/encore] [--threads N]
       [--factors 64] [--iterations 15] [--regularization λ] [--alpha α] [--confidence log]
       [--epsilon 1] [--solver cg|cholesky] [--cg-steps 3] [--k 10] [--rounds 3]
-      [--defaults] [--json OUT]
+      [--defaults] [--encore-flags '...'] [--json OUT]
 
 Needs a Python with implicit 0.7.x, numpy, scipy and threadpoolctl. Without --regularization
 and --alpha, both libraries get Encore's defaults (read from `encore train --help`).
@@ -33,6 +33,8 @@ What makes it fair:
   Encore's definition (hits / K) and by implicit's (hits / min(K, |held-out|), as
   implicit.evaluation.precision_at_k computes it). Encore's own `encore eval` nDCG is printed
   beside as a cross-check.
+- Encore trains with --reg-exponent 0 (plain λ, which is what implicit does) in the
+  same-hyper-parameter runs; its default ν = 0.5 only in the --defaults run.
 - --defaults adds each library at its own defaults: Encore with no hyper-parameter flags,
   implicit's AlternatingLeastSquares() fed the raw play counts, as its documentation does.
 """
@@ -210,6 +212,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--defaults", action="store_true",
                    help="also train each library at its own defaults and compare quality")
+    p.add_argument("--encore-flags", default="",
+                   help="extra `encore train` flags for the same-hyper-parameter runs, e.g. "
+                        "'--cg-short-rows cg'")
     p.add_argument("--json")
     a = p.parse_args()
     import implicit
@@ -230,7 +235,7 @@ def main() -> None:
     flags = ["--factors", str(a.factors), "--iterations", str(a.iterations),
              "--regularization", repr(a.regularization), "--alpha", repr(a.alpha),
              "--confidence", a.confidence, "--epsilon", repr(a.epsilon), "--solver", a.solver,
-             "--cg-steps", str(a.cg_steps)]
+             "--cg-steps", str(a.cg_steps), "--reg-exponent", "0"] + a.encore_flags.split()
     params = dict(factors=a.factors, regularization=a.regularization, alpha=1.0,
                   iterations=a.iterations, use_cg=(a.solver == "cg"), cg_steps=a.cg_steps)
     info = machine()

@@ -53,6 +53,7 @@ fn grid_options() -> TuneOptions {
             alpha: Dim::Values(vec![1.0]),
             confidence: vec![Confidence::Log],
             factors: vec![1, 8],
+            reg_exponent: vec![0.5],
         },
         search: Search::Grid { points: 2 },
         base: AlsConfig {

@@ -2,10 +2,10 @@
 //!
 //! Defaults chosen on one data set are poor on another (issue 15: HetRec wants a λ hundreds of
 //! times Encore's old default), and a user should not have to sweep by hand. `tune` draws
-//! configurations of λ, α, the confidence function and k ([`space`]), trains them with
-//! successive halving over iterations ([`halving`]) on whatever device `--device` picks (the
-//! same [`Backend`] seam as `encore train`), and scores each on a hold-out carved out of the
-//! training matrix ([`holdout`]).
+//! configurations of λ, α, the confidence function, k and ν, the exponent of frequency-scaled
+//! regularisation ([`space`]), trains them with successive halving over iterations
+//! ([`halving`]) on whatever device `--device` picks (the same [`Backend`] seam as `encore
+//! train`), and scores each on a hold-out carved out of the training matrix ([`holdout`]).
 //!
 //! **The search never sees `valid.npz`.** Choosing the best of many configurations by their
 //! score on a split and then reporting that score overstates it; so the search scores on its own
@@ -432,14 +432,18 @@ pub fn train_command(dataset: &str, model: &str, cfg: &AlsConfig) -> String {
         s += &format!(" --epsilon {}", cfg.epsilon);
     }
     if cfg.solver == als::SolverKind::Cg {
-        s += &format!(" --cg-steps {}", cfg.cg_steps);
-        if cfg.cg_short_rows == als::ShortRows::Cg {
-            s += " --cg-short-rows cg";
-        }
+        s += &format!(
+            " --cg-steps {} --cg-short-rows {}",
+            cfg.cg_steps,
+            match cfg.cg_short_rows {
+                als::ShortRows::Exact => "exact",
+                als::ShortRows::Cg => "cg",
+            }
+        );
     }
-    if cfg.reg_exponent != 0.0 {
-        s += &format!(" --reg-exponent {}", cfg.reg_exponent);
-    }
+    // Every setting is spelled out, so the command reproduces the run even once the defaults
+    // change again.
+    s += &format!(" --reg-exponent {}", cfg.reg_exponent);
     s += &format!(" --seed {}", cfg.seed);
     s
 }

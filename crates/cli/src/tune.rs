@@ -56,10 +56,10 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 42)]
     pub search_seed: u64,
     /// λ to search: LO:HI (log-uniform) or a list V1,V2,...
-    #[arg(long, default_value = "0.01:1000", allow_hyphen_values = true)]
+    #[arg(long, default_value = "0.1:300", allow_hyphen_values = true)]
     pub regularization: String,
     /// α to search: LO:HI (log-uniform) or a list V1,V2,...
-    #[arg(long, default_value = "0.1:100", allow_hyphen_values = true)]
+    #[arg(long, default_value = "0.1:30", allow_hyphen_values = true)]
     pub alpha: String,
     /// Confidence functions to search (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "log")]
@@ -67,6 +67,9 @@ pub struct TuneArgs {
     /// Latent factor counts k to search (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "32,64,128")]
     pub factors: Vec<usize>,
+    /// ν of frequency-scaled regularisation to search (comma-separated; 0 = plain λ).
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    pub reg_exponent: Vec<f32>,
     /// Iterations of the last rung: the count the chosen configuration trains with.
     #[arg(long, default_value_t = AlsConfig::default().iterations)]
     pub iterations: usize,
@@ -133,6 +136,7 @@ impl TuneArgs {
             alpha: Dim::parse(&self.alpha, "--alpha")?,
             confidence: self.confidence.iter().map(|&c| c.into()).collect(),
             factors: self.factors.clone(),
+            reg_exponent: self.reg_exponent.clone(),
         };
         let search = match self.search {
             SearchArg::Random => Search::Random {
