@@ -131,12 +131,7 @@ fn triples_schema() -> Schema {
 }
 
 fn opts(schema: Schema, tail_n: usize) -> ChunkOpts {
-    ChunkOpts {
-        schema,
-        keep_time: tail_n > 0,
-        tail_n,
-        skip_bad: false,
-    }
+    ChunkOpts::numeric(schema, tail_n > 0, tail_n, false)
 }
 
 /// Parses every line; returns a checksum so nothing is optimised away.
@@ -151,9 +146,9 @@ fn parse_all(block: &[u8], s: &Schema) -> u64 {
 
 /// Parses and aggregates the block as one `prep` chunk; returns the number of pairs.
 fn aggregate(block: &[u8], o: &ChunkOpts) -> usize {
-    let (pairs, stats) = parse_chunk(block, o, false);
-    assert!(stats.first_error.is_none());
-    pairs.nnz()
+    let c = parse_chunk(block, o, false);
+    assert!(c.stats.first_error.is_none());
+    c.pairs.nnz()
 }
 
 /// Wall time per benchmark, summed over every timed call (warm-up included), for the summary.

@@ -184,6 +184,44 @@ put("prep", "hetrec-artists", b"\x02" + b"userID\tartistID\tweight\r\n2\t51\t13\
 put("prep", "triples-skip-bad", b"\x13" + b"user,item,plays\n1,2,3\n1,5,1\nbad\n2,2,4\n2,5,1\n")
 put("prep", "multi-block", b"\x60" + les_lines(20, 5).encode())
 
+# --- ingest_movielens: option byte (bits 0-1 layout: csv, dat, u.data), ratings file ---
+# From the MovieLens READMEs: ratings.csv "userId,movieId,rating,timestamp" with a header and
+# half-star ratings; ratings.dat "UserID::MovieID::Rating::Timestamp"; u.data tab-separated.
+put("ingest_movielens", "ratings-csv", b"\x00userId,movieId,rating,timestamp\r\n1,1,4.0,964982703\r\n1,3,4.5,964981247\r\n2,1,3.5,1445714835\r\n")
+put("ingest_movielens", "ratings-csv-min-value-time", b"\xc0userId,movieId,rating,timestamp\n1,1,4.0,9\n1,3,2.5,8\n2,1,3.5,7\n2,3,5,6\n")
+put("ingest_movielens", "ratings-dat", b"\x01" + b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+put("ingest_movielens", "u-data-bad-skip", b"\x12" + b"196\t242\t3\t881250949\n186\t302\tx\t891717742\n196\t302\t5\n")
+put("ingest_movielens", "ratings-csv-gz", b"\x20userId,movieId,rating,timestamp\n1,1,0.5,1\n1,2,-1,2\n")
+
+# --- ingest_msd: option byte, train_triplets.txt (user \t song \t count, string ids) ---
+msd = "".join(f"{u:040x}\tSO{(u * 3 + k) % 7:016X}\t{1 + k}\n" for u in (0xb80344d0, 0x85c1f87f, 0x1) for k in range(3))
+put("ingest_msd", "triplets", b"\x00" + msd.encode())
+put("ingest_msd", "triplets-crlf-gz", b"\x20" + msd.replace("\n", "\r\n").encode())
+put("ingest_msd", "bad-lines-skipped", b"\x10" + (msd + "u1\tSO1\n" + "u2\tSO1\t1.5\n" + "\tSO1\t1\n").encode())
+
+# --- ingest_listenbrainz: option byte, files split at "--" (a, b, c users from paths) ---
+# From ListenBrainz's JSON documentation and the dump's Listen.to_json layout.
+dump = ('{"user_id": 1, "user_name": "rob", "timestamp": 1443521965, "track_metadata": {"artist_name": "Rick Astley", '
+        '"track_name": "Never Gonna Give You Up", "additional_info": {"recording_msid": "d23f4719-9212-49f0-ad08-ddbfbfc50d6f"}}, '
+        '"recording_msid": "d23f4719-9212-49f0-ad08-ddbfbfc50d6f"}\n')
+api = ('{"listened_at": 1443521966, "inserted_at": 1443521970, "recording_msid": "aaaa4719-9212-49f0-ad08-ddbfbfc50d6f", '
+       '"track_metadata": {"artist_name": "A", "track_name": "T", "mbid_mapping": {"recording_mbid": "98255A8C-017a-4bc7-8dd6-1fa36124572b"}}}\n')
+put("ingest_listenbrainz", "dump-and-export", b"\x00" + (dump + api + "--\n" + api + dump).encode())
+put("ingest_listenbrainz", "time-gz", b"\x60" + (dump + api + api).encode())
+put("ingest_listenbrainz", "bad-skipped", b"\x10" + (dump + "{not json\n" + '{"user_name": "x"}\n' + "\r\n" + api).encode())
+
+# --- npy_str_ids: a .npy of ids ---
+def npy_s(width, values):
+    header = ("{'descr': '|S%d', 'fortran_order': False, 'shape': (%d,), }" % (width, len(values))).encode()
+    while (10 + len(header) + 1) % 64:
+        header += b" "
+    header += b"\n"
+    body = b"".join(v.encode().ljust(width, b"\0") for v in values)
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + body
+put("npy_str_ids", "msd-users", npy_s(40, ["%040x" % 5, "%040x" % 9]))
+put("npy_str_ids", "unsorted", npy_s(3, ["b", "a"]))
+put("npy_str_ids", "int64", npy("<i8", [3], [1, 5, 9]))
+
 # --- serve_requests: option byte (route, no content type), then query string or JSON body ---
 put("serve_requests", "recommend-get", b"\x00user=10&k=2&filter=false")
 put("serve_requests", "recommend-get-unknown", b"\x00user=99")

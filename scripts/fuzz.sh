@@ -6,6 +6,8 @@
 #   scripts/fuzz.sh run -runs=N [T...]    # or N executions each
 #   scripts/fuzz.sh replay                # seeds + fuzz/regressions/ once each; fails on a crash
 #   scripts/fuzz.sh ci                    # build, replay, then 15 s per target (CI)
+#   scripts/fuzz.sh campaign T=WxS ...    # all at once: W workers of target T for S seconds
+#                                         # each, sharing T's corpus; sums their executions
 #
 # `build` uses stable Rust with RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Z flags) and installs
 # cargo-fuzz if missing. .fuzz-bin/ is self-contained: the binaries (libFuzzer and, with
@@ -76,6 +78,8 @@ build() {
     local t bad=0
     for t in $(targets); do
         cp "$tdir/x86_64-unknown-linux-gnu/release/$t" "$BIN/$t" || die "no binary for $t"
+        # Debug info is most of a binary's size (71 MB -> 1.5 MB); symbols stay for stack traces.
+        strip --strip-debug "$BIN/$t" || die "strip $t failed"
         # Only the C library and its companions may be needed on the fuzzing host.
         if ldd "$BIN/$t" | grep -v -E '^\s*(linux-vdso|/lib64/ld-linux|lib(c|m|gcc_s|pthread|dl|rt|util)\.so)' | grep -q .; then
             echo "fuzz.sh: $t needs more than the system C libraries:" >&2
@@ -197,8 +201,59 @@ replay() {
     return $status
 }
 
+
+campaign() { # target=WORKERSxSECONDS ...: every worker of every target at once
+    [[ $# -gt 0 ]] || die "usage: fuzz.sh campaign TARGET=WORKERSxSECONDS ..."
+    local spec t w secs i
+    local ts=()
+    mkdir -p "$WORK/logs"
+    for spec in "$@"; do
+        [[ $spec =~ ^([a-z0-9_]+)=([0-9]+)x([0-9]+)$ ]] || die "not TARGET=WORKERSxSECONDS: $spec"
+        t=${BASH_REMATCH[1]} w=${BASH_REMATCH[2]} secs=${BASH_REMATCH[3]}
+        [[ -x "$BIN/$t" ]] || die "$BIN/$t missing: run fuzz.sh build"
+        ts+=("$t")
+        echo "$w $secs" >"$WORK/logs/$t.plan"
+        mkdir -p "$WORK/corpus/$t" "$WORK/artifacts/$t"
+        touch "$WORK/logs/$t.start"
+        local seeds=()
+        [[ -d "$SEEDS/$t" ]] && seeds=("$SEEDS/$t")
+        for ((i = 0; i < w; i++)); do
+            (
+                "$BIN/$t" "$WORK/corpus/$t" "${seeds[@]}" -max_total_time="$secs" -seed=$((7919 * (i + 1))) \
+                    -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+                    -artifact_prefix="$WORK/artifacts/$t/" >"$WORK/logs/$t.$i.log" 2>&1
+                echo $? >"$WORK/logs/$t.$i.rc"
+            ) &
+        done
+    done
+    echo "campaign: ${#ts[@]} targets, $(jobs -r | wc -l) workers on $(nproc) cores; logs in $WORK/logs"
+    wait
+    local execs eps cov corp nfind rcs status=0 total=0
+    printf '%-16s %8s %12s %10s %7s %7s %s\n' target workers execs exec/s cov corpus findings
+    for t in "${ts[@]}"; do
+        read -r w secs <"$WORK/logs/$t.plan"
+        execs=$(cat "$WORK"/logs/"$t".[0-9]*.log | sed -n 's/^stat::number_of_executed_units: *//p' |
+            awk '{ s += $1 } END { print s + 0 }')
+        cov=$(cat "$WORK"/logs/"$t".[0-9]*.log | grep -o 'cov: [0-9]*' | cut -d' ' -f2 | sort -n | tail -n 1)
+        corp=$(find "$WORK/corpus/$t" -type f | wc -l)
+        nfind=$(find "$WORK/artifacts/$t" -type f -newer "$WORK/logs/$t.start" | wc -l)
+        rcs=$(cat "$WORK"/logs/"$t".[0-9]*.rc | sort -u | tr '\n' ' ')
+        total=$((total + execs))
+        printf '%-16s %8s %12s %10s %7s %7s %s\n' "$t" "${w}x${secs}s" "$execs" \
+            "$((execs / (w * secs)))" "${cov:-?}" "$corp" "$nfind$([[ $rcs != "0 " ]] && echo " (exit $rcs)")"
+        if [[ $nfind != 0 || $rcs != "0 " ]]; then
+            status=1
+            find "$WORK/artifacts/$t" -type f -newer "$WORK/logs/$t.start" | sed 's/^/    /'
+            cat "$WORK"/logs/"$t".[0-9]*.log | grep -m 3 -E 'panicked at|ERROR: libFuzzer|==ERROR' -A 1 | sed 's/^/    /'
+        fi
+    done
+    echo "campaign total: $total execs"
+    return $status
+}
+
 case ${1:-} in
     build) build ;;
+    campaign) shift; campaign "$@" ;;
     run) shift; run "$@" ;;
     replay) replay ;;
     ci)
@@ -220,5 +275,5 @@ case ${1:-} in
             "build $((t1 - t0)) s, total $((SECONDS - t0)) s: $([[ $rc == 0 ]] && echo ok || echo FAILED)"
         exit $rc
         ;;
-    *) sed -n '2,8p' "${BASH_SOURCE[0]}"; exit 2 ;;
+    *) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 2 ;;
 esac

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::als::Factors;
 use crate::als::model::Model;
 use crate::data::dataset::Dataset;
+use crate::data::ids::{IdBuf, Miss};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, eval_users, metrics};
 use crate::gpu::{DeviceChoice, Gpu};
@@ -22,8 +23,8 @@ use crate::infer::{
 pub struct Track {
     /// Dense column index.
     pub index: u32,
-    /// Original track id.
-    pub id: u64,
+    /// Original track id (a number or a string, as the dataset's ids are).
+    pub id: IdBuf,
     pub name: Option<String>,
     pub artist_id: Option<u64>,
     pub artist: Option<String>,
@@ -136,20 +137,20 @@ impl Recommender {
         }
     }
 
-    /// Dense row of an original user id.
-    pub fn user_index(&self, original: u64) -> Result<usize> {
+    /// Dense row of an original user id, given as text (an integer's digits, or the string id).
+    pub fn user_index(&self, original: &str) -> Result<usize> {
         self.dataset
             .user_ids
-            .binary_search(&original)
-            .map_err(|_| Error::NotFound(format!("unknown user id {original}")))
+            .lookup(original)
+            .map_err(|m| Error::NotFound(miss_message(m, "user", original)))
     }
 
-    /// Dense column of an original track id.
-    pub fn item_index(&self, original: u64) -> Result<usize> {
+    /// Dense column of an original track id, given as text.
+    pub fn item_index(&self, original: &str) -> Result<usize> {
         self.dataset
             .item_ids
-            .binary_search(&original)
-            .map_err(|_| Error::NotFound(format!("unknown track id {original}")))
+            .lookup(original)
+            .map_err(|m| Error::NotFound(miss_message(m, "track", original)))
     }
 
     /// Top `k` for each dense user row; `filter` removes their training tracks.
@@ -200,7 +201,7 @@ impl Recommender {
                 let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
                 Track {
                     index: i,
-                    id: self.dataset.item_ids[iu],
+                    id: self.dataset.item_ids.get(iu).to_owned(),
                     name: names.and_then(|n| nonempty(&n.names[iu])),
                     artist_id: names.and_then(|n| n.artist_ids[iu]),
                     artist: names.and_then(|n| nonempty(&n.artist_names[iu])),
@@ -208,5 +209,13 @@ impl Recommender {
                 }
             })
             .collect()
+    }
+}
+
+/// "unknown user id X", or "not a user id: X" for text that cannot be one.
+fn miss_message(m: Miss, what: &str, text: &str) -> String {
+    match m {
+        Miss::Unknown => format!("unknown {what} id {}", text.trim()),
+        Miss::NotAnId => format!("not a {what} id: {:?}", text.trim()),
     }
 }

@@ -108,9 +108,9 @@ fn hetrec_golden_counts() {
     let ds = Dataset::load(&out).unwrap();
     assert_eq!(ds.train.sum() + ds.valid.sum(), m.counts.raw.events as f64);
     // Artist 51 is Duran Duran in artists.dat; user 2 played it 13,883 times.
-    let col = ds.item_ids.binary_search(&51).unwrap();
+    let col = ds.item_ids.find("51").unwrap();
     assert_eq!(ds.names.as_ref().unwrap().names[col], "Duran Duran");
-    let row = ds.user_ids.binary_search(&2).unwrap();
+    let row = ds.user_ids.find("2").unwrap();
     let plays: f32 = [&ds.train, &ds.valid]
         .iter()
         .filter_map(|m| {
@@ -211,7 +211,13 @@ fn lfm2b_listening_counts_with_header() {
     assert_eq!(m.counts.raw.pairs, 240);
     assert_eq!(m.counts.raw.events, 30 * 36);
     let ds = Dataset::load(&dir.path().join("ds")).unwrap();
-    assert!(ds.item_ids.iter().all(|&i| i >= 50_000_000));
+    assert!(
+        ds.item_ids
+            .as_int()
+            .unwrap()
+            .iter()
+            .all(|&i| i >= 50_000_000)
+    );
 }
 
 #[test]

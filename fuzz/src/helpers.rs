@@ -3,7 +3,7 @@
 //! - [`scratch`]: a per-process directory (under `/dev/shm` when writable) for loaders that
 //!   take a path; libFuzzer's `-fork`/`-jobs` workers each get their own.
 //! - [`sections`]: splits one fuzz input into several files at lines that are exactly `--`.
-//! - [`ingest`]: the shared body of the four `ingest_*` targets.
+//! - [`ingest`], [`ingest_path`]: the shared body of the `ingest_*` targets.
 //! - [`npy_f32`] and [`model_json`]: small valid files for the parts a target does not fuzz.
 //!
 //! Every target asserts only that nothing panics (errors are fine), plus a few cheap
@@ -60,6 +60,17 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     let d = scratch().join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("cannot create a fuzz scratch subdirectory");
+    d
+}
+
+/// `scratch()/name`, created on first use and then reused as it is: for targets that write
+/// their input files under fixed names and create nothing else there, this saves removing and
+/// recreating a directory on every input.
+pub fn stable_dir(name: &str) -> PathBuf {
+    let d = scratch().join(name);
+    if !d.is_dir() {
+        std::fs::create_dir_all(&d).expect("cannot create a fuzz scratch subdirectory");
+    }
     d
 }
 
@@ -135,7 +146,8 @@ pub fn header(bits: u8) -> HeaderMode {
 ///
 /// Option byte (first input byte): bits 0-1 delimiter (auto, tab, comma, auto), bits 2-3
 /// header (auto, yes, no, auto), bit 4 `--skip-bad-lines`, bit 5 gzip the file, bit 6 time
-/// split (keeps timestamps; only meaningful for LFM-1b).
+/// split (keeps timestamps), bit 7 `--min-value 3` (a config error for formats without
+/// values).
 ///
 /// Pins, when parsing succeeds: the result does not depend on the block size (1 KiB blocks,
 /// so users are cut across blocks and waves, vs. one 64 KiB block); the line report adds up
@@ -144,20 +156,29 @@ pub fn header(bits: u8) -> HeaderMode {
 /// increasing in-range columns, no zero counts).
 pub fn ingest(format: Format, file_name: &str, data: &[u8]) {
     let (o, body) = opts(data);
-    let dir = fresh_dir("ingest");
+    let dir = stable_dir("ingest");
     let name = if o & 0x20 != 0 {
         format!("{file_name}.gz")
     } else {
         file_name.to_string()
     };
     let path = write(&dir, &name, body);
-    let mut cfg = PrepConfig::new(&path, dir.join("out"));
+    ingest_path(format, &path, o, &dir);
+}
+
+/// [`ingest`] of an input already written at `path` (a file or a directory of files), with
+/// option byte `o`; `dir` is a scratch directory outside `path`.
+pub fn ingest_path(format: Format, path: &Path, o: u8, dir: &Path) {
+    let mut cfg = PrepConfig::new(path, dir.join("out"));
     cfg.format = format;
     cfg.delimiter = delimiter(o);
     cfg.header = header(o >> 2);
     cfg.skip_bad_lines = o & 0x10 != 0;
     if o & 0x40 != 0 {
         cfg.split = encore::data::split::Split::Time { last_n: 2 };
+    }
+    if o & 0x80 != 0 {
+        cfg.min_value = Some(3.0);
     }
     cfg.block_bytes = 1 << 10;
     let small = parse_input(&cfg);
@@ -176,6 +197,7 @@ pub fn ingest(format: Format, file_name: &str, data: &[u8]) {
                 "first listens depend on the block size"
             );
             assert_eq!(x.cutoff_ts, y.cutoff_ts, "cutoffs depend on the block size");
+            assert_eq!(x.item_names, y.item_names, "names depend on the block size");
             let (l, m) = (&a.lines, &b.lines);
             assert_eq!(
                 (
@@ -184,7 +206,9 @@ pub fn ingest(format: Format, file_name: &str, data: &[u8]) {
                     l.blank,
                     l.header,
                     l.zero_count,
-                    l.bad_skipped
+                    l.bad_skipped,
+                    l.below_min_value,
+                    l.user_from_path
                 ),
                 (
                     m.total,
@@ -192,7 +216,9 @@ pub fn ingest(format: Format, file_name: &str, data: &[u8]) {
                     m.blank,
                     m.header,
                     m.zero_count,
-                    m.bad_skipped
+                    m.bad_skipped,
+                    m.below_min_value,
+                    m.user_from_path
                 ),
                 "line report depends on the block size"
             );
@@ -214,14 +240,10 @@ pub fn ingest(format: Format, file_name: &str, data: &[u8]) {
 
 /// Structural invariants of an interaction table.
 pub fn check_interactions(x: &encore::data::index::Interactions) {
-    assert!(
-        x.user_ids.windows(2).all(|w| w[0] < w[1]),
-        "user ids not strictly ascending"
-    );
-    assert!(
-        x.item_ids.windows(2).all(|w| w[0] < w[1]),
-        "item ids not strictly ascending"
-    );
+    use encore::data::ids::check_ascending;
+    let here = std::path::Path::new("fuzz");
+    check_ascending(here, &x.user_ids).expect("user ids not strictly ascending");
+    check_ascending(here, &x.item_ids).expect("item ids not strictly ascending");
     assert_eq!(x.indptr.len(), x.user_ids.len() + 1, "offsets length");
     assert_eq!(x.indptr.first().copied(), Some(0), "offsets start");
     assert_eq!(

@@ -7,7 +7,8 @@
 //! pinned are documented in the matching `fuzz_targets/<name>.rs`.
 
 use super::helpers::{
-    fresh_dir, ingest, model_json as model_json_text, npy_f32, opts, scratch, sections, write,
+    fresh_dir, ingest, ingest_path, model_json as model_json_text, npy_f32, opts, scratch,
+    sections, stable_dir, write,
 };
 use encore::data::formats::Format;
 
@@ -22,6 +23,10 @@ pub const ALL: &[(&str, Target)] = &[
     ("ingest_lfm2b", ingest_lfm2b),
     ("ingest_hetrec", ingest_hetrec),
     ("ingest_triples", ingest_triples),
+    ("ingest_movielens", ingest_movielens),
+    ("ingest_msd", ingest_msd),
+    ("ingest_listenbrainz", ingest_listenbrainz),
+    ("npy_str_ids", npy_str_ids),
     ("names", names),
     ("npz_csr", npz_csr),
     ("npy_ids", npy_ids),
@@ -98,6 +103,48 @@ pub fn ingest_triples(data: &[u8]) {
     ingest(Format::Triples, "plays.txt", data)
 }
 
+/// `prep`'s parse stage, `--format movielens`: option bits 0-1 pick the layout (`ratings.csv`,
+/// `ratings.dat`, `u.data`, `ratings.csv`); the delimiter comes from the file name.
+pub fn ingest_movielens(data: &[u8]) {
+    let name = ["ratings.csv", "ratings.dat", "u.data", "ratings.csv"]
+        [usize::from(data.first().copied().unwrap_or(0) & 3)];
+    ingest(Format::Movielens, name, data)
+}
+
+/// `prep`'s parse stage, `--format msd` (string ids).
+pub fn ingest_msd(data: &[u8]) {
+    ingest(Format::Msd, "train_triplets.txt", data)
+}
+
+/// `prep`'s parse stage, `--format listenbrainz`: the sections of the input become
+/// `in/<user>/listens/2024/<n>.listens` files (users `a`, `b`, ... in turn, so listens
+/// without a user take it from the path), gzip-compressed under option bit 5.
+pub fn ingest_listenbrainz(data: &[u8]) {
+    let (o, body) = opts(data);
+    let dir = fresh_dir("ingest-lb");
+    let root = dir.join("in");
+    let gz = if o & 0x20 != 0 { ".gz" } else { "" };
+    for (i, part) in sections(body).into_iter().enumerate() {
+        let user = char::from(b'a' + (i % 3) as u8);
+        let sub = root.join(format!("{user}/listens/2024"));
+        std::fs::create_dir_all(&sub).expect("scratch");
+        write(&sub, &format!("{}.listens{gz}", i + 1), part);
+    }
+    ingest_path(Format::Listenbrainz, &root, o, &dir);
+}
+
+/// `data::ids::read` on a `.npy` of ids (int64, `|S`, `<U`), then a write/read round trip.
+pub fn npy_str_ids(data: &[u8]) {
+    use encore::data::ids::{read, write as write_ids};
+    let dir = scratch();
+    let Ok(ids) = read(&write(dir, "str-ids.npy", data)) else {
+        return;
+    };
+    let q = dir.join("str-ids-out.npy");
+    write_ids(&q, &ids).expect("ids::write");
+    assert_eq!(read(&q).expect("ids::read of what ids::write wrote"), ids);
+}
+
 /// `data::names::load` and `read_items_tsv`.
 pub fn names(data: &[u8]) {
     use encore::data::formats::NameSource;
@@ -122,7 +169,7 @@ pub fn names(data: &[u8]) {
     ];
     let (o, body) = opts(data);
     let parts = sections(body);
-    let dir = fresh_dir("names");
+    let dir = stable_dir("names");
     let gz = if o & 4 != 0 { ".gz" } else { "" };
     let first = parts[0];
     let second = parts.get(1).copied().unwrap_or(b"");
@@ -136,7 +183,8 @@ pub fn names(data: &[u8]) {
         NameSource::Lfm1b { tracks, artists }
     };
     let _ = read_items_tsv(&write(&dir, "items.tsv", first));
-    let Ok(n) = load(&src, IDS, o & 8 != 0) else {
+    let ids = encore::data::ids::Ids::Int(IDS.to_vec());
+    let Ok(n) = load(&src, &ids, o & 8 != 0) else {
         return;
     };
     assert_eq!(
@@ -144,7 +192,7 @@ pub fn names(data: &[u8]) {
         (IDS.len(), IDS.len(), IDS.len())
     );
     let out = dir.join("items-out.tsv");
-    write_items_tsv(&out, IDS, &n).expect("write_items_tsv");
+    write_items_tsv(&out, &ids, &n).expect("write_items_tsv");
     let back = read_items_tsv(&out).expect("read_items_tsv of what write_items_tsv wrote");
     let clean = |v: &[String]| -> Vec<String> {
         v.iter()
@@ -258,6 +306,7 @@ pub fn model_json(data: &[u8]) {
 pub fn manifest_json(data: &[u8]) {
     use encore::data::csr::Csr;
     use encore::data::dataset::{Dataset, write_files};
+    use encore::data::ids::Ids;
     use encore::data::names::ItemNames;
     let dir = scratch().join("manifest-json");
     if !dir.is_dir() {
@@ -283,7 +332,15 @@ pub fn manifest_json(data: &[u8]) {
             missing: 1,
             skipped: Default::default(),
         };
-        write_files(&dir, &train, &valid, &[10, 20], &[1, 5, 9], Some(&names)).expect("dataset");
+        write_files(
+            &dir,
+            &train,
+            &valid,
+            &Ids::Int(vec![10, 20]),
+            &Ids::Int(vec![1, 5, 9]),
+            Some(&names),
+        )
+        .expect("dataset");
     }
     write(&dir, "manifest.json", data);
     if let Ok(ds) = Dataset::load(&dir) {

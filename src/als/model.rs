@@ -7,8 +7,8 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView2};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray::ArrayView2;
+use ndarray_npy::WriteNpyExt;
 use serde::{Deserialize, Serialize};
 
 use crate::als::{AlsConfig, Factors, IterationStats};
@@ -127,34 +127,13 @@ fn write_factors(path: &Path, f: &Factors) -> Result<String> {
 fn read_factors(path: &Path) -> Result<(Factors, String)> {
     // The header's shape is checked against the file's size before anything is allocated: a
     // header claiming 10^11 rows must be an error, not an allocation failure (issue 13).
-    let h = npz::check_npy_file(path)?;
-    if h.shape.len() != 2 || h.descr != "<f4" {
-        return Err(Error::npy(
-            path,
-            format!(
-                "expected a float32 2-D array (<f4), found {} of {} dimension(s)",
-                h.descr,
-                h.shape.len()
-            ),
-        ));
-    }
     let file = File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
     let mut r = BufReader::with_capacity(1 << 20, Hashing::new(file));
-    let a = Array2::<f32>::read_npy(&mut r).map_err(|e| {
-        Error::npy(
-            path,
-            format!("not a readable float32 2-D array ({e}); was the file truncated?"),
-        )
-    })?;
+    let (n, k, data) = npz::read_f32_matrix(&mut r, len).map_err(|m| Error::npy(path, m))?;
     // Whatever follows the array is part of the file too.
     io::copy(&mut r, &mut io::sink()).at(path)?;
     let checksum = checksum_text(r.get_ref().hasher.finalize());
-    let (n, k) = a.dim();
-    let data = if a.is_standard_layout() {
-        a.into_raw_vec_and_offset().0
-    } else {
-        a.iter().copied().collect()
-    };
     Ok((Factors { n, k, data }, checksum))
 }
 

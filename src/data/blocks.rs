@@ -101,9 +101,11 @@ impl BlockReader {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
         let src: Box<dyn Read + Send> = if gz {
+            // Up to 1 MiB reads from the compressed file, but no larger than the file: the
+            // buffer is zeroed on first use, which for a small file cost more than reading it.
+            let cap = usize::try_from(meta.len()).map_or(1 << 20, |n| n.clamp(8 << 10, 1 << 20));
             Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-                1 << 20,
-                counted,
+                cap, counted,
             )))
         } else {
             Box::new(counted)

@@ -3,12 +3,13 @@
 //! ```text
 //! DATASET/
 //!   train.npz, valid.npz   scipy CSR (users × tracks, float32 play counts)
-//!   user_ids.npy           int64 original user id of each row
-//!   item_ids.npy           int64 original track id of each column
+//!   user_ids.npy           original user id of each row: int64, or |S{w} strings
+//!   item_ids.npy           original track id of each column (the same two kinds)
 //!   items.tsv              names (when the input had them)
 //!   manifest.json          inputs, counts per stage, options, timings, content hash
 //! ```
-//! The directory appears only once complete (see [`crate::util::AtomicDir`]).
+//! The directory appears only once complete (see [`crate::util::AtomicDir`]). The id files and
+//! the [`Ids`] API are described in [`crate::data::ids`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,9 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::csr::Csr;
 use crate::data::filter::{FilterMode, Tally};
-use crate::data::formats::{Format, NameSource};
+use crate::data::formats::{ColumnNames, Format, NameSource};
+use crate::data::ids::{self, IdKind, Ids};
 use crate::data::names::{self, ItemNames, Skipped};
 use crate::data::npz;
+use crate::data::records::ValueMode;
 use crate::data::split::Split;
 use crate::error::{Error, IoContext, Result};
 use crate::util::OutputKind;
@@ -41,6 +44,13 @@ pub struct InputInfo {
     pub bytes: u64,
     pub header: Option<String>,
     pub names: Option<NameSource>,
+    /// Data files read (more than one for a directory of listens; 0 in manifests written
+    /// before this field, meaning one).
+    #[serde(default)]
+    pub files: u64,
+    /// The columns read from a delimited table, by name (absent for fixed layouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<ColumnNames>,
 }
 
 /// How lines were accounted for.
@@ -54,6 +64,12 @@ pub struct LineReport {
     pub blank: u64,
     /// Records with a play count of 0 (no signal; not kept).
     pub zero_count: u64,
+    /// Records whose value was below `--min-value`, dropped.
+    #[serde(default)]
+    pub below_min_value: u64,
+    /// ListenBrainz listens without a user, whose user came from their file's path.
+    #[serde(default)]
+    pub user_from_path: u64,
     /// Malformed lines skipped under `--skip-bad-lines`.
     pub bad_skipped: u64,
     /// The first few skipped lines: `file:line: reason`.
@@ -70,6 +86,15 @@ pub struct PrepOptions {
     pub filter_mode: FilterMode,
     pub split: Split,
     pub skip_bad_lines: bool,
+    /// Integer or string ids.
+    #[serde(default)]
+    pub ids: IdKind,
+    /// What the matrix values are (`count`, `rating`, `binary`).
+    #[serde(default)]
+    pub value: ValueMode,
+    /// Records below this value were dropped.
+    #[serde(default)]
+    pub min_value: Option<f64>,
 }
 
 /// Counts at each stage.
@@ -115,13 +140,15 @@ pub struct Dataset {
     pub manifest: Manifest,
     pub train: Csr,
     pub valid: Csr,
-    pub user_ids: Vec<u64>,
-    pub item_ids: Vec<u64>,
+    /// Original id of each row (see [`crate::data::ids`]).
+    pub user_ids: Ids,
+    /// Original id of each column.
+    pub item_ids: Ids,
     pub names: Option<ItemNames>,
 }
 
 /// Hash of everything numeric in a dataset, independent of the container format.
-pub fn content_hash(train: &Csr, valid: &Csr, user_ids: &[u64], item_ids: &[u64]) -> String {
+pub fn content_hash(train: &Csr, valid: &Csr, user_ids: &Ids, item_ids: &Ids) -> String {
     let mut h = blake3::Hasher::new();
     for m in [train, valid] {
         h.update(&(m.n_rows as u64).to_le_bytes());
@@ -130,8 +157,8 @@ pub fn content_hash(train: &Csr, valid: &Csr, user_ids: &[u64], item_ids: &[u64]
         h.update_rayon(bytemuck::cast_slice(&m.indices));
         h.update_rayon(bytemuck::cast_slice(&m.data));
     }
-    h.update_rayon(bytemuck::cast_slice(user_ids));
-    h.update_rayon(bytemuck::cast_slice(item_ids));
+    user_ids.hash_into(&mut h);
+    item_ids.hash_into(&mut h);
     format!("blake3:{}", h.finalize().to_hex())
 }
 
@@ -140,8 +167,8 @@ pub fn write_files(
     dir: &Path,
     train: &Csr,
     valid: &Csr,
-    user_ids: &[u64],
-    item_ids: &[u64],
+    user_ids: &Ids,
+    item_ids: &Ids,
     names: Option<&ItemNames>,
 ) -> Result<Vec<String>> {
     let mut files = Vec::new();
@@ -149,8 +176,8 @@ pub fn write_files(
         || npz::write_csr(&dir.join(TRAIN), train),
         || -> Result<()> {
             npz::write_csr(&dir.join(VALID), valid)?;
-            npz::write_ids(&dir.join(USER_IDS), user_ids)?;
-            npz::write_ids(&dir.join(ITEM_IDS), item_ids)?;
+            ids::write(&dir.join(USER_IDS), user_ids)?;
+            ids::write(&dir.join(ITEM_IDS), item_ids)?;
             if let Some(n) = names {
                 names::write_items_tsv(&dir.join(ITEMS_TSV), item_ids, n)?;
             }
@@ -175,27 +202,6 @@ pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     std::fs::write(&path, text + "\n").at(&path)
 }
 
-/// Ids must be strictly ascending: every lookup is a binary search, and a duplicate id would
-/// silently answer for only one of its rows (issue 13).
-fn check_ids(path: &Path, ids: &[u64]) -> Result<()> {
-    match ids.windows(2).position(|w| w[0] >= w[1]) {
-        None => Ok(()),
-        Some(i) if ids[i] == ids[i + 1] => Err(Error::bad_input(
-            path,
-            format!("duplicate id {} (rows {i} and {})", ids[i], i + 1),
-        )),
-        Some(i) => Err(Error::bad_input(
-            path,
-            format!(
-                "ids are not in ascending order (row {i}: {}, row {}: {})",
-                ids[i],
-                i + 1,
-                ids[i + 1]
-            ),
-        )),
-    }
-}
-
 impl Dataset {
     /// Loads a dataset directory, checking that its parts agree with each other.
     pub fn load(dir: &Path) -> Result<Self> {
@@ -211,10 +217,8 @@ impl Dataset {
             .map_err(|e| Error::bad_input(&mpath, format!("invalid manifest: {e}")))?;
         let train = npz::read_csr(&dir.join(TRAIN))?;
         let valid = npz::read_csr(&dir.join(VALID))?;
-        let user_ids = npz::read_ids(&dir.join(USER_IDS))?;
-        check_ids(&dir.join(USER_IDS), &user_ids)?;
-        let item_ids = npz::read_ids(&dir.join(ITEM_IDS))?;
-        check_ids(&dir.join(ITEM_IDS), &item_ids)?;
+        let user_ids = ids::read(&dir.join(USER_IDS))?;
+        let item_ids = ids::read(&dir.join(ITEM_IDS))?;
         let names_path = dir.join(ITEMS_TSV);
         let names = if names_path.exists() {
             Some(names::read_items_tsv(&names_path)?)
@@ -248,8 +252,8 @@ impl Dataset {
     /// Checks the ids (strictly ascending, so no duplicates), recomputes the content hash and
     /// compares it with the manifest's.
     pub fn verify(&self) -> Result<()> {
-        check_ids(&self.dir.join(USER_IDS), &self.user_ids)?;
-        check_ids(&self.dir.join(ITEM_IDS), &self.item_ids)?;
+        ids::check_ascending(&self.dir.join(USER_IDS), &self.user_ids)?;
+        ids::check_ascending(&self.dir.join(ITEM_IDS), &self.item_ids)?;
         let h = content_hash(&self.train, &self.valid, &self.user_ids, &self.item_ids);
         if h != self.manifest.content_hash {
             return Err(Error::bad_input(

@@ -104,7 +104,7 @@ fn survivors(m: &Interactions, user_alive: &[bool], item_alive: &[bool]) -> Tall
             row(m, u)
                 .filter(|&k| item_alive[m.items[k] as usize])
                 .fold((0u64, 0u64), |(p, e), k| {
-                    (p + 1, e + u64::from(m.counts[k]))
+                    (p + 1, e + m.value.decode(m.counts[k]) as u64)
                 })
         })
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
@@ -119,17 +119,16 @@ fn survivors(m: &Interactions, user_alive: &[bool], item_alive: &[bool]) -> Tall
 /// Removes dead users, dead tracks and their pairs; renumbers tracks densely (order kept).
 fn compact(m: &mut Interactions, user_alive: &[bool], item_alive: &[bool]) {
     let mut new_item = vec![u32::MAX; m.n_items()];
-    let mut item_ids = Vec::new();
+    let mut next = 0u32;
     for (i, &alive) in item_alive.iter().enumerate() {
         if alive {
-            new_item[i] = item_ids.len() as u32;
-            item_ids.push(m.item_ids[i]);
+            new_item[i] = next;
+            next += 1;
         }
     }
     let keep_time = !m.first_ts.is_empty();
     let mut w = 0usize;
     let mut indptr = vec![0u64];
-    let mut user_ids = Vec::new();
     let mut cutoff = Vec::new();
     // In-place compaction: the write position never passes the read position.
     for (u, _) in user_alive.iter().enumerate().filter(|(_, alive)| **alive) {
@@ -145,7 +144,6 @@ fn compact(m: &mut Interactions, user_alive: &[bool], item_alive: &[bool]) {
             }
         }
         indptr.push(w as u64);
-        user_ids.push(m.user_ids[u]);
         if keep_time {
             cutoff.push(m.cutoff_ts[u]);
         }
@@ -156,20 +154,31 @@ fn compact(m: &mut Interactions, user_alive: &[bool], item_alive: &[bool]) {
         m.first_ts.truncate(w);
     }
     m.indptr = indptr;
-    m.user_ids = user_ids;
-    m.item_ids = item_ids;
+    m.user_ids = m.user_ids.select(user_alive);
+    m.item_ids = m.item_ids.select(item_alive);
+    if let Some(names) = m.item_names.take() {
+        m.item_names = Some(
+            names
+                .into_iter()
+                .zip(item_alive)
+                .filter(|(_, a)| **a)
+                .map(|(n, _)| n)
+                .collect(),
+        );
+    }
     m.cutoff_ts = cutoff;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::ids::Ids;
 
     /// Users 0..3; rows given as (item, count).
     fn table(rows: &[&[(u32, u32)]], n_items: usize) -> Interactions {
         let mut m = Interactions {
-            user_ids: (0..rows.len() as u64).map(|u| 100 + u).collect(),
-            item_ids: (0..n_items as u64).map(|i| 10 * i).collect(),
+            user_ids: Ids::Int((0..rows.len() as u64).map(|u| 100 + u).collect()),
+            item_ids: Ids::Int((0..n_items as u64).map(|i| 10 * i).collect()),
             indptr: vec![0],
             ..Default::default()
         };
@@ -195,8 +204,8 @@ mod tests {
         let mut m = table(rows, 4);
         let rounds = filter(&mut m, 2, 2, FilterMode::FixedPoint);
         assert!(rounds.len() >= 2);
-        assert_eq!(m.user_ids, vec![100, 101]);
-        assert_eq!(m.item_ids, vec![0, 10]);
+        assert_eq!(m.user_ids, Ids::Int(vec![100, 101]));
+        assert_eq!(m.item_ids, Ids::Int(vec![0, 10]));
         assert_eq!(m.indptr, vec![0, 2, 4]);
         assert_eq!(m.counts, vec![1, 2, 3, 1]);
         let last = rounds.last().unwrap();
@@ -217,8 +226,8 @@ mod tests {
         let rounds = filter(&mut m, 2, 2, FilterMode::Once);
         assert_eq!(rounds.len(), 1);
         // All users had >= 2 tracks; tracks 0, 1 and 2 have two listeners, track 3 one.
-        assert_eq!(m.user_ids, vec![100, 101, 102]);
-        assert_eq!(m.item_ids, vec![0, 10, 20]);
+        assert_eq!(m.user_ids, Ids::Int(vec![100, 101, 102]));
+        assert_eq!(m.item_ids, Ids::Int(vec![0, 10, 20]));
         assert_eq!(m.indptr, vec![0, 3, 5, 6]);
     }
 

@@ -9,15 +9,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
-use crate::data::aggregate::Pairs;
+use crate::data::aggregate::{Collected, Pairs};
+use crate::data::ids::Ids;
+use crate::data::records::ValueMode;
 
 /// Aggregated (user, track) play counts with users dense and tracks dense ("slots").
 #[derive(Debug, Clone, Default)]
 pub struct Interactions {
     /// Original user id of each row, ascending.
-    pub user_ids: Vec<u64>,
+    pub user_ids: Ids,
     /// Original track id of each column, ascending.
-    pub item_ids: Vec<u64>,
+    pub item_ids: Ids,
     /// Row offsets (`user_ids.len() + 1`).
     pub indptr: Vec<u64>,
     /// Column of each pair, ascending within a row.
@@ -28,6 +30,10 @@ pub struct Interactions {
     pub first_ts: Vec<u32>,
     /// Per user: the timestamp of their N-th latest listen (empty unless timestamps were kept).
     pub cutoff_ts: Vec<u32>,
+    /// How `counts` encode values ([`ValueMode::decode`]).
+    pub value: ValueMode,
+    /// Per column: track and artist name, when the data file itself named them (ListenBrainz).
+    pub item_names: Option<Vec<(String, String)>>,
 }
 
 impl Interactions {
@@ -46,17 +52,69 @@ impl Interactions {
         self.items.len()
     }
 
-    /// Total plays.
+    /// Total plays (for ratings, the sum of the ratings, rounded down per pair).
     pub fn events(&self) -> u64 {
-        self.counts.par_iter().map(|&c| u64::from(c)).sum()
+        let mode = self.value;
+        self.counts.par_iter().map(|&c| mode.decode(c) as u64).sum()
+    }
+
+    /// Builds the table from what the collector gathered: integer ids are renumbered densely
+    /// here; string ids arrive as ranks with their id lists.
+    pub fn from_collected(c: Collected, value: ValueMode) -> Self {
+        let Collected {
+            pairs, ids, names, ..
+        } = c;
+        match ids {
+            None => {
+                let mut m = Self::from_pairs(pairs);
+                m.value = value;
+                m
+            }
+            Some((users, items)) => {
+                let mut m = Self::from_runs(pairs);
+                m.user_ids = users.select(&used(&m.user_ids, users.len()));
+                // Ids met only on dropped lines (zero values, bad lines) have no pairs.
+                let mut keep = vec![false; items.len()];
+                for &i in &m.items {
+                    keep[i as usize] = true;
+                }
+                let mut new = vec![0u32; items.len()];
+                let mut next = 0u32;
+                for (n, &k) in new.iter_mut().zip(&keep) {
+                    *n = next;
+                    next += u32::from(k);
+                }
+                m.items.par_iter_mut().for_each(|i| *i = new[*i as usize]);
+                m.item_ids = items.select(&keep);
+                m.item_names = names.map(|n| {
+                    n.into_iter()
+                        .zip(&keep)
+                        .filter(|(_, k)| **k)
+                        .map(|(n, _)| n)
+                        .collect()
+                });
+                m.value = value;
+                m
+            }
+        }
     }
 
     /// Builds the table from collected pairs (users already ascending, one run each),
     /// renumbering tracks densely in place.
     pub fn from_pairs(p: Pairs) -> Self {
+        let mut m = Self::from_runs(p);
+        let mut items = std::mem::take(&mut m.items);
+        m.item_ids = Ids::Int(remap_dense(&mut items));
+        m.items = items;
+        m
+    }
+
+    /// The table with runs as rows; `user_ids` holds the runs' user keys (as integers) and
+    /// `item_ids` is left empty.
+    fn from_runs(p: Pairs) -> Self {
         let Pairs {
             runs,
-            mut items,
+            items,
             counts,
             first_ts,
             tails,
@@ -76,17 +134,29 @@ impl Interactions {
                 cutoff_ts.push(tails.get(last).copied().unwrap_or(0));
             }
         }
-        let item_ids = remap_dense(&mut items);
         Self {
-            user_ids,
-            item_ids,
+            user_ids: Ids::Int(user_ids),
+            item_ids: Ids::default(),
             indptr,
             items,
             counts,
             first_ts,
             cutoff_ts,
+            value: ValueMode::Count,
+            item_names: None,
         }
     }
+}
+
+/// Which of `n` ranks occur among the (ascending) user keys of `rows`.
+fn used(rows: &Ids, n: usize) -> Vec<bool> {
+    let mut keep = vec![false; n];
+    for r in rows.as_int().unwrap_or(&[]) {
+        if let Some(k) = keep.get_mut(*r as usize) {
+            *k = true;
+        }
+    }
+    keep
 }
 
 /// Rewrites `items` (original ids) as dense indices in ascending original-id order, and returns

@@ -90,6 +90,24 @@ pub enum LineError {
         value: String,
         max: u64,
     },
+    /// A string id that cannot be stored (too long, not UTF-8, a NUL byte).
+    BadId {
+        field: String,
+        value: String,
+        why: String,
+    },
+    /// A value column that is not a decimal number.
+    NotANumber {
+        field: String,
+        value: String,
+    },
+    /// A count column (`--value count`) holding something other than an integer.
+    NotACount {
+        field: String,
+        value: String,
+    },
+    /// Anything else wrong with a line (a JSON listen's missing field, say).
+    Other(String),
     /// A line longer than [`crate::data::blocks::MAX_LINE_BYTES`]; fatal even when skipping bad
     /// lines (the input is not a text log).
     TooLong,
@@ -125,6 +143,16 @@ impl fmt::Display for LineError {
                     "{field} {value} is larger than the supported maximum {max}"
                 )
             }
+            LineError::BadId { field, value, why } => write!(f, "{field} {value} {why}"),
+            LineError::NotANumber { field, value } => {
+                write!(f, "{field} is not a number: {value}")
+            }
+            LineError::NotACount { field, value } => write!(
+                f,
+                "{field} is not a non-negative integer count: {value} (for fractional values \
+                 pass --value rating or --value binary)"
+            ),
+            LineError::Other(m) => f.write_str(m),
             LineError::TooLong => write!(f, "line longer than 1 MiB (is this a text file?)"),
         }
     }

@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::data::aggregate::MAX_BAD_EXAMPLES;
 use crate::data::blocks::{MAX_LINE_BYTES, line_too_long};
 use crate::data::formats::NameSource;
+use crate::data::ids::Ids;
 use crate::data::lines::parse_field;
 use crate::error::{Error, IoContext, Result};
 
@@ -92,7 +93,12 @@ fn for_each_line(
         if line.len() > MAX_LINE_BYTES {
             return Err(line_too_long(path, n));
         }
-        if let Err(reason) = f(n, &String::from_utf8_lossy(line)) {
+        // MovieLens 100K and 1M catalogs are Latin-1: a line that is not UTF-8 is read as that.
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => std::borrow::Cow::Owned(line.iter().map(|&b| char::from(b)).collect()),
+        };
+        if let Err(reason) = f(n, &text) {
             match skip.as_deref_mut() {
                 Some(s) => {
                     s.lines += 1;
@@ -116,11 +122,36 @@ fn id(text: &str, what: &str) -> Result<u64, String> {
     parse_field(text.as_bytes(), what).map_err(|e| e.to_string())
 }
 
-/// Loads names for `item_ids` (ascending original ids) from `src`. A malformed line, or a
-/// second line for an id that is needed (which would otherwise silently win), is an error
-/// naming file and line; with `skip_bad` it is counted in [`ItemNames::skipped`] instead and
-/// the first line for an id is kept.
-pub fn load(src: &NameSource, item_ids: &[u64], skip_bad: bool) -> Result<ItemNames> {
+impl ItemNames {
+    /// Names and artist names by column, without artist ids (ListenBrainz).
+    pub fn from_names_and_artists(v: Vec<(String, String)>) -> Self {
+        let missing = v.iter().filter(|(n, _)| n.is_empty()).count() as u64;
+        let (names, artist_names): (Vec<String>, Vec<String>) = v.into_iter().unzip();
+        Self {
+            artist_ids: vec![None; names.len()],
+            names,
+            artist_names,
+            missing,
+            skipped: Skipped::default(),
+        }
+    }
+}
+
+/// Loads names for `item_ids` (ascending original ids; catalogs name integer ids) from `src`.
+/// A malformed line, or a second line for an id that is needed (which would otherwise
+/// silently win), is an error naming file and line; with `skip_bad` it is counted in
+/// [`ItemNames::skipped`] instead and the first line for an id is kept.
+pub fn load(src: &NameSource, ids: &Ids, skip_bad: bool) -> Result<ItemNames> {
+    let empty = Vec::new();
+    let item_ids: &[u64] = match (ids.as_int(), src) {
+        (Some(v), _) => v,
+        (None, NameSource::Listens) => &empty,
+        (None, _) => {
+            return Err(Error::Config(
+                "item names from a catalog file need integer item ids (--ids int)".into(),
+            ));
+        }
+    };
     let n = item_ids.len();
     let mut out = ItemNames {
         names: vec![String::new(); n],
@@ -194,6 +225,75 @@ pub fn load(src: &NameSource, item_ids: &[u64], skip_bad: bool) -> Result<ItemNa
                 })?;
             }
         }
+        NameSource::Listens => {}
+        NameSource::Movielens { movies } => {
+            let base = movies
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let layout = if base.starts_with("movies.csv") {
+                b','
+            } else if base.starts_with("movies.dat") {
+                b':'
+            } else {
+                b'|'
+            };
+            for_each_line(movies, skip(&mut skipped, skip_bad), |ln, line| {
+                let (id_text, title) = match layout {
+                    // movieId,title,genres: the title may hold commas (then it is quoted),
+                    // genres never do.
+                    b',' => match (line.find(','), line.rfind(',')) {
+                        (Some(a), Some(b)) if a < b => {
+                            let t = line[a + 1..b].trim();
+                            let t = match t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                                Some(q) => q.replace("\"\"", "\""),
+                                None => t.to_string(),
+                            };
+                            (&line[..a], t)
+                        }
+                        _ => {
+                            return Err(
+                                "expected 3 comma-separated fields (movieId, title, genres)".into(),
+                            );
+                        }
+                    },
+                    // MovieID::Title::Genres
+                    b':' => match (line.find("::"), line.rfind("::")) {
+                        (Some(a), Some(b)) if a < b => (&line[..a], line[a + 2..b].to_string()),
+                        _ => {
+                            return Err(
+                                "expected 3 '::'-separated fields (MovieID, Title, Genres)".into(),
+                            );
+                        }
+                    },
+                    // movie id | movie title | release date | ...
+                    _ => {
+                        let mut f = line.split('|');
+                        match (f.next(), f.next()) {
+                            (Some(i), Some(t)) => (i, t.to_string()),
+                            _ => {
+                                return Err(
+                                    "expected '|'-separated fields (movie id | movie title | ...)"
+                                        .into(),
+                                );
+                            }
+                        }
+                    }
+                };
+                if ln == 1 && id_text.trim().eq_ignore_ascii_case("movieId") {
+                    return Ok(()); // header
+                }
+                let movie = id(id_text, "movie id")?;
+                if let Ok(i) = item_ids.binary_search(&movie) {
+                    if named_on[i] != 0 {
+                        return duplicate("movie id", movie, named_on[i]);
+                    }
+                    out.names[i] = title;
+                    named_on[i] = ln;
+                }
+                Ok(())
+            })?;
+        }
         NameSource::Hetrec { artists } => {
             for_each_line(artists, skip(&mut skipped, skip_bad), |ln, line| {
                 let mut f = line.split('\t');
@@ -224,12 +324,12 @@ pub fn load(src: &NameSource, item_ids: &[u64], skip_bad: bool) -> Result<ItemNa
 
 /// Writes `items.tsv`: item_index, item_id, name, artist_id, artist_name (header line first).
 /// Tabs and newlines inside names are replaced by spaces so the file stays one row per item.
-pub fn write_items_tsv(path: &Path, item_ids: &[u64], names: &ItemNames) -> Result<()> {
+pub fn write_items_tsv(path: &Path, item_ids: &Ids, names: &ItemNames) -> Result<()> {
     let f = File::create(path).at(path)?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
     writeln!(w, "item_index\titem_id\tname\tartist_id\tartist_name").at(path)?;
-    for (i, &id) in item_ids.iter().enumerate() {
+    for (i, id) in item_ids.iter().enumerate() {
         let artist = names.artist_ids[i]
             .map(|a| a.to_string())
             .unwrap_or_default();
@@ -284,12 +384,12 @@ mod tests {
             tracks,
             artists: Some(artists),
         };
-        let n = load(&src, &[10, 20, 40], false).unwrap();
+        let n = load(&src, &Ids::Int(vec![10, 20, 40]), false).unwrap();
         assert_eq!(n.names, vec!["Song A", "Song\twith tab", ""]);
         assert_eq!(n.artist_names, vec!["Band Seven", "Band Eight", ""]);
         assert_eq!(n.missing, 1);
         let out = dir.path().join("items.tsv");
-        write_items_tsv(&out, &[10, 20, 40], &n).unwrap();
+        write_items_tsv(&out, &Ids::Int(vec![10, 20, 40]), &n).unwrap();
         let back = read_items_tsv(&out).unwrap();
         assert_eq!(back.names, vec!["Song A", "Song with tab", ""]);
         assert_eq!(back.artist_ids, vec![Some(7), Some(8), None]);
@@ -304,7 +404,9 @@ mod tests {
             tracks,
             artists: None,
         };
-        let e = load(&src, &[10], false).unwrap_err().to_string();
+        let e = load(&src, &Ids::Int(vec![10]), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LFM-1b_tracks.txt:2"), "{e}");
     }
 
@@ -317,13 +419,15 @@ mod tests {
             tracks,
             artists: None,
         };
-        let e = load(&src, &[10, 20], false).unwrap_err().to_string();
+        let e = load(&src, &Ids::Int(vec![10, 20]), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.ends_with("LFM-1b_tracks.txt:3: duplicate track_id 10 (first on line 1)"),
             "{e}"
         );
         // Skipping bad lines: the first name is kept and the duplicate counted.
-        let n = load(&src, &[10, 20], true).unwrap();
+        let n = load(&src, &Ids::Int(vec![10, 20]), true).unwrap();
         assert_eq!(n.names, vec!["First", "Other"]);
         assert_eq!(n.skipped.lines, 1);
         assert!(n.skipped.examples[0].contains("LFM-1b_tracks.txt:3: duplicate"));
@@ -339,11 +443,58 @@ mod tests {
         )
         .unwrap();
         let src = NameSource::Hetrec { artists };
-        let e = load(&src, &[1, 2], false).unwrap_err().to_string();
+        let e = load(&src, &Ids::Int(vec![1, 2]), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("artists.dat:3:"), "{e}");
-        let n = load(&src, &[1, 2], true).unwrap();
+        let n = load(&src, &Ids::Int(vec![1, 2]), true).unwrap();
         assert_eq!(n.names, vec!["One", "Two"]);
         assert_eq!((n.skipped.lines, n.missing), (2, 0));
         assert!(n.skipped.examples[1].contains("artists.dat:5: duplicate id 1"));
+    }
+
+    #[test]
+    fn movielens_titles_from_each_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("movies.csv");
+        std::fs::write(
+            &csv,
+            "movieId,title,genres\r\n1,Toy Story (1995),Adventure|Animation\r\n\
+             11,\"American President, The (1995)\",Comedy|Drama\r\n12,\"Say \"\"Hi\"\"\",Drama\r\n",
+        )
+        .unwrap();
+        let ids = Ids::Int(vec![1, 11, 12, 99]);
+        let n = load(&NameSource::Movielens { movies: csv }, &ids, false).unwrap();
+        assert_eq!(
+            n.names,
+            vec![
+                "Toy Story (1995)",
+                "American President, The (1995)",
+                "Say \"Hi\"",
+                ""
+            ]
+        );
+        assert_eq!(n.missing, 1);
+        let dat = dir.path().join("movies.dat");
+        std::fs::write(&dat, "1::Toy Story (1995)::Animation|Children's\n").unwrap();
+        let n = load(&NameSource::Movielens { movies: dat }, &ids, false).unwrap();
+        assert_eq!(n.names[0], "Toy Story (1995)");
+        // u.item is Latin-1.
+        let item = dir.path().join("u.item");
+        std::fs::write(&item, b"11|Caf\xe9 (1995)|01-Jan-1995||http://x|0|1\n").unwrap();
+        let n = load(
+            &NameSource::Movielens {
+                movies: item.clone(),
+            },
+            &ids,
+            false,
+        )
+        .unwrap();
+        assert_eq!(n.names[1], "Café (1995)");
+        std::fs::write(&item, b"11|A|x\nbroken\n").unwrap();
+        let e = load(&NameSource::Movielens { movies: item }, &ids, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("u.item:2:"), "{e}");
     }
 }

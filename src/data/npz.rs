@@ -10,7 +10,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use ndarray::{Array1, ArrayView1, aview1};
-use ndarray_npy::{NpzWriter, ReadNpyExt, WritableElement, WriteDataError, WriteNpyExt};
+use ndarray_npy::{NpzWriter, WritableElement, WriteDataError, WriteNpyExt};
 use py_literal::Value as PyValue;
 
 use crate::data::csr::Csr;
@@ -329,6 +329,198 @@ impl NpyHeader {
     }
 }
 
+/// The three entries of a `.npy` header, parsed from the Python dict literal numpy writes
+/// (`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`).
+///
+/// Hand-written rather than a general Python-literal parser: the grammar is fixed (string keys;
+/// a string, a boolean or a tuple of integers as values; no nesting), and the general parser
+/// took minutes and gigabytes on some 64 KiB headers found by fuzzing (issue 13). This one is a
+/// single left-to-right pass, so its time is linear in the header's length.
+#[derive(Debug, Default, PartialEq)]
+struct HeaderDict {
+    descr: Option<String>,
+    fortran_order: Option<bool>,
+    shape: Option<Vec<u64>>,
+}
+
+impl HeaderDict {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut p = HeaderParser {
+            s: text.as_bytes(),
+            at: 0,
+        };
+        let mut d = HeaderDict::default();
+        p.expect(b'{')?;
+        loop {
+            p.skip_ws();
+            if p.eat(b'}') {
+                break;
+            }
+            let key = p.string()?;
+            p.skip_ws();
+            p.expect(b':')?;
+            p.skip_ws();
+            let dup = || format!("`{key}` appears twice");
+            match key.as_str() {
+                "descr" => {
+                    if p.peek() == Some(b'[') {
+                        return Err("structured (record) arrays are not supported".into());
+                    }
+                    let v = p.string()?;
+                    if d.descr.replace(v).is_some() {
+                        return Err(dup());
+                    }
+                }
+                "fortran_order" => {
+                    let v = p.boolean()?;
+                    if d.fortran_order.replace(v).is_some() {
+                        return Err(dup());
+                    }
+                }
+                "shape" => {
+                    let v = p.tuple()?;
+                    if d.shape.replace(v).is_some() {
+                        return Err(dup());
+                    }
+                }
+                _ => return Err(format!("unexpected key `{key}`")),
+            }
+            p.skip_ws();
+            if p.eat(b',') {
+                continue;
+            }
+            p.skip_ws();
+            p.expect(b'}')?;
+            break;
+        }
+        p.skip_ws();
+        if p.at != p.s.len() {
+            return Err(format!("text after the closing brace at byte {}", p.at));
+        }
+        Ok(d)
+    }
+}
+
+/// A cursor over a header's bytes; every method consumes what it reads, never backtracks.
+struct HeaderParser<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl HeaderParser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.at).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let hit = self.peek() == Some(b);
+        self.at += usize::from(hit);
+        hit
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), String> {
+        if self.eat(b) {
+            return Ok(());
+        }
+        Err(match self.peek() {
+            Some(c) => format!(
+                "expected `{}` at byte {}, found {}",
+                char::from(b),
+                self.at,
+                crate::util::quote(&[c])
+            ),
+            None => format!(
+                "expected `{}` at byte {}, found the end",
+                char::from(b),
+                self.at
+            ),
+        })
+    }
+
+    /// A quoted string without escapes (numpy's keys and type strings have none).
+    fn string(&mut self) -> Result<String, String> {
+        let q = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a quoted string at byte {}", self.at)),
+        };
+        self.at += 1;
+        let start = self.at;
+        let len = self.s[start..]
+            .iter()
+            .position(|&c| c == q || c == b'\\')
+            .ok_or_else(|| format!("unterminated string at byte {}", start - 1))?;
+        if self.s[start + len] == b'\\' {
+            return Err(format!(
+                "escapes in strings are not supported (byte {})",
+                start + len
+            ));
+        }
+        self.at = start + len + 1;
+        Ok(String::from_utf8_lossy(&self.s[start..start + len]).into_owned())
+    }
+
+    fn boolean(&mut self) -> Result<bool, String> {
+        for (word, v) in [(&b"True"[..], true), (&b"False"[..], false)] {
+            if self.s[self.at..].starts_with(word) {
+                self.at += word.len();
+                return Ok(v);
+            }
+        }
+        Err(format!("expected True or False at byte {}", self.at))
+    }
+
+    /// A non-negative decimal integer (Python 2's `L` suffix allowed).
+    fn integer(&mut self) -> Result<u64, String> {
+        let start = self.at;
+        let mut v: u64 = 0;
+        while let Some(c @ b'0'..=b'9') = self.peek() {
+            v = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(c - b'0')))
+                .ok_or_else(|| format!("dimension at byte {start} is too large"))?;
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err(format!(
+                "expected a dimension (a non-negative integer) at byte {start}"
+            ));
+        }
+        self.eat(b'L');
+        Ok(v)
+    }
+
+    /// `()`, `(3,)`, `(3, 4)`, `(3, 4,)`.
+    fn tuple(&mut self) -> Result<Vec<u64>, String> {
+        self.expect(b'(')?;
+        let (mut dims, mut commas) = (Vec::new(), 0);
+        loop {
+            self.skip_ws();
+            if self.eat(b')') {
+                break;
+            }
+            dims.push(self.integer()?);
+            self.skip_ws();
+            if self.eat(b',') {
+                commas += 1;
+                continue;
+            }
+            self.expect(b')')?;
+            break;
+        }
+        if dims.len() == 1 && commas == 0 {
+            // `(3)` is the integer 3 in Python, not a tuple; numpy never writes it.
+            return Err("shape `(n)` is not a tuple; numpy writes `(n,)`".into());
+        }
+        Ok(dims)
+    }
+}
+
 /// Reads and parses a `.npy` header (format versions 1 to 3).
 fn read_npy_header(r: &mut impl Read) -> Result<NpyHeader, String> {
     let mut magic = [0u8; 8];
@@ -359,32 +551,14 @@ fn read_npy_header(r: &mut impl Read) -> Result<NpyHeader, String> {
         .map_err(|e| format!("truncated header ({e})"))?;
     let text = String::from_utf8_lossy(&text);
     let bad = || format!("unreadable header {}", crate::util::quote(text.as_bytes()));
-    let value: PyValue = text.trim().parse().map_err(|_| bad())?;
-    let PyValue::Dict(items) = value else {
-        return Err(bad());
-    };
-    let get = |key: &str| {
-        items
-            .iter()
-            .find(|(k, _)| matches!(k, PyValue::String(s) if s == key))
-            .map(|(_, v)| v)
-    };
-    let descr = match get("descr") {
-        Some(PyValue::String(s)) => s.clone(),
-        _ => return Err(format!("{}: no `descr` string", bad())),
-    };
-    let fortran_order = matches!(get("fortran_order"), Some(PyValue::Boolean(true)));
-    let shape = match get("shape") {
-        Some(PyValue::Tuple(dims)) => dims
-            .iter()
-            .map(|d| match d {
-                PyValue::Integer(i) => i.to_string().parse::<u64>().ok(),
-                _ => None,
-            })
-            .collect::<Option<Vec<u64>>>()
-            .ok_or_else(|| format!("{}: shape is not a tuple of sizes", bad()))?,
-        _ => return Err(format!("{}: no `shape` tuple", bad())),
-    };
+    let dict = HeaderDict::parse(text.trim()).map_err(|m| format!("{}: {m}", bad()))?;
+    let descr = dict
+        .descr
+        .ok_or_else(|| format!("{}: no `descr` string", bad()))?;
+    let fortran_order = dict.fortran_order.unwrap_or(false);
+    let shape = dict
+        .shape
+        .ok_or_else(|| format!("{}: no `shape` tuple", bad()))?;
     let (order, kind, size) = {
         let b = descr.as_bytes();
         let size = descr.get(2..).and_then(|n| n.parse::<u8>().ok());
@@ -512,17 +686,70 @@ pub fn write_ids(path: &Path, ids: &[u64]) -> Result<()> {
     Ok(())
 }
 
-/// Reads an int64 `.npy` of ids (its size checked against its header first).
+/// Reads a 1-D integer `.npy` of ids (int64 as written by [`write_ids`]; any integer type is
+/// accepted). The header is checked against the file's size before anything is allocated.
 pub fn read_ids(path: &Path) -> Result<Vec<u64>> {
-    check_npy_file(path)?;
     let file = File::open(path).at(path)?;
-    let a = Array1::<i64>::read_npy(BufReader::new(file)).map_err(|e| Error::npy(path, e))?;
-    a.iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            u64::try_from(v).map_err(|_| Error::npy(path, format!("id {v} at row {i} is negative")))
-        })
-        .collect()
+    let len = file.metadata().at(path)?.len();
+    let mut r = BufReader::new(file);
+    let h = read_npy_header(&mut r).map_err(|m| Error::npy(path, m))?;
+    h.check_data_bytes(len.saturating_sub(h.header_bytes))
+        .map_err(|m| Error::npy(path, m))?;
+    if h.shape.len() != 1 || !matches!(h.dtype, Dtype::Int(_) | Dtype::UInt(_)) {
+        return Err(Error::npy(
+            path,
+            format!(
+                "expected a 1-D integer array of ids, found {} of {} dimension(s)",
+                h.descr,
+                h.shape.len()
+            ),
+        ));
+    }
+    // Ids are stored as int64, so an unsigned file's values above 2^63 - 1 are not ids Encore
+    // could write back (the fuzzer found `<u8` ids that wrapped to negative on rewrite).
+    read_values(&mut r, &h, |i, x| match x.as_u64() {
+        None => Err(format!("id {x} at row {i} is negative")),
+        Some(v) if v > i64::MAX as u64 => Err(format!(
+            "id {v} at row {i} is above the largest id, 2^63 - 1 (ids are int64)"
+        )),
+        Some(v) => Ok(v),
+    })
+    .map_err(|m| Error::npy(path, m))
+}
+
+/// Reads a 2-D float32 `.npy` (C or Fortran order) from `r`, a file of `len` bytes, as
+/// `(rows, cols, row-major data)`. The header is checked against `len` before anything is
+/// allocated; the data is read in one pass straight into the result.
+pub fn read_f32_matrix(r: &mut impl Read, len: u64) -> Result<(usize, usize, Vec<f32>), String> {
+    let h = read_npy_header(r)?;
+    if h.shape.len() != 2 || h.dtype != Dtype::Float(4) {
+        return Err(format!(
+            "expected a float32 2-D array (<f4), found {} of {} dimension(s)",
+            h.descr,
+            h.shape.len()
+        ));
+    }
+    h.check_data_bytes(len.saturating_sub(h.header_bytes))?;
+    let (rows, cols) = (h.shape[0] as usize, h.shape[1] as usize);
+    // Checked above: rows × cols × 4 is the data's size in bytes, so it fits in memory terms.
+    let mut data = vec![0f32; rows * cols];
+    r.read_exact(bytemuck::cast_slice_mut(&mut data))
+        .map_err(|e| format!("truncated data ({e})"))?;
+    if cfg!(target_endian = "big") {
+        for v in &mut data {
+            *v = f32::from_bits(u32::from_le(v.to_bits()));
+        }
+    }
+    if h.fortran_order && rows > 1 && cols > 1 {
+        let mut c = vec![0f32; rows * cols];
+        for (j, col) in data.chunks_exact(rows).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                c[i * cols + j] = v;
+            }
+        }
+        data = c;
+    }
+    Ok((rows, cols, data))
 }
 
 #[cfg(test)]
@@ -556,5 +783,130 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         assert!(read_csr(&p).is_err());
+    }
+
+    #[test]
+    fn header_dict_reads_what_numpy_writes() {
+        let d = HeaderDict::parse("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }")
+            .unwrap();
+        assert_eq!(d.descr.as_deref(), Some("<f4"));
+        assert_eq!(d.fortran_order, Some(false));
+        assert_eq!(d.shape, Some(vec![3, 4]));
+        let d = HeaderDict::parse(r#"{"shape":(7,),"fortran_order":True,"descr":"|u1"}"#).unwrap();
+        assert_eq!((d.shape, d.fortran_order), (Some(vec![7]), Some(true)));
+        assert_eq!(
+            HeaderDict::parse("{'shape': ()}").unwrap().shape,
+            Some(vec![])
+        );
+        // Python 2 numpy wrote long integers with an `L` suffix.
+        assert_eq!(
+            HeaderDict::parse("{'shape': (2L, 3L)}").unwrap().shape,
+            Some(vec![2, 3])
+        );
+    }
+
+    #[test]
+    fn header_dict_refuses_what_is_not_a_numpy_header() {
+        for (text, why) in [
+            ("{'shape': (3)}", "not a tuple"),
+            ("{'shape': (3,), 'shape': (4,)}", "twice"),
+            ("{'descr': '<f4', 'extra': 1}", "unexpected key"),
+            ("{'descr': [('a', '<f4')]}", "structured"),
+            ("{'descr': '<f4}", "unterminated"),
+            ("{'descr': 'a\\b'}", "escapes"),
+            ("{'shape': (3,)} x", "after the closing brace"),
+            ("{'shape': (99999999999999999999,)}", "too large"),
+            ("{'fortran_order': Maybe}", "True or False"),
+            ("['descr']", "expected `{`"),
+        ] {
+            let e = HeaderDict::parse(text).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+
+    /// A header made of 64 KiB of nested brackets and quotes is refused at its first wrong byte
+    /// (the general literal parser this replaced backtracked over such headers for minutes).
+    #[test]
+    fn header_dict_refuses_deeply_nested_junk() {
+        let junk = format!("{{'descr': {}", "[(".repeat(30_000));
+        assert!(HeaderDict::parse(&junk).unwrap_err().contains("structured"));
+        let junk = format!("{{'shape': ({}", "(".repeat(60_000));
+        assert!(HeaderDict::parse(&junk).unwrap_err().contains("dimension"));
+    }
+
+    fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.to_string();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut v = b"\x93NUMPY\x01\x00".to_vec();
+        v.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        v.extend_from_slice(h.as_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn fortran_order_factors_are_read_row_major() {
+        // The 2 × 3 matrix [[1, 2, 3], [4, 5, 6]] stored column by column.
+        let col_major: Vec<u8> = [1f32, 4., 2., 5., 3., 6.]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let f = npy_bytes(
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
+            &col_major,
+        );
+        let (r, c, data) = read_f32_matrix(&mut &f[..], f.len() as u64).unwrap();
+        assert_eq!((r, c), (2, 3));
+        assert_eq!(data, vec![1., 2., 3., 4., 5., 6.]);
+        let f64s = npy_bytes(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }",
+            &[0; 8],
+        );
+        let e = read_f32_matrix(&mut &f64s[..], f64s.len() as u64).unwrap_err();
+        assert!(e.contains("expected a float32 2-D array"), "{e}");
+    }
+
+    #[test]
+    fn ids_of_any_integer_type_are_read_and_negative_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ids.npy");
+        let le: Vec<u8> = [7i32, 0, 123456]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(
+            &p,
+            npy_bytes(
+                "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }",
+                &le,
+            ),
+        )
+        .unwrap();
+        assert_eq!(read_ids(&p).unwrap(), vec![7, 0, 123456]);
+        let le: Vec<u8> = [7i64, -2].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(
+            &p,
+            npy_bytes(
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }",
+                &le,
+            ),
+        )
+        .unwrap();
+        let e = read_ids(&p).unwrap_err().to_string();
+        assert!(e.contains("id -2 at row 1 is negative"), "{e}");
+        let le: Vec<u8> = [1u64 << 63].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(
+            &p,
+            npy_bytes(
+                "{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }",
+                &le,
+            ),
+        )
+        .unwrap();
+        let e = read_ids(&p).unwrap_err().to_string();
+        assert!(e.contains("above the largest id"), "{e}");
     }
 }

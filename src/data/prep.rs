@@ -19,10 +19,13 @@ use crate::data::dataset::{
     write_manifest,
 };
 use crate::data::filter::{self, FilterMode, Tally};
-use crate::data::formats::{self, Delimiter, Format, HeaderMode, Input};
+use crate::data::formats::{
+    self, Columns, Delimiter, Format, HeaderMode, IdsMode, Input, ReadOptions,
+};
 use crate::data::index::Interactions;
-use crate::data::names;
+use crate::data::names::{self, ItemNames};
 use crate::data::npz;
+use crate::data::records::ValueMode;
 use crate::data::split::{self, Split};
 use crate::error::{Error, Result};
 use crate::util::{AtomicDir, OutputKind, peak_rss_bytes, progress_bar, unix_now};
@@ -35,6 +38,14 @@ pub struct PrepConfig {
     pub format: Format,
     pub delimiter: Delimiter,
     pub header: HeaderMode,
+    /// Integer or string ids (`--ids`).
+    pub ids: IdsMode,
+    /// Columns chosen by name or position (`--user-column` ...).
+    pub columns: Columns,
+    /// What values mean (`--value`); `None`: the format's default.
+    pub value: Option<ValueMode>,
+    /// Lines whose value is below this are dropped (`--min-value`).
+    pub min_value: Option<f64>,
     pub min_user_tracks: u32,
     pub min_track_users: u32,
     pub filter_mode: FilterMode,
@@ -55,6 +66,10 @@ impl PrepConfig {
             format: Format::Auto,
             delimiter: Delimiter::Auto,
             header: HeaderMode::Auto,
+            ids: IdsMode::Auto,
+            columns: Columns::default(),
+            value: None,
+            min_value: None,
             min_user_tracks: 5,
             min_track_users: 2,
             filter_mode: FilterMode::FixedPoint,
@@ -77,7 +92,24 @@ impl PrepConfig {
                 )))
             }
             Split::Time { last_n: 0 } => Err(Error::Config("--last-n must be at least 1".into())),
-            _ => Ok(()),
+            _ => match self.min_value {
+                Some(v) if !(v.is_finite() && v >= 0.0) => Err(Error::Config(format!(
+                    "--min-value must be a non-negative number, got {v}"
+                ))),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// How the input is to be read.
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            format: self.format,
+            delimiter: self.delimiter,
+            header: self.header,
+            ids: self.ids,
+            columns: self.columns.clone(),
+            value: self.value,
         }
     }
 }
@@ -91,99 +123,154 @@ pub struct Parsed {
     pub bytes: u64,
 }
 
-/// Stage 1: parse and aggregate the input file (exposed for benchmarks).
+/// Stage 1: parse and aggregate the input file(s) (exposed for benchmarks).
 pub fn parse_input(cfg: &PrepConfig) -> Result<Parsed> {
-    let input = formats::resolve(&cfg.input, cfg.format, cfg.delimiter, cfg.header)?;
+    cfg.validate()?;
+    let input = formats::resolve(&cfg.input, &cfg.read_options())?;
     let keep_time = matches!(cfg.split, Split::Time { .. });
-    if keep_time && input.schema.ts.is_none() {
+    let has_time = input.files.iter().all(|f| match &f.lines {
+        crate::data::aggregate::LineFormat::Numeric(s) => s.ts.is_some(),
+        crate::data::aggregate::LineFormat::Fields(s) => s.time.is_some(),
+        crate::data::aggregate::LineFormat::Listens(_) => true,
+    });
+    if keep_time && !has_time {
         return Err(Error::Config(format!(
-            "--split time needs timestamps, and {} input has none; use --split random",
+            "--split time needs timestamps, and this {} input has none (pass --time-column, or \
+             use --split random)",
             input.format.name()
         )));
     }
-    let opts = ChunkOpts {
-        schema: input.schema.clone(),
+    if input.value == ValueMode::Rating && input.files.iter().any(|f| f.lines.events()) {
+        return Err(Error::Config(format!(
+            "--value rating needs a value column, and this {} input has none (each line is one \
+             play; use --value count or binary)",
+            input.format.name()
+        )));
+    }
+    if cfg.min_value.is_some() && input.files.iter().any(|f| f.lines.events()) {
+        return Err(Error::Config(format!(
+            "--min-value needs a value column, and this {} input has none (each line is one \
+             play)",
+            input.format.name()
+        )));
+    }
+    let first_lines = input.files.first().map(|f| f.lines.clone());
+    let Some(first_lines) = first_lines else {
+        return Err(Error::bad_input(&cfg.input, "no data files"));
+    };
+    let mut opts = ChunkOpts {
+        format: first_lines,
         keep_time,
         tail_n: match cfg.split {
             Split::Time { last_n } => last_n as usize,
             Split::Random { .. } => 0,
         },
         skip_bad: cfg.skip_bad_lines,
+        value: input.value,
+        min_value: cfg.min_value.map(|v| v as f32),
     };
-    let path = input.data_file.clone();
-    let mut reader = BlockReader::open(&path, cfg.block_bytes)?;
-    let pb = progress_bar(reader.file_bytes, "parse", cfg.quiet);
+    let total_bytes: u64 = input
+        .files
+        .iter()
+        .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let pb = progress_bar(total_bytes, "parse", cfg.quiet);
     let per_wave = 2 * rayon::current_num_threads();
     let mut collector = Collector::new(&opts);
-    let mut line_base = 0u64;
+    let mut bytes = 0u64;
+    let mut done_bytes = 0u64;
+    let mut bad_examples = Vec::new();
     let skip_header = input.header.is_some();
-    let mut first_wave = true;
-    let mut wave = reader.next_wave(per_wave)?;
-    while !wave.is_empty() {
-        let parse =
-            |(i, b): (usize, &Vec<u8>)| parse_chunk(b, &opts, first_wave && i == 0 && skip_header);
-        // A lone block (a small file, or its last wave) is parsed right here: waking the pool
-        // would only start workers with nothing to do; with several, at most one task per block.
-        let (parsed, next) = if wave.len() == 1 && reader.finished() {
-            (wave.iter().enumerate().map(parse).collect(), Ok(Vec::new()))
-        } else {
-            rayon::join(
-                || wave.par_iter().enumerate().map(parse).collect::<Vec<_>>(),
-                || reader.next_wave(per_wave),
-            )
-        };
-        first_wave = false;
-        for (pairs, stats) in parsed {
-            let n = stats.lines;
-            collector.append(pairs, stats, line_base);
-            line_base += n;
+    for (file_no, file) in input.files.iter().enumerate() {
+        opts.format = file.lines.clone();
+        let path = file.path.clone();
+        let mut reader = BlockReader::open(&path, cfg.block_bytes)?;
+        let mut line_base = 0u64;
+        let mut first_wave = true;
+        let header_here = skip_header && file_no == 0;
+        let mut wave = reader.next_wave(per_wave)?;
+        while !wave.is_empty() {
+            let parse = |(i, b): (usize, &Vec<u8>)| {
+                parse_chunk(b, &opts, first_wave && i == 0 && header_here)
+            };
+            // A lone block (a small file, or its last wave) is parsed right here: waking the
+            // pool would only start workers with nothing to do; with several, at most one task
+            // per block.
+            let (parsed, next) = if wave.len() == 1 && reader.finished() {
+                (wave.iter().enumerate().map(parse).collect(), Ok(Vec::new()))
+            } else {
+                rayon::join(
+                    || wave.par_iter().enumerate().map(parse).collect::<Vec<_>>(),
+                    || reader.next_wave(per_wave),
+                )
+            };
+            first_wave = false;
+            for chunk in parsed {
+                let n = chunk.stats.lines;
+                collector.append(chunk, line_base)?;
+                line_base += n;
+            }
+            for b in wave.drain(..) {
+                reader.recycle(b);
+            }
+            pb.set_position(done_bytes + reader.raw_bytes_read());
+            if let Some((line, e)) = &collector.stats.first_error {
+                return Err(Error::BadLine {
+                    path,
+                    line: *line,
+                    reason: if e.skippable() {
+                        format!("{e} (pass --skip-bad-lines to skip such lines)")
+                    } else {
+                        e.to_string()
+                    },
+                });
+            }
+            wave = next?;
         }
-        for b in wave.drain(..) {
-            reader.recycle(b);
+        // Line numbers are per file: name this file's examples now.
+        let st = collector.stats_mut();
+        for (l, r) in st.bad_examples.drain(..) {
+            if bad_examples.len() < crate::data::aggregate::MAX_BAD_EXAMPLES {
+                bad_examples.push(format!("{}:{l}: {r}", path.display()));
+            }
         }
-        pb.set_position(reader.raw_bytes_read());
-        if let Some((line, e)) = &collector.stats.first_error {
-            return Err(Error::BadLine {
-                path,
-                line: *line,
-                reason: if e.skippable() {
-                    format!("{e} (pass --skip-bad-lines to skip such lines)")
-                } else {
-                    e.to_string()
-                },
-            });
-        }
-        wave = next?;
+        bytes += reader.bytes;
+        done_bytes += reader.file_bytes;
     }
     pb.finish_and_clear();
-    let bytes = reader.bytes;
-    let (pairs, stats, regrouped) = collector.finish();
+    let collected = collector.finish();
+    let regrouped = collected.regrouped;
+    let stats = &collected.stats;
     let lines = LineReport {
         total: stats.lines,
         records: stats.records,
         header: u64::from(skip_header),
         blank: stats.blank_lines,
         zero_count: stats.zero_count_lines,
+        below_min_value: stats.below_min_lines,
+        user_from_path: stats.user_from_path,
         bad_skipped: stats.bad_lines,
-        bad_examples: stats
-            .bad_examples
-            .iter()
-            .map(|(l, r)| format!("{}:{l}: {r}", path.display()))
-            .collect(),
+        bad_examples,
         regrouped,
     };
-    if pairs.nnz() == 0 {
+    if collected.pairs.nnz() == 0 {
         return Err(Error::bad_input(
-            &path,
+            &input.data_file,
             format!(
-                "no usable listening data ({} lines: {} bad, {} blank, {} with zero plays)",
-                lines.total, lines.bad_skipped, lines.blank, lines.zero_count
+                "no usable listening data ({} lines: {} bad, {} blank, {} with zero plays, {} \
+                 below --min-value)",
+                lines.total,
+                lines.bad_skipped,
+                lines.blank,
+                lines.zero_count,
+                lines.below_min_value
             ),
         ));
     }
+    let value = input.value;
     Ok(Parsed {
         input,
-        interactions: Interactions::from_pairs(pairs),
+        interactions: Interactions::from_collected(collected, value),
         lines,
         bytes,
     })
@@ -254,6 +341,10 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
 
     let t = Instant::now();
     let item_names = match &input.names {
+        Some(formats::NameSource::Listens) => interactions
+            .item_names
+            .take()
+            .map(ItemNames::from_names_and_artists),
         Some(src) => Some(names::load(
             src,
             &interactions.item_ids,
@@ -285,9 +376,11 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
         bytes as f64 / 1e6 / timings["parse"].max(1e-9),
     );
 
-    let bytes_on_disk = std::fs::metadata(&input.data_file)
-        .map(|m| m.len())
-        .unwrap_or(bytes);
+    let bytes_on_disk: u64 = input
+        .files
+        .iter()
+        .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
+        .sum();
     let manifest = Manifest {
         encore_version: crate::VERSION.to_string(),
         created_unix: unix_now(),
@@ -299,6 +392,8 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
             bytes: bytes_on_disk,
             header: input.header.clone(),
             names: input.names.clone(),
+            files: input.files.len() as u64,
+            columns: input.columns.clone(),
         },
         options: PrepOptions {
             min_user_tracks: cfg.min_user_tracks,
@@ -306,6 +401,9 @@ pub fn prep(cfg: &PrepConfig) -> Result<Manifest> {
             filter_mode: cfg.filter_mode,
             split: cfg.split,
             skip_bad_lines: cfg.skip_bad_lines,
+            ids: input.ids,
+            value: input.value,
+            min_value: cfg.min_value,
         },
         lines,
         counts: StageCounts {

@@ -18,7 +18,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::csr::Csr;
+use crate::data::ids::Ids;
 use crate::data::index::Interactions;
+use crate::data::records::ValueMode;
 use crate::util::mix64;
 
 /// How validation listens are chosen.
@@ -37,9 +39,9 @@ pub struct SplitOutput {
     pub train: Csr,
     pub valid: Csr,
     /// Original id of each row.
-    pub user_ids: Vec<u64>,
+    pub user_ids: Ids,
     /// Original id of each column.
-    pub item_ids: Vec<u64>,
+    pub item_ids: Ids,
 }
 
 /// Splits `m` (consumed; its arrays become the training matrix without a second copy).
@@ -54,6 +56,8 @@ pub fn split(m: Interactions, how: Split) -> SplitOutput {
         mut counts,
         first_ts,
         cutoff_ts,
+        value,
+        ..
     } = m;
     // Phase 1: which entries of each row are held out (a bit per entry, row-local decisions).
     let mut held = vec![false; items.len()];
@@ -70,7 +74,7 @@ pub fn split(m: Interactions, how: Split) -> SplitOutput {
             let start = indptr[u] as usize;
             match how {
                 Split::Random { fraction, seed } => {
-                    choose_random(mask, fraction, mix64(seed ^ mix64(user_ids[u])))
+                    choose_random(mask, fraction, mix64(seed ^ mix64(user_ids.seed_key(u))))
                 }
                 Split::Time { .. } => choose_recent(
                     mask,
@@ -93,7 +97,7 @@ pub fn split(m: Interactions, how: Split) -> SplitOutput {
         for k in indptr[u] as usize..indptr[u + 1] as usize {
             if held[k] {
                 v_items.push(items[k]);
-                v_counts.push(counts[k] as f32);
+                v_counts.push(value.decode(counts[k]));
             } else {
                 items[w] = items[k];
                 counts[w] = counts[k];
@@ -106,7 +110,7 @@ pub fn split(m: Interactions, how: Split) -> SplitOutput {
     drop(held);
     items.truncate(w);
     counts.truncate(w);
-    let data = counts_to_f32(counts);
+    let data = counts_to_f32(counts, value);
     SplitOutput {
         train: Csr {
             n_rows: n_users,
@@ -127,11 +131,11 @@ pub fn split(m: Interactions, how: Split) -> SplitOutput {
     }
 }
 
-/// Converts play counts to `f32` in the same allocation.
-fn counts_to_f32(mut counts: Vec<u32>) -> Vec<f32> {
+/// Converts encoded values (see [`ValueMode::decode`]) to `f32` in the same allocation.
+fn counts_to_f32(mut counts: Vec<u32>, value: ValueMode) -> Vec<f32> {
     counts
         .par_iter_mut()
-        .for_each(|c| *c = (*c as f32).to_bits());
+        .for_each(|c| *c = value.decode(*c).to_bits());
     bytemuck::allocation::cast_vec(counts)
 }
 
@@ -186,8 +190,8 @@ mod tests {
 
     fn table(rows: &[Vec<(u32, u32, u32)>], cutoffs: Vec<u32>) -> Interactions {
         let mut m = Interactions {
-            user_ids: (0..rows.len() as u64).collect(),
-            item_ids: (0..10).collect(),
+            user_ids: Ids::Int((0..rows.len() as u64).collect()),
+            item_ids: Ids::Int((0..10).collect()),
             indptr: vec![0],
             cutoff_ts: cutoffs,
             ..Default::default()

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use encore::data::dataset::{Manifest, TRAIN, VALID};
+use encore::data::dataset::{ITEM_IDS, Manifest, TRAIN, USER_IDS, VALID};
 use encore::error::{Error, IoContext, Result};
 use encore::sys::Machine;
 use encore::util::human_bytes;
@@ -21,6 +21,8 @@ pub struct IngestOptions {
     pub exe: PathBuf,
     /// The input to prepare (anything `encore prep` accepts).
     pub input: PathBuf,
+    /// A second input measured right after `input` at each thread count, with the same flags.
+    pub compare: Option<PathBuf>,
     /// Thread counts to measure, comma-separated (default: 1 and all cores).
     pub thread_counts: Vec<usize>,
     /// Where the temporary datasets go (removed after each run).
@@ -34,6 +36,8 @@ pub struct IngestOptions {
 /// One measured `prep` run.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestRun {
+    /// Which input (the main one, or `--compare`'s).
+    pub input: PathBuf,
     pub threads: usize,
     pub input_bytes: u64,
     pub lines: u64,
@@ -47,12 +51,17 @@ pub struct IngestRun {
     /// Peak RSS divided by the CSR bytes.
     pub rss_over_csr: Option<f64>,
     pub pairs: u64,
+    /// Records parsed.
+    pub records: u64,
+    /// Size of user_ids.npy + item_ids.npy (the id dictionary as stored).
+    pub id_bytes: u64,
 }
 
 /// All runs of one `bench ingest`.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
     pub input: PathBuf,
+    pub compare: Option<PathBuf>,
     pub machine: Machine,
     pub runs: Vec<IngestRun>,
 }
@@ -74,17 +83,42 @@ pub fn ingest(a: &IngestOptions) -> Result<IngestReport> {
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("encore-bench-ingest-{}", std::process::id()));
     let mut runs = Vec::new();
+    let inputs: Vec<&PathBuf> = std::iter::once(&a.input)
+        .chain(a.compare.as_ref())
+        .collect();
     for &threads in &counts {
         if threads == 0 {
             return Err(Error::Config("thread counts must be at least 1".into()));
         }
+        for input in &inputs {
+            runs.push(run_one(a, exe, &work, input, threads)?);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(IngestReport {
+        input: a.input.clone(),
+        compare: a.compare.clone(),
+        machine,
+        runs,
+    })
+}
+
+/// One `encore prep` of `input` on `threads` threads in a child process.
+fn run_one(
+    a: &IngestOptions,
+    exe: &PathBuf,
+    work: &std::path::Path,
+    input: &PathBuf,
+    threads: usize,
+) -> Result<IngestRun> {
+    {
         let out = work.join(format!("t{threads}"));
         let status = Command::new(exe)
             .arg("--threads")
             .arg(threads.to_string())
             .arg("--quiet")
             .arg("prep")
-            .arg(&a.input)
+            .arg(input)
             .arg("--out")
             .arg(&out)
             .arg("--force")
@@ -93,9 +127,9 @@ pub fn ingest(a: &IngestOptions) -> Result<IngestReport> {
             .status()
             .at(exe)?;
         if !status.success() {
-            let _ = std::fs::remove_dir_all(&work);
+            let _ = std::fs::remove_dir_all(work);
             return Err(Error::bad_input(
-                &a.input,
+                input,
                 format!("`encore prep` failed with {status} (its error is above)"),
             ));
         }
@@ -107,21 +141,23 @@ pub fn ingest(a: &IngestOptions) -> Result<IngestReport> {
             .iter()
             .map(|f| std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0))
             .sum();
-        runs.push(run_from_manifest(threads, &m, csr_bytes));
+        let id_bytes = [USER_IDS, ITEM_IDS]
+            .iter()
+            .map(|f| std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let mut run = run_from_manifest(threads, &m, csr_bytes);
+        run.input = input.clone();
+        run.id_bytes = id_bytes;
         std::fs::remove_dir_all(&out).at(&out)?;
+        Ok(run)
     }
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(IngestReport {
-        input: a.input.clone(),
-        machine,
-        runs,
-    })
 }
 
 fn run_from_manifest(threads: usize, m: &Manifest, csr_bytes: u64) -> IngestRun {
     let t = |k: &str| m.timings_s.get(k).copied().unwrap_or(0.0);
     let mbps = t("parse_mb_per_s");
     IngestRun {
+        input: m.input.path.clone(),
         threads,
         input_bytes: m.input.bytes,
         lines: m.lines.total,
@@ -133,6 +169,8 @@ fn run_from_manifest(threads: usize, m: &Manifest, csr_bytes: u64) -> IngestRun 
         csr_bytes,
         rss_over_csr: m.peak_rss_bytes.map(|r| r as f64 / csr_bytes.max(1) as f64),
         pairs: m.counts.kept.pairs,
+        records: m.lines.records,
+        id_bytes: 0,
     }
 }
 
@@ -154,8 +192,14 @@ impl IngestReport {
                 .map(human_bytes)
                 .unwrap_or_else(|| "? memory".into())
         );
+        let name = |p: &PathBuf| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
         s += &format!(
-            "{:>7} {:>12} {:>10} {:>10} {:>12} {:>9} {:>11} {:>11} {:>9}\n",
+            "{:<24} {:>7} {:>12} {:>10} {:>10} {:>12} {:>9} {:>11} {:>11} {:>9}\n",
+            "input",
             "threads",
             "input",
             "parse s",
@@ -168,7 +212,8 @@ impl IngestReport {
         );
         for r in &self.runs {
             s += &format!(
-                "{:>7} {:>12} {:>10.2} {:>10.0} {:>12.0} {:>9.2} {:>11} {:>11} {:>9}\n",
+                "{:<24} {:>7} {:>12} {:>10.2} {:>10.0} {:>12.0} {:>9.2} {:>11} {:>11} {:>9}\n",
+                name(&r.input),
                 r.threads,
                 human_bytes(r.input_bytes),
                 r.parse_s,
@@ -184,13 +229,37 @@ impl IngestReport {
                     .unwrap_or_else(|| "n/a".into()),
             );
         }
-        if let [a, .., b] = &self.runs[..] {
+        let main: Vec<&IngestRun> = self
+            .runs
+            .iter()
+            .step_by(1 + usize::from(self.compare.is_some()))
+            .collect();
+        if let [a, .., b] = &main[..] {
             s += &format!(
                 "parse speed-up {} → {} threads: {:.2}x (same input, same machine, one run)\n",
                 a.threads,
                 b.threads,
                 b.parse_mb_per_s / a.parse_mb_per_s.max(1e-9)
             );
+        }
+        if let Some(c) = &self.compare {
+            for pair in self.runs.chunks(2) {
+                let [a, b] = pair else { continue };
+                let per_s = |r: &IngestRun| r.records as f64 / r.parse_s.max(1e-9);
+                s += &format!(
+                    "{} vs {} at {} threads: parse MB/s per thread {:.2}x, records/s {:.2}x; \
+                     peak RSS {} vs 2 x CSR + ids on disk {} \n",
+                    name(c),
+                    name(&self.input),
+                    a.threads,
+                    b.parse_mb_per_s_per_thread / a.parse_mb_per_s_per_thread.max(1e-9),
+                    per_s(b) / per_s(a).max(1e-9),
+                    b.peak_rss_bytes
+                        .map(human_bytes)
+                        .unwrap_or_else(|| "n/a".into()),
+                    human_bytes(2 * b.csr_bytes + b.id_bytes),
+                );
+            }
         }
         Ok(s)
     }

@@ -88,7 +88,7 @@ impl Scorer for Timed {
 }
 
 /// Measures [`Overhead`] for the users at dense rows `rows` (ids `users`) with top-`k`.
-pub fn measure(rec: Recommender, users: &[u64], rows: &[usize], k: usize) -> Result<Overhead> {
+pub fn measure(rec: Recommender, users: &[String], rows: &[usize], k: usize) -> Result<Overhead> {
     if rows.is_empty() || users.len() != rows.len() {
         return Err(Error::Config(
             "the overhead benchmark needs at least one user".into(),
@@ -117,7 +117,12 @@ pub fn measure(rec: Recommender, users: &[u64], rows: &[usize], k: usize) -> Res
         let url = format!("http://{addr}");
         let recs: Vec<String> = users
             .iter()
-            .map(|u| format!("/v1/recommend?user={u}&k={k}"))
+            .map(|u| {
+                format!(
+                    "/v1/recommend?user={}&k={k}",
+                    encore_serve::loadgen::url_encode(u)
+                )
+            })
             .collect();
         let health = |count: usize| vec!["/healthz".to_string(); count];
         // Warm-up of every path; the idle gap is a warm healthz round trip.

@@ -160,7 +160,7 @@ fn ramp_batch() -> BatchConfig {
 }
 
 /// Runs the open-loop ramp against a server of `rec`.
-fn ramp(rec: Recommender, a: &ReportOptions, users: &[u64]) -> Result<Vec<LoadResult>> {
+fn ramp(rec: Recommender, a: &ReportOptions, users: &[String]) -> Result<Vec<LoadResult>> {
     encore_serve::with_server(rec, ramp_batch(), |rt, addr, _| {
         let mut steps = Vec::new();
         let mut rate = a.start_rate;
@@ -266,7 +266,7 @@ pub fn report(a: &ReportOptions) -> Result<Report> {
         ..FitOptions::default()
     };
     let model = fit(ds.clone(), &cfg, &opts, |_| {})?;
-    let users = ds.user_ids.clone();
+    let users: Vec<String> = ds.user_ids.iter().map(|u| u.to_string()).collect();
     // Overhead first, on a quiet machine: the first 300 users (or all), one call each.
     let n_over = users.len().min(1000);
     let rows: Vec<usize> = (0..n_over).collect();

@@ -11,7 +11,7 @@ fn the_overhead_benchmark_measures_every_part() {
     let (ds, rec) = small_recommender(dir.path()).unwrap();
     let n = 40.min(ds.user_ids.len());
     let rows: Vec<usize> = (0..n).collect();
-    let users = ds.user_ids[..n].to_vec();
+    let users: Vec<String> = ds.user_ids.iter().take(n).map(|u| u.to_string()).collect();
     let o = encore_bench::overhead::measure(rec, &users, &rows, 5).unwrap();
     assert_eq!((o.requests, o.k), (n, 5));
     assert_eq!(o.round_overheads_us.len(), encore_bench::overhead::ROUNDS);

@@ -66,7 +66,13 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
             let n = a.requests.min(rec.dataset.user_ids.len());
             let rows: Vec<usize> = (0..n).collect();
-            let users = rec.dataset.user_ids[..n].to_vec();
+            let users: Vec<String> = rec
+                .dataset
+                .user_ids
+                .iter()
+                .take(n)
+                .map(|u| u.to_string())
+                .collect();
             let o = bench::overhead::measure(rec, &users, &rows, a.k)?;
             println!("{}", o.render(a.json)?);
             Ok(())
@@ -228,6 +234,11 @@ fn bench_recommend(a: &RecommendBenchArgs) -> Result<()> {
 pub struct IngestArgs {
     /// The input to prepare (anything `encore prep` accepts).
     pub input: PathBuf,
+    /// A second input measured side by side (each thread count runs INPUT, then this, with
+    /// the same flags); the report gives its MB/s and records/s per thread relative to INPUT's,
+    /// e.g. the same listens with string ids against integer ids.
+    #[arg(long, value_name = "INPUT2")]
+    pub compare: Option<PathBuf>,
     /// Thread counts to measure, comma-separated (default: 1 and all cores).
     #[arg(long, value_delimiter = ',')]
     pub thread_counts: Vec<usize>,
@@ -249,6 +260,7 @@ impl IngestArgs {
         bench::IngestOptions {
             exe,
             input: a.input,
+            compare: a.compare,
             thread_counts: a.thread_counts,
             work_dir: a.work_dir,
             json: a.json,

@@ -7,13 +7,14 @@ use clap::{Args, ValueEnum};
 
 use encore::data::dataset::Manifest;
 use encore::data::filter::Tally;
+use encore::data::formats::{Column, Columns};
 use encore::data::prep::{PrepConfig, prep};
 use encore::data::split::Split;
 use encore::synth::{self, SynthConfig};
 use encore::util::human_bytes;
 
 use crate::fmt::thousands;
-use crate::values::{DelimiterArg, FilterArg, FormatArg, HeaderArg, ScaleArg};
+use crate::values::{DelimiterArg, FilterArg, FormatArg, HeaderArg, IdsArg, ScaleArg, ValueArg};
 
 #[derive(Args, Debug)]
 pub struct SynthArgs {
@@ -51,7 +52,10 @@ pub enum SplitKind {
 #[derive(Args, Debug, Clone)]
 pub struct PrepArgs {
     /// An LFM-1b directory (or LFM-1b_LEs.txt), an LFM-2b listening-counts file, a HetRec 2011
-    /// Last.fm directory (or user_artists.dat), or a user,item,count file. `.gz` is fine.
+    /// Last.fm directory (or user_artists.dat), a MovieLens directory (or ratings.csv,
+    /// ratings.dat, u.data), the MSD Taste Profile train_triplets.txt, a ListenBrainz listens
+    /// dump or export directory (or one .listens/.jsonl file), or any delimited user, item[,
+    /// value] file. `.gz` is fine.
     pub input: PathBuf,
     /// Output dataset directory.
     #[arg(long, short)]
@@ -62,9 +66,38 @@ pub struct PrepArgs {
     /// Field delimiter for `triples` files.
     #[arg(long, value_enum, default_value = "auto")]
     pub delimiter: DelimiterArg,
-    /// Whether the first line is a header (auto: a non-numeric first line containing letters).
+    /// Whether the first line is a header (auto: a first line that does not parse as data and
+    /// contains letters; a string-id file without value or time column needs `yes`).
     #[arg(long, value_enum, default_value = "auto")]
     pub header: HeaderArg,
+    /// Whether user and item ids are integers or strings (auto: the format's; for triples,
+    /// strings when the first data line's ids are not integers).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ids: IdsArg,
+    /// The user column of a delimited file: a header name (`userId`) or a position (1 = the
+    /// first column). Default: the format's layout (triples: column 1).
+    #[arg(long, value_name = "NAME|N")]
+    pub user_column: Option<String>,
+    /// The item column (name or position; triples default: column 2).
+    #[arg(long, value_name = "NAME|N")]
+    pub item_column: Option<String>,
+    /// The value column (name, position, or `none`: every line is one play; triples
+    /// default: column 3).
+    #[arg(long, value_name = "NAME|N|none")]
+    pub value_column: Option<String>,
+    /// The Unix-seconds timestamp column, for `--split time` (name or position; triples
+    /// default: none).
+    #[arg(long, value_name = "NAME|N|none")]
+    pub time_column: Option<String>,
+    /// What the values become in the matrix: count (integers, summed per pair), rating
+    /// (decimals, highest kept), binary (1 per pair). Default: rating for MovieLens, count
+    /// otherwise.
+    #[arg(long, value_enum)]
+    pub value: Option<ValueArg>,
+    /// Drop lines whose value is below X (counted in manifest.json as lines.below_min_value),
+    /// e.g. `--min-value 3.5` keeps MovieLens ratings of 3.5 and up as positive feedback.
+    #[arg(long, value_name = "X")]
+    pub min_value: Option<f64>,
     /// Drop users with fewer distinct tracks than this.
     #[arg(long, default_value_t = 5)]
     pub min_user_tracks: u32,
@@ -100,6 +133,16 @@ impl PrepArgs {
         c.format = self.format.into();
         c.delimiter = self.delimiter.into();
         c.header = self.header.into();
+        c.ids = self.ids.into();
+        let col = |c: &Option<String>| c.as_deref().map(Column::parse);
+        c.columns = Columns {
+            user: col(&self.user_column),
+            item: col(&self.item_column),
+            value: col(&self.value_column),
+            time: col(&self.time_column),
+        };
+        c.value = self.value.map(Into::into);
+        c.min_value = self.min_value;
         c.min_user_tracks = self.min_user_tracks;
         c.min_track_users = self.min_track_users;
         c.filter_mode = self.filter.into();
@@ -178,18 +221,58 @@ pub fn print_manifest(m: &Manifest, out: &Path) {
             .unwrap_or_else(|| "n/a".into()),
     );
     let l = &m.lines;
+    if m.input.files > 1 {
+        println!(
+            "files: {} data files under {}",
+            thousands(m.input.files),
+            m.input.data_file.display()
+        );
+    }
+    if let Some(c) = &m.input.columns {
+        println!(
+            "columns: user {:?}, item {:?}, value {}, time {} ({} fields); ids {}; values {}",
+            c.user,
+            c.item,
+            c.value
+                .as_deref()
+                .map_or("none (1 per line)".into(), |v| format!("{v:?}")),
+            c.time
+                .as_deref()
+                .map_or("none".into(), |v| format!("{v:?}")),
+            c.fields,
+            m.options.ids.name(),
+            m.options.value.name()
+        );
+    }
+    let extra = {
+        let mut e = String::new();
+        if l.below_min_value > 0 || m.options.min_value.is_some() {
+            e += &format!(
+                ", {} below --min-value {}",
+                thousands(l.below_min_value),
+                m.options.min_value.unwrap_or(0.0)
+            );
+        }
+        if l.user_from_path > 0 {
+            e += &format!(
+                ", {} listens with their user from the file path",
+                thousands(l.user_from_path)
+            );
+        }
+        e
+    };
     println!(
-        "lines: {} total, {} records, {} header, {} blank, {} zero-count, {} bad skipped{}",
+        "lines: {} total, {} records, {} header, {} blank, {} zero-count{extra}, {} bad skipped{}",
         thousands(l.total),
         thousands(l.records),
         l.header,
         thousands(l.blank),
         thousands(l.zero_count),
         thousands(l.bad_skipped),
-        if l.regrouped {
-            " (input was not grouped by user: regrouped)"
-        } else {
-            ""
+        match (l.regrouped, m.options.ids) {
+            (false, _) => "",
+            (true, encore::data::ids::IdKind::Str) => " (rows put in user-id order)",
+            (true, _) => " (input was not grouped by user: regrouped)",
         }
     );
     for ex in &l.bad_examples {

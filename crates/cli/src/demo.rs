@@ -79,7 +79,7 @@ pub fn cmd_demo(a: &DemoArgs, quiet: bool) -> Result<()> {
     let rec = load_recommender(&model_dir, Some(&data), DeviceChoice::Auto)?;
     let n = rec.dataset.user_ids.len();
     for row in [0, n / 2, n.saturating_sub(1)] {
-        let user = rec.dataset.user_ids[row];
+        let user = rec.dataset.user_ids.get(row);
         let (history, plays) = rec.dataset.train.row(row);
         let mut top: Vec<(f32, u32)> = plays.iter().copied().zip(history.iter().copied()).collect();
         top.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));

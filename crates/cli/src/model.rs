@@ -11,6 +11,7 @@ use encore::als::gpu::GpuOptions;
 use encore::als::model::Model;
 use encore::als::{AlsConfig, SolverKind};
 use encore::data::dataset::Dataset;
+use encore::data::ids::{IdBuf, Miss};
 use encore::eval;
 use encore::gpu::DeviceChoice;
 use encore::recommend::{Recommender, Track};
@@ -208,13 +209,14 @@ pub struct RecommendArgs {
     /// Dataset directory (default: the one recorded in the model's model.json).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
-    /// Original user id (as in the input logs).
+    /// Original user id, as in the input logs: a number, or a string id (MSD's hex users,
+    /// ListenBrainz user names).
     #[arg(
         long,
         required_unless_present = "users_file",
         conflicts_with = "users_file"
     )]
-    pub user: Option<u64>,
+    pub user: Option<String>,
     /// Batch mode: a file of original user ids, one per line (`-` for stdin); writes one JSON
     /// line per non-blank line, in order: `{"line", "user", "tracks"}`, or for a line that is not
     /// an id or names an unknown user `{"line", "user", "error"}`. Such lines do not stop the
@@ -242,9 +244,9 @@ pub struct SimilarArgs {
     /// Dataset directory (default: the one recorded in the model's model.json).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
-    /// Original track id.
+    /// Original track id (a number, or a string id such as an MSD song or a MusicBrainz id).
     #[arg(long)]
-    pub item: u64,
+    pub item: String,
     /// How many tracks.
     #[arg(long, short, default_value_t = 10)]
     pub k: usize,
@@ -353,8 +355,9 @@ fn print_tracks(tracks: &[Track]) {
 pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
     let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
     let filter = !a.no_filter;
-    if let Some(user) = a.user {
-        let row = rec.user_index(user)?;
+    if let Some(text) = &a.user {
+        let row = rec.user_index(text)?;
+        let user = rec.dataset.user_ids.get(row);
         let ranked = rec.recommend_rows(&[row], a.k, filter)?;
         let tracks = rec.describe(&ranked[0]);
         if a.json {
@@ -384,7 +387,10 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
-    let lines = parse_user_lines(&text, |id| rec.user_index(id).ok());
+    let ids = &rec.dataset.user_ids;
+    let lines = parse_user_lines(&text, |t| {
+        ids.lookup(t).map(|row| (ids.get(row).to_owned(), row))
+    });
     let known: Vec<usize> = lines
         .iter()
         .filter_map(|(_, l)| match l {
@@ -438,10 +444,11 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
 #[derive(Debug, PartialEq)]
 enum UserLine {
     /// An original id and its row.
-    Known { id: u64, row: usize },
-    /// A well-formed id that is not in the dataset.
-    Unknown(u64),
-    /// Not an unsigned integer: the trimmed text, at most [`MAX_ECHO`] characters of it.
+    Known { id: IdBuf, row: usize },
+    /// A well-formed id that is not in the dataset (a number for integer ids).
+    Unknown(IdBuf),
+    /// Not an id (not an unsigned integer, for integer ids): the trimmed text, at most
+    /// [`MAX_ECHO`] characters of it.
     NotAnId(String),
 }
 
@@ -449,9 +456,12 @@ enum UserLine {
 const MAX_ECHO: usize = 64;
 
 /// Parses a `--users-file` into its non-blank lines, each with its 1-based number and answered
-/// on its own, so one bad line does not cost the batch its other answers (issue 13). `row` maps
-/// an original id to its row.
-fn parse_user_lines(text: &str, row: impl Fn(u64) -> Option<usize>) -> Vec<(usize, UserLine)> {
+/// on its own, so one bad line does not cost the batch its other answers (issue 13). `lookup`
+/// maps an id's text to the dataset's own id and its row.
+fn parse_user_lines(
+    text: &str,
+    lookup: impl Fn(&str) -> Result<(IdBuf, usize), Miss>,
+) -> Vec<(usize, UserLine)> {
     text.lines()
         .enumerate()
         .filter_map(|(n, line)| {
@@ -459,12 +469,13 @@ fn parse_user_lines(text: &str, row: impl Fn(u64) -> Option<usize>) -> Vec<(usiz
             if t.is_empty() {
                 return None;
             }
-            let l = match t.parse::<u64>() {
-                Err(_) => UserLine::NotAnId(t.chars().take(MAX_ECHO).collect()),
-                Ok(id) => match row(id) {
-                    Some(row) => UserLine::Known { id, row },
-                    None => UserLine::Unknown(id),
-                },
+            let l = match lookup(t) {
+                Ok((id, row)) => UserLine::Known { id, row },
+                Err(Miss::Unknown) => UserLine::Unknown(match t.parse::<u64>() {
+                    Ok(v) => IdBuf::Int(v),
+                    Err(_) => IdBuf::Str(t.chars().take(MAX_ECHO).collect()),
+                }),
+                Err(Miss::NotAnId) => UserLine::NotAnId(t.chars().take(MAX_ECHO).collect()),
             };
             Some((n + 1, l))
         })
@@ -473,13 +484,14 @@ fn parse_user_lines(text: &str, row: impl Fn(u64) -> Option<usize>) -> Vec<(usiz
 
 pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
     let rec = load_recommender(&a.model, a.dataset.as_deref(), a.device)?;
-    let col = rec.item_index(a.item)? as u32;
+    let col = rec.item_index(&a.item)? as u32;
+    let item = rec.dataset.item_ids.get(col as usize);
     let ranked = rec.similar_rows(&[col], a.k)?;
     let tracks = rec.describe(&ranked[0]);
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"item": a.item, "tracks": tracks}))?
+            serde_json::to_string_pretty(&serde_json::json!({"item": item, "tracks": tracks}))?
         );
     } else {
         let me = rec.describe(&encore::infer::Ranked {
@@ -491,7 +503,7 @@ pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
             me[0]
                 .name
                 .clone()
-                .unwrap_or_else(|| format!("track {}", a.item))
+                .unwrap_or_else(|| format!("track {item}"))
         );
         print_tracks(&tracks);
     }

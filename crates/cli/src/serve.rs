@@ -97,8 +97,12 @@ pub fn cmd_loadgen(a: &LoadgenArgs) -> Result<()> {
         a.duration > 0.0 && a.duration.is_finite(),
         "--duration must be > 0"
     );
-    let users = encore::data::npz::read_ids(&a.dataset.join(encore::data::dataset::USER_IDS))
-        .with_context(|| format!("reading user ids of {}", a.dataset.display()))?;
+    let users: Vec<String> =
+        encore::data::ids::read(&a.dataset.join(encore::data::dataset::USER_IDS))
+            .with_context(|| format!("reading user ids of {}", a.dataset.display()))?
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

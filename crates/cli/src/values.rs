@@ -62,9 +62,19 @@ mirror! {
     FormatArg => encore::data::formats::Format {
         /// Decide from the file or directory names.
         Auto,
+        /// LFM-1b listening events (LFM-1b_LEs.txt).
         Lfm1b,
+        /// LFM-2b listening-counts (user_id, track_id, count).
         Lfm2b,
+        /// HetRec 2011 Last.fm user_artists.dat (items are artists).
         Hetrec,
+        /// MovieLens ratings.csv (ml-latest, 20M, 25M, 32M), ratings.dat (1M, 10M) or u.data (100K).
+        Movielens,
+        /// Million Song Dataset Taste Profile triplets (train_triplets.txt): string ids.
+        Msd,
+        /// ListenBrainz listens, JSON lines: a dump or export directory, or a .listens/.jsonl file.
+        Listenbrainz,
+        /// Any delimited user, item[, value] file; other layouts through --user-column etc.
         Triples,
     }
 }
@@ -72,12 +82,14 @@ mirror! {
 mirror! {
     /// Field delimiter of `triples` inputs.
     DelimiterArg => encore::data::formats::Delimiter {
-        /// Tab if the first line has one, else comma, else semicolon, else space.
+        /// Tab if the first line has one, else `::`, else comma, else semicolon, else space.
         Auto,
         Tab,
         Comma,
         Semicolon,
         Space,
+        /// `::` (MovieLens 1M and 10M).
+        DoubleColon,
     }
 }
 
@@ -112,5 +124,30 @@ mirror! {
         Medium,
         /// 120,322 users, 5.6 M tracks, 1,088,161,692 events (~47.8 GB of LEs text).
         Lfm1b,
+    }
+}
+
+mirror! {
+    /// Whether user and item ids are integers or strings.
+    IdsArg => encore::data::formats::IdsMode {
+        /// The format's kind (strings for msd and listenbrainz); for triples, strings when the
+        /// first data line's user or item is not a non-negative integer.
+        Auto,
+        /// Non-negative integers (stored as int64).
+        Int,
+        /// Strings of any characters, up to 256 bytes (stored as numpy |S, ascending).
+        String,
+    }
+}
+
+mirror! {
+    /// What the values become in the matrix.
+    ValueArg => encore::data::records::ValueMode {
+        /// Play counts: integers summed per (user, item); 1 per line for listening events.
+        Count,
+        /// Ratings: decimals such as 3.5, the highest kept when a pair is rated twice.
+        Rating,
+        /// 1 for every (user, item) pair kept (after --min-value).
+        Binary,
     }
 }

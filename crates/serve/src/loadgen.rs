@@ -28,8 +28,9 @@ use encore::error::{Error, Result};
 pub struct LoadConfig {
     /// Base URL, e.g. `http://127.0.0.1:8080`.
     pub url: String,
-    /// User ids to ask for (chosen uniformly at random per request).
-    pub users: Vec<u64>,
+    /// User ids to ask for, as text (chosen uniformly at random per request; URL-encoded when
+    /// sent).
+    pub users: Vec<String>,
     pub k: usize,
     /// Target requests per second.
     pub rate: f64,
@@ -150,7 +151,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
         if t >= end {
             break;
         }
-        let user = cfg.users[rng.random_range(0..cfg.users.len())];
+        let user = url_encode(&cfg.users[rng.random_range(0..cfg.users.len())]);
         schedule.push((Duration::from_secs_f64(t), user));
     }
     let hist = Arc::new(Mutex::new(latency_histogram()?));
@@ -263,9 +264,28 @@ async fn get(
     Ok(body)
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_encoding_keeps_unreserved_characters_only() {
+        assert_eq!(url_encode("Zoë Smith/1"), "Zo%C3%AB%20Smith%2F1");
+        assert_eq!(url_encode("SOab-1._~"), "SOab-1._~");
+    }
 
     #[test]
     fn percentiles_of_known_samples() {

@@ -14,8 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +27,7 @@ use tokio::sync::oneshot;
 use crate::batcher::{BatchConfig, Batcher, Exclude, Job, Refused};
 use crate::metrics::Metrics;
 use encore::als::foldin::FoldIn;
+use encore::data::ids::IdBuf;
 use encore::error::{Error, Result};
 use encore::infer::Ranked;
 use encore::recommend::{Recommender, Track};
@@ -102,6 +104,40 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A JSON request body: axum's `Json` (same content-type check, same rejections) after a check
+/// that the whole body is UTF-8. serde skips the fields a request type ignores without looking
+/// at their strings, so `Json` alone accepted invalid UTF-8 inside an unknown key (found by
+/// fuzzing `serve_requests`, issue 13); such a body is not JSON and is answered 400.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|r| {
+                let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                ApiError::new(status, r.body_text())
+            })?;
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(ApiError::bad(format!(
+                "request body is not valid UTF-8 (byte {}), so not JSON",
+                e.valid_up_to()
+            )));
+        }
+        let Json(v) = Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Self(v))
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::bad(r.body_text())
@@ -111,7 +147,8 @@ impl From<QueryRejection> for ApiError {
 /// Recommended tracks for one user.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct UserAnswer {
-    pub user: Option<u64>,
+    /// The user as the dataset names them (a number or a string); `None` for a fold-in.
+    pub user: Option<IdBuf>,
     pub k: usize,
     pub tracks: Vec<TrackOut>,
 }
@@ -119,7 +156,7 @@ pub struct UserAnswer {
 /// One track in an answer.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrackOut {
-    pub track_id: u64,
+    pub track_id: IdBuf,
     pub name: Option<String>,
     pub artist_id: Option<u64>,
     pub artist: Option<String>,
@@ -147,7 +184,8 @@ fn default_true() -> bool {
 
 #[derive(Debug, Deserialize)]
 struct RecommendQuery {
-    user: u64,
+    /// An integer's digits or a string id (URL-encoded).
+    user: String,
     #[serde(default = "default_k")]
     k: usize,
     #[serde(default = "default_true")]
@@ -156,7 +194,8 @@ struct RecommendQuery {
 
 #[derive(Debug, Deserialize)]
 struct RecommendBody {
-    users: Vec<u64>,
+    /// JSON numbers or strings.
+    users: Vec<IdBuf>,
     #[serde(default = "default_k")]
     k: usize,
     #[serde(default = "default_true")]
@@ -165,7 +204,7 @@ struct RecommendBody {
 
 #[derive(Debug, Deserialize)]
 struct HistoryEntry {
-    track: u64,
+    track: IdBuf,
     plays: f32,
 }
 
@@ -180,7 +219,7 @@ struct HistoryBody {
 
 #[derive(Debug, Deserialize)]
 struct SimilarQuery {
-    item: u64,
+    item: String,
     #[serde(default = "default_k")]
     k: usize,
 }
@@ -227,14 +266,11 @@ impl AppState {
     /// The job for a known user (404 for an unknown one) and the receiver of its answer.
     fn user_job(
         &self,
-        user: u64,
+        user: &str,
         k: usize,
         filter: bool,
-    ) -> std::result::Result<(Job, oneshot::Receiver<Result<Ranked>>), ApiError> {
-        let row = self
-            .rec
-            .user_index(user)
-            .map_err(|_| ApiError::not_found(format!("unknown user {user}")))?;
+    ) -> std::result::Result<(Job, oneshot::Receiver<Result<Ranked>>, IdBuf), ApiError> {
+        let row = self.user_row(user)?;
         let (tx, rx) = oneshot::channel();
         let job = Job {
             query: self.rec.model.users.row(row).to_vec(),
@@ -246,10 +282,15 @@ impl AppState {
             k,
             reply: tx,
         };
-        Ok((job, rx))
+        Ok((job, rx, self.rec.dataset.user_ids.get(row).to_owned()))
     }
 
-    fn user_answer(&self, user: Option<u64>, k: usize, r: &Ranked) -> UserAnswer {
+    /// The row of a user id's text: 404 for an unknown id, 400 for text that cannot be one.
+    fn user_row(&self, user: &str) -> std::result::Result<usize, ApiError> {
+        lookup(&self.rec.dataset.user_ids, user, "user")
+    }
+
+    fn user_answer(&self, user: Option<IdBuf>, k: usize, r: &Ranked) -> UserAnswer {
         UserAnswer {
             user,
             k,
@@ -268,6 +309,24 @@ impl AppState {
     pub fn recommender(&self) -> &Recommender {
         &self.rec
     }
+}
+
+/// The index of an id's text among `ids`: 404 for an unknown id, 400 for text that cannot be
+/// an id of this dataset (not an integer, for integer ids).
+fn lookup(
+    ids: &encore::data::ids::Ids,
+    text: &str,
+    what: &str,
+) -> std::result::Result<usize, ApiError> {
+    use encore::data::ids::Miss;
+    ids.lookup(text).map_err(|m| match m {
+        Miss::Unknown => ApiError::not_found(format!("unknown {what} {}", text.trim())),
+        Miss::NotAnId => ApiError::bad(format!(
+            "{what} must be a {} id, got {:?}",
+            ids.kind().name(),
+            text.trim()
+        )),
+    })
 }
 
 /// The 503 for a refused job.
@@ -293,17 +352,16 @@ async fn recommend_get(
 ) -> std::result::Result<Json<UserAnswer>, ApiError> {
     let Query(q) = q?;
     check_k(q.k)?;
-    let (job, rx) = st.user_job(q.user, q.k, q.filter)?;
+    let (job, rx, user) = st.user_job(&q.user, q.k, q.filter)?;
     st.batcher.submit_or_run(job).map_err(refused)?;
     let r = answer(rx).await?;
-    Ok(Json(st.user_answer(Some(q.user), q.k, &r)))
+    Ok(Json(st.user_answer(Some(user), q.k, &r)))
 }
 
 async fn recommend_post(
     State(st): State<Shared>,
-    body: std::result::Result<Json<RecommendBody>, JsonRejection>,
+    JsonBody(b): JsonBody<RecommendBody>,
 ) -> std::result::Result<Json<Vec<UserAnswer>>, ApiError> {
-    let Json(b) = body?;
     check_k(b.k)?;
     if b.users.is_empty() || b.users.len() > MAX_USERS {
         return Err(ApiError::bad(format!(
@@ -314,10 +372,10 @@ async fn recommend_post(
     // all at once or none, so they share batches; answers are collected in order.
     let mut jobs = Vec::with_capacity(b.users.len());
     let mut pending = Vec::with_capacity(b.users.len());
-    for &u in &b.users {
-        let (job, rx) = st.user_job(u, b.k, b.filter)?;
+    for u in &b.users {
+        let (job, rx, user) = st.user_job(&u.text(), b.k, b.filter)?;
         jobs.push(job);
-        pending.push((u, rx));
+        pending.push((user, rx));
     }
     st.batcher.submit_all(jobs).map_err(refused)?;
     let mut out = Vec::with_capacity(pending.len());
@@ -330,9 +388,8 @@ async fn recommend_post(
 
 async fn recommend_history(
     State(st): State<Shared>,
-    body: std::result::Result<Json<HistoryBody>, JsonRejection>,
+    JsonBody(b): JsonBody<HistoryBody>,
 ) -> std::result::Result<Json<UserAnswer>, ApiError> {
-    let Json(b) = body?;
     check_k(b.k)?;
     if b.history.is_empty() || b.history.len() > MAX_HISTORY {
         return Err(ApiError::bad(format!(
@@ -347,10 +404,7 @@ async fn recommend_history(
                 h.track
             )));
         }
-        let i = st
-            .rec
-            .item_index(h.track)
-            .map_err(|_| ApiError::not_found(format!("unknown track {}", h.track)))?;
+        let i = lookup(&st.rec.dataset.item_ids, &h.track.text(), "track")?;
         hist.push((i as u32, h.plays));
     }
     // Repeated tracks add their plays, as prep's aggregation does.
@@ -383,10 +437,8 @@ async fn similar(
 ) -> std::result::Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q?;
     check_k(q.k)?;
-    let item = st
-        .rec
-        .item_index(q.item)
-        .map_err(|_| ApiError::not_found(format!("unknown track {}", q.item)))?;
+    let item = lookup(&st.rec.dataset.item_ids, &q.item, "track")?;
+    let item_id = st.rec.dataset.item_ids.get(item).to_owned();
     let st2 = st.clone();
     let k = q.k;
     let tracks = tokio::task::spawn_blocking(move || -> Result<Vec<TrackOut>> {
@@ -402,7 +454,7 @@ async fn similar(
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(
-        serde_json::json!({ "item": q.item, "k": q.k, "tracks": tracks }),
+        serde_json::json!({ "item": item_id, "k": q.k, "tracks": tracks }),
     ))
 }
 

@@ -10,9 +10,25 @@ use encore::als::cpu::CpuCholesky;
 use encore::als::foldin::FoldIn;
 use encore::als::{HalfStep, Solver, linalg};
 use encore::data::csr::Csr;
+use encore::data::dataset::Dataset;
+use encore::data::ids::IdBuf;
 use encore::recommend::Recommender;
 use encore_serve::batcher::BatchConfig;
-use encore_serve::{ServeConfig, UserAnswer, serve_until, small_recommender, state};
+use encore_serve::{ServeConfig, TrackOut, UserAnswer, serve_until, small_recommender, state};
+
+/// The small recommender's integer user and item ids.
+fn int_ids(ds: &Dataset) -> (Vec<u64>, Vec<u64>) {
+    let ids = |i: &encore::data::ids::Ids| i.as_int().expect("integer ids").to_vec();
+    (ids(&ds.user_ids), ids(&ds.item_ids))
+}
+
+/// A track's integer id.
+fn tid(t: &TrackOut) -> u64 {
+    match t.track_id {
+        IdBuf::Int(v) => v,
+        IdBuf::Str(ref s) => panic!("string track id {s} in an integer dataset"),
+    }
+}
 
 struct Server {
     addr: SocketAddr,
@@ -109,20 +125,21 @@ fn post(url: &str, body: &str) -> (u16, String) {
 fn every_route_answers_and_every_error_has_its_status() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
-    let user = ds.user_ids[3];
-    let track = ds.item_ids[5];
+    let (uids, iids) = int_ids(&ds);
+    let user = uids[3];
+    let track = iids[5];
     let expected = rec.recommend_rows(&[3], 5, true).unwrap();
     let want_ids: Vec<u64> = expected[0]
         .items
         .iter()
-        .map(|&i| ds.item_ids[i as usize])
+        .map(|&i| iids[i as usize])
         .collect();
     let s = start(rec, batch(64, 1, 64), 4096);
 
     let (code, body) = get(&s.url(&format!("/v1/recommend?user={user}&k=5")));
     assert_eq!(code, 200, "{body}");
     let a: UserAnswer = serde_json::from_str(&body).unwrap();
-    let got: Vec<u64> = a.tracks.iter().map(|t| t.track_id).collect();
+    let got: Vec<u64> = a.tracks.iter().map(tid).collect();
     assert_eq!(
         got, want_ids,
         "GET /v1/recommend answers what the library does"
@@ -130,7 +147,7 @@ fn every_route_answers_and_every_error_has_its_status() {
 
     let (code, body) = post(
         &s.url("/v1/recommend"),
-        &format!("{{\"users\":[{user},{}],\"k\":3}}", ds.user_ids[0]),
+        &format!("{{\"users\":[{user},{}],\"k\":3}}", uids[0]),
     );
     assert_eq!(code, 200, "{body}");
     let many: Vec<UserAnswer> = serde_json::from_str(&body).unwrap();
@@ -145,7 +162,7 @@ fn every_route_answers_and_every_error_has_its_status() {
     let h: UserAnswer = serde_json::from_str(&body).unwrap();
     assert_eq!(h.tracks.len(), 4);
     assert!(
-        h.tracks.iter().all(|t| t.track_id != track),
+        h.tracks.iter().all(|t| tid(t) != track),
         "history tracks are filtered"
     );
 
@@ -203,6 +220,7 @@ fn every_route_answers_and_every_error_has_its_status() {
 fn concurrent_callers_each_get_their_own_answer_through_the_batcher() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
+    let (uids, iids) = int_ids(&ds);
     let rows: Vec<usize> = (0..40).collect();
     let expected = rec.recommend_rows(&rows, 7, true).unwrap();
     // A 20 ms window so the 40 callers land in shared batches.
@@ -210,7 +228,7 @@ fn concurrent_callers_each_get_their_own_answer_through_the_batcher() {
     let handles: Vec<_> = rows
         .iter()
         .map(|&r| {
-            let url = s.url(&format!("/v1/recommend?user={}&k=7", ds.user_ids[r]));
+            let url = s.url(&format!("/v1/recommend?user={}&k=7", uids[r]));
             std::thread::spawn(move || get(&url))
         })
         .collect();
@@ -221,9 +239,9 @@ fn concurrent_callers_each_get_their_own_answer_through_the_batcher() {
         let want: Vec<u64> = expected[*r]
             .items
             .iter()
-            .map(|&i| ds.item_ids[i as usize])
+            .map(|&i| iids[i as usize])
             .collect();
-        let got: Vec<u64> = a.tracks.iter().map(|t| t.track_id).collect();
+        let got: Vec<u64> = a.tracks.iter().map(tid).collect();
         assert_eq!(got, want, "user row {r}");
     }
     let (_, metrics) = get(&s.url("/metrics"));
@@ -243,6 +261,7 @@ fn greedy_batching_answers_lone_and_concurrent_callers_exactly() {
     // the worker; either way each caller gets its own exact answer and every query is counted.
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
+    let (uids, iids) = int_ids(&ds);
     let rows: Vec<usize> = (0..30).collect();
     let expected = rec.recommend_rows(&rows, 6, true).unwrap();
     let s = Arc::new(start(rec, batch(8, 0, 256), 1 << 20));
@@ -250,23 +269,23 @@ fn greedy_batching_answers_lone_and_concurrent_callers_exactly() {
         expected[r]
             .items
             .iter()
-            .map(|&i| ds.item_ids[i as usize])
+            .map(|&i| iids[i as usize])
             .collect()
     };
     let check = |r: usize, code: u16, body: &str| {
         assert_eq!(code, 200, "{body}");
         let a: UserAnswer = serde_json::from_str(body).unwrap();
-        let got: Vec<u64> = a.tracks.iter().map(|t| t.track_id).collect();
+        let got: Vec<u64> = a.tracks.iter().map(tid).collect();
         assert_eq!(got, want(r), "user row {r}");
     };
     for &r in &rows[..5] {
-        let (code, body) = get(&s.url(&format!("/v1/recommend?user={}&k=6", ds.user_ids[r])));
+        let (code, body) = get(&s.url(&format!("/v1/recommend?user={}&k=6", uids[r])));
         check(r, code, &body);
     }
     let handles: Vec<_> = rows
         .iter()
         .map(|&r| {
-            let url = s.url(&format!("/v1/recommend?user={}&k=6", ds.user_ids[r]));
+            let url = s.url(&format!("/v1/recommend?user={}&k=6", uids[r]));
             std::thread::spawn(move || get(&url))
         })
         .collect();
@@ -292,11 +311,12 @@ fn greedy_batching_answers_lone_and_concurrent_callers_exactly() {
 fn a_full_queue_sheds_load_with_503_and_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
+    let (uids, _) = int_ids(&ds);
     // One slot and a long window: the worker holds one batch open while callers pile up.
     let s = Arc::new(start(rec, batch(1000, 300, 1), 1 << 20));
     let handles: Vec<_> = (0..12)
         .map(|i| {
-            let url = s.url(&format!("/v1/recommend?user={}", ds.user_ids[i]));
+            let url = s.url(&format!("/v1/recommend?user={}", uids[i]));
             std::thread::spawn(move || {
                 let r = agent().get(&url).call().unwrap();
                 (
@@ -320,8 +340,9 @@ fn a_full_queue_sheds_load_with_503_and_retry_after() {
 fn a_many_user_request_is_queued_whole_or_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
+    let (uids, _) = int_ids(&ds);
     let s = start(rec, batch(64, 1, 3), 1 << 20);
-    let users: Vec<String> = ds.user_ids[..5].iter().map(|u| u.to_string()).collect();
+    let users: Vec<String> = uids[..5].iter().map(|u| u.to_string()).collect();
     let (code, body) = post(
         &s.url("/v1/recommend"),
         &format!("{{\"users\":[{}]}}", users.join(",")),
@@ -391,9 +412,10 @@ fn fold_in_equals_the_training_solve_for_that_row() {
 fn shutdown_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
+    let (uids, _) = int_ids(&ds);
     // A 400 ms batch window keeps the request in flight while shutdown begins.
     let s = start(rec, batch(1000, 400, 16), 1 << 20);
-    let url = s.url(&format!("/v1/recommend?user={}", ds.user_ids[0]));
+    let url = s.url(&format!("/v1/recommend?user={}", uids[0]));
     let caller = std::thread::spawn(move || get(&url));
     std::thread::sleep(Duration::from_millis(100));
     let addr = s.addr;
@@ -409,6 +431,7 @@ fn loadgen_holds_its_target_rate_and_counts_every_answer() {
     use encore_serve::loadgen::{LoadConfig, run};
     let dir = tempfile::tempdir().unwrap();
     let (ds, rec) = small_recommender(dir.path()).unwrap();
+    let (uids, _) = int_ids(&ds);
     let s = start(rec, batch(64, 1, 4096), 1 << 20);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -417,7 +440,7 @@ fn loadgen_holds_its_target_rate_and_counts_every_answer() {
         .unwrap();
     let cfg = LoadConfig {
         url: s.url(""),
-        users: ds.user_ids.clone(),
+        users: uids.iter().map(|u| u.to_string()).collect(),
         k: 5,
         rate: 300.0,
         duration: Duration::from_secs(2),
@@ -432,11 +455,96 @@ fn loadgen_holds_its_target_rate_and_counts_every_answer() {
     assert!(r.latency.p50_us <= r.latency.p95_us && r.latency.p95_us <= r.latency.p999_us);
     // Unknown users are errors, not successes (404 is counted apart from 503).
     let bad = LoadConfig {
-        users: vec![987_654_321_987],
+        users: vec!["987654321987".to_string()],
         duration: Duration::from_millis(300),
         ..cfg
     };
     let r = rt.block_on(run(&bad)).unwrap();
     assert!(r.errors > 0 && r.ok == 0 && r.shed == 0);
     s.stop().unwrap();
+}
+
+/// A recommender over an MSD-style triplets file: 40-hex users, `SO…` songs.
+fn string_id_recommender(root: &std::path::Path) -> (Dataset, Recommender) {
+    use encore::data::prep::{PrepConfig, prep};
+    let mut text = String::new();
+    for u in 0..30u64 {
+        let user = format!("{:040x}", u.wrapping_mul(0x9e3779b97f4a7c15) | 1);
+        for k in 0..10u64 {
+            text += &format!(
+                "{user}\tSO{:016X}\t{}\n",
+                (u * 7 + k * 3) % 25,
+                1 + (u + k) % 5
+            );
+        }
+    }
+    let data = root.join("train_triplets.txt");
+    std::fs::write(&data, text).unwrap();
+    let mut c = PrepConfig::new(&data, root.join("ds"));
+    c.min_track_users = 1;
+    prep(&c).unwrap();
+    let ds = Dataset::load(&root.join("ds")).unwrap();
+    let cfg = encore::als::AlsConfig {
+        factors: 4,
+        iterations: 2,
+        ..encore::als::AlsConfig::default()
+    };
+    let opts = encore::train::FitOptions {
+        device: encore::gpu::DeviceChoice::Cpu,
+        quiet: true,
+        ..encore::train::FitOptions::default()
+    };
+    let model = encore::train::fit(ds.clone(), &cfg, &opts, |_| {}).unwrap();
+    (ds.clone(), Recommender::cpu(model, ds).unwrap())
+}
+
+#[test]
+fn string_ids_answer_in_the_original_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ds, rec) = string_id_recommender(dir.path());
+    let user = ds.user_ids.get(4).to_string();
+    let song = ds.item_ids.get(2).to_string();
+    let want: Vec<IdBuf> = rec.recommend_rows(&[4], 3, true).unwrap()[0]
+        .items
+        .iter()
+        .map(|&i| ds.item_ids.get(i as usize).to_owned())
+        .collect();
+    let s = start(rec, batch(64, 1, 64), 1 << 20);
+    let (code, body) = get(&s.url(&format!("/v1/recommend?user={user}&k=3")));
+    assert_eq!(code, 200, "{body}");
+    let a: UserAnswer = serde_json::from_str(&body).unwrap();
+    assert_eq!(a.user, Some(IdBuf::Str(user.clone())));
+    let got: Vec<IdBuf> = a.tracks.iter().map(|t| t.track_id.clone()).collect();
+    assert_eq!(got, want);
+    assert!(body.contains(&format!("\"user\":\"{user}\"")), "{body}");
+    // POST takes string ids; history and similar take string track ids.
+    let (code, body) = post(
+        &s.url("/v1/recommend"),
+        &format!(
+            "{{\"users\":[\"{user}\",\"{}\"],\"k\":2}}",
+            ds.user_ids.get(0)
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    let many: Vec<UserAnswer> = serde_json::from_str(&body).unwrap();
+    assert_eq!(many[1].user, Some(ds.user_ids.get(0).to_owned()));
+    let (code, body) = post(
+        &s.url("/v1/recommend/history"),
+        &format!("{{\"history\":[{{\"track\":\"{song}\",\"plays\":3}}],\"k\":3}}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let h: UserAnswer = serde_json::from_str(&body).unwrap();
+    assert!(
+        h.tracks
+            .iter()
+            .all(|t| t.track_id != IdBuf::Str(song.clone()))
+    );
+    let (code, body) = get(&s.url(&format!("/v1/similar?item={song}&k=2")));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["item"], serde_json::json!(song));
+    // Unknown string ids are 404; a number is looked up as its digits (and is unknown).
+    assert_eq!(get(&s.url("/v1/recommend?user=nobody")).0, 404);
+    assert_eq!(post(&s.url("/v1/recommend"), "{\"users\": [42]}").0, 404);
+    assert_eq!(get(&s.url("/v1/similar?item=SOnope")).0, 404);
 }

@@ -1,0 +1,11 @@
+//! Ingest of ListenBrainz JSON listens (a directory of per-user files, users from paths),
+//! through `encore::data::prep::parse_input` with `--format listenbrainz`.
+//!
+//! Input: one option byte, then the file (sections split at `--` lines become files where the
+//! target says so). See `encore_fuzz::ingest` for the option bits and the invariants pinned.
+//!
+//! The body is `encore_fuzz::targets::ingest_listenbrainz` (replayed by `cargo test` too).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| encore_fuzz::targets::ingest_listenbrainz(data));
