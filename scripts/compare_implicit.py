@@ -143,22 +143,29 @@ def encore_quality(a, run, train, valid, users) -> dict:
     m["encore_eval_precision"] = ev["model"]["precision"]
     rec = json.loads(subprocess.run(
         common + ["bench", "recommend", str(run["model"]), a.dataset, "--users", "1000",
-                  "--k", str(a.k), "--device", "cpu", "--json"],
+                  "--k", str(a.k), "--json"],
         check=True, capture_output=True, text=True).stdout)
     m["recommend_1000_ms"] = rec["median_ms"]
     return m
 
 
 def fit_implicit(a, matrix, params) -> dict:
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
     from implicit.cpu.als import AlternatingLeastSquares
     its = []
+    params = dict(params)
+    # cg_steps is an attribute of implicit's model, not a constructor argument (default 3).
+    cg_steps = params.pop("cg_steps", None)
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(num_threads=a.threads, random_state=42, **params)
+        if cg_steps is not None:
+            model.cg_steps = cg_steps
+        # Every BLAS library loaded into the process, with its thread count during the fit.
+        blas = sorted({x["num_threads"] for x in threadpool_info() if x["user_api"] == "blas"})
         t = time.perf_counter()
         model.fit(matrix, show_progress=False, callback=lambda it, el, loss: its.append(el))
         fit_s = time.perf_counter() - t
-    return {"fit_s": fit_s, "iterations_s": its, "model": model}
+    return {"fit_s": fit_s, "iterations_s": its, "model": model, "blas_threads": blas}
 
 
 def implicit_quality(a, run, train, valid, users) -> dict:
@@ -218,6 +225,9 @@ def main() -> None:
     p.add_argument("--json")
     a = p.parse_args()
     import implicit
+    # Load implicit's extension (and the BLAS it links) now, so that every BLAS library of the
+    # process exists before the limits are set around each call.
+    import implicit.cpu.als  # noqa: F401
     d = encore_defaults(a.encore)
     a.factors = a.factors or int(d["factors"])
     a.iterations = a.iterations or int(d["iterations"])
@@ -267,7 +277,8 @@ def main() -> None:
     print(f"dataset {ds} ({train.shape[0]} users x {train.shape[1]} items, {train.nnz} train pairs); "
           f"k={a.factors}, {a.iterations} iterations, λ={a.regularization}, α={a.alpha}, "
           f"{a.confidence} confidence (ε={a.epsilon}), solver {a.solver} ({a.cg_steps} CG steps), "
-          f"{a.threads} threads (implicit: {a.threads} own threads, 1 BLAS thread), "
+          f"{a.threads} threads (implicit: {a.threads} own threads, BLAS threads during its fits "
+          f"{sorted({t for x in imp_runs for t in x['blas_threads']})}), "
           f"{a.rounds} interleaved rounds; implicit {implicit.__version__}; {info}")
     fmt = lambda xs: " ".join(f"{x:.3f}" for x in xs)
     print(f"{'':<16}{'fit s (median)':>15}{'steady s/it':>13}{'nDCG@%d' % a.k:>9}"

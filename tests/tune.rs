@@ -204,8 +204,12 @@ fn random_search_on_synthetic_data_beats_popularity_and_reports_every_trial() {
     assert_eq!(scores(&again), scores(&r));
 }
 
+/// A trial as the reproducibility check compares it: configuration, (iterations, nDCG,
+/// precision) per rung, error.
+type TrialScores = (AlsConfig, Vec<(usize, f64, f64)>, Option<String>);
+
 /// Each trial's configuration and scores (not its timings).
-fn scores(r: &TuneReport) -> Vec<(AlsConfig, Vec<(usize, f64, f64)>, Option<String>)> {
+fn scores(r: &TuneReport) -> Vec<TrialScores> {
     r.trials
         .iter()
         .map(|t| {

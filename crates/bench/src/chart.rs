@@ -207,7 +207,7 @@ pub struct HeatPoint {
     pub value: f64,
     /// Drawn with a black ring (e.g. the trials that reached the last rung).
     pub ring: bool,
-    /// Drawn larger, with a label (e.g. the chosen configuration).
+    /// Drawn larger and keyed under the title with this label (e.g. the chosen configuration).
     pub label: Option<String>,
 }
 
@@ -235,11 +235,13 @@ fn viridis(t: f64) -> RGBColor {
 }
 
 /// Writes a scatter chart on log-log axes to `path` (SVG), each point coloured by its value, with
-/// a colour bar: for a search over two scale parameters (nDCG@10 over λ × α). Points with a
+/// a colour bar: for a search over two scale parameters (nDCG@10 over λ × α). `note`, a line
+/// under the title, says what the rings and the labelled point mean. Points with a
 /// non-positive or non-finite coordinate or value are left out.
 pub fn heat_scatter_svg(
     path: &Path,
     title: &str,
+    note: &str,
     x_label: &str,
     y_label: &str,
     value_label: &str,
@@ -283,6 +285,28 @@ pub fn heat_scatter_svg(
     let root = root
         .titled(title, ("sans-serif", 22))
         .map_err(|e| err(&e))?;
+    // Under the title: the note, then a key for each labelled point (its marker and label), so
+    // no label is drawn over the points.
+    let labels: Vec<&HeatPoint> = pts.iter().copied().filter(|p| p.label.is_some()).collect();
+    let (note_area, root) = root.split_vertically(22 + 22 * labels.len() as u32);
+    let grey = ("sans-serif", 14).into_font().color(&RGBColor(60, 60, 60));
+    note_area
+        .draw(&Text::new(note.to_string(), (16, 2), grey.clone()))
+        .map_err(|e| err(&e))?;
+    for (i, p) in labels.iter().enumerate() {
+        let y = 22 + 22 * i as i32 + 8;
+        note_area
+            .draw(&Circle::new((26, y), 9, colour(p.value).filled()))
+            .and_then(|_| note_area.draw(&Circle::new((26, y), 10, BLACK.stroke_width(2))))
+            .and_then(|_| {
+                note_area.draw(&Text::new(
+                    p.label.clone().unwrap_or_default(),
+                    (44, y - 8),
+                    grey.clone(),
+                ))
+            })
+            .map_err(|e| err(&e))?;
+    }
     let (plot, bar) = root.split_horizontally(770);
     let mut chart = ChartBuilder::on(&plot)
         .margin(16)
@@ -294,6 +318,8 @@ pub fn heat_scatter_svg(
         .configure_mesh()
         .x_desc(format!("{x_label} (log scale)"))
         .y_desc(format!("{y_label} (log scale)"))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(|e| err(&e))?;
     // Plain points first, ringed ones over them, labelled ones on top.
@@ -307,15 +333,6 @@ pub fn heat_scatter_svg(
         if p.ring || p.label.is_some() {
             chart
                 .draw_series([Circle::new((p.x, p.y), r + 1, BLACK.stroke_width(2))])
-                .map_err(|e| err(&e))?;
-        }
-        if let Some(l) = &p.label {
-            chart
-                .draw_series([Text::new(
-                    l.clone(),
-                    (p.x * 1.12, p.y * 1.12),
-                    ("sans-serif", 15),
-                )])
                 .map_err(|e| err(&e))?;
         }
     }
@@ -334,6 +351,7 @@ pub fn heat_scatter_svg(
         .x_labels(0)
         .y_labels(6)
         .y_label_formatter(&|v| format!("{v:.3}"))
+        .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| err(&e))?;
     let bands = 40;
@@ -460,10 +478,20 @@ mod tests {
                 label: (x == 30.0).then(|| "best".to_string()),
             })
             .collect();
-        heat_scatter_svg(&path, "nDCG@10 over λ and α", "λ", "α", "nDCG@10", &pts).unwrap();
+        heat_scatter_svg(
+            &path,
+            "nDCG@10 over λ and α",
+            "ringed: the finalists",
+            "λ",
+            "α",
+            "nDCG@10",
+            &pts,
+        )
+        .unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         for text in [
             "nDCG@10 over λ and α",
+            "ringed: the finalists",
             "λ (log scale)",
             "α (log scale)",
             "best",
@@ -473,6 +501,6 @@ mod tests {
         // The lowest value is viridis' dark end, the highest its yellow end.
         assert!(svg.contains("#440154"), "no dark point");
         assert!(svg.contains("#FDE725"), "no bright point");
-        assert!(heat_scatter_svg(&path, "t", "x", "y", "v", &[]).is_err());
+        assert!(heat_scatter_svg(&path, "t", "n", "x", "y", "v", &[]).is_err());
     }
 }

@@ -51,7 +51,7 @@ enum Command {
     Prep(PrepArgs),
     /// Train an implicit-feedback ALS model on a dataset's train.npz (CPU or GPU).
     Train(TrainArgs),
-    /// Search λ, α, confidence and k (successive halving on a hold-out inside train.npz), then
+    /// Search λ, α, confidence, k and ν (successive halving on a hold-out inside train.npz), then
     /// score the best on valid.npz and print the `encore train` command that reproduces it.
     Tune(tune::TuneArgs),
     /// Ranking quality (precision, recall, nDCG, MAP, coverage @K) against held-out listens,

@@ -17,7 +17,7 @@ use encore::util::{AtomicDir, OutputKind};
 use encore_bench::chart::{HeatPoint, heat_scatter_svg, svg_to_png};
 
 use crate::fmt::thousands;
-use crate::values::{ConfidenceArg, SolverArg};
+use crate::values::{ConfidenceArg, ShortRowsArg, SolverArg};
 
 /// How configurations are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,7 +67,8 @@ pub struct TuneArgs {
     /// Latent factor counts k to search (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "32,64,128")]
     pub factors: Vec<usize>,
-    /// ν of frequency-scaled regularisation to search (comma-separated; 0 = plain λ).
+    /// ν of frequency-scaled regularisation to search (comma-separated): each user and track
+    /// is penalised by λ·(n / n̄)^ν, n its entries and n̄ the mean of its side; 0 = plain λ.
     #[arg(long, value_delimiter = ',', default_value = "0.5")]
     pub reg_exponent: Vec<f32>,
     /// Iterations of the last rung: the count the chosen configuration trains with.
@@ -101,6 +102,10 @@ pub struct TuneArgs {
     /// Conjugate-gradient steps per row and half-step (not searched).
     #[arg(long, default_value_t = AlsConfig::default().cg_steps)]
     pub cg_steps: usize,
+    /// CPU cg: rows with at most --cg-steps tracks solved exactly or by CG, as for `train` (not
+    /// searched).
+    #[arg(long, value_enum, default_value = "exact")]
+    pub cg_short_rows: ShortRowsArg,
     /// ε of the log confidence (not searched).
     #[arg(long, default_value_t = AlsConfig::default().epsilon)]
     pub epsilon: f32,
@@ -125,7 +130,8 @@ baseline: that score is the honest one. Failed trials (non-finite factors at an 
 listed and skipped.
 
 Examples:
-  encore tune ds                                  # 30 random trials over λ, α and k
+  encore tune ds                                  # 30 random trials over λ, α and k (ν = 0.5)
+  encore tune ds --reg-exponent 0,0.5,1           # ν searched too
   encore tune ds --search grid --factors 64 --grid-points 5 --out tune-ds
   encore tune ds --regularization 1:300 --alpha 0.3:10 --time-budget 60";
 
@@ -160,6 +166,7 @@ impl TuneArgs {
                 iterations: self.iterations,
                 solver: self.solver.into(),
                 cg_steps: self.cg_steps,
+                cg_short_rows: self.cg_short_rows.into(),
                 epsilon: self.epsilon,
                 seed: self.seed,
                 ..AlsConfig::default()
@@ -278,8 +285,8 @@ fn print_report(r: &TuneReport, command: &str, out: Option<&Path>) {
             .then(a.cmp(&b))
     });
     let mut head = format!(
-        "{:>4} {:>5} {:>9} {:>9} {:>6} {:>4}",
-        "rank", "trial", "λ", "α", "conf", "k"
+        "{:>4} {:>5} {:>9} {:>9} {:>6} {:>4} {:>4}",
+        "rank", "trial", "λ", "α", "conf", "k", "ν"
     );
     for it in &r.rungs {
         head += &format!(" {:>10}", format!("@{it} it"));
@@ -292,13 +299,14 @@ fn print_report(r: &TuneReport, command: &str, out: Option<&Path>) {
         let tr = &r.trials[t];
         let c = &tr.config;
         let mut line = format!(
-            "{:>4} {:>5} {:>9} {:>9} {:>6} {:>4}",
+            "{:>4} {:>5} {:>9} {:>9} {:>6} {:>4} {:>4}",
             rank + 1,
             tr.id,
             c.regularization,
             c.alpha,
             conf_name(c.confidence),
-            c.factors
+            c.factors,
+            c.reg_exponent
         );
         for i in 0..r.rungs.len() {
             line += &match tr.scores.get(i) {
@@ -328,12 +336,14 @@ fn print_report(r: &TuneReport, command: &str, out: Option<&Path>) {
     let v = &r.on_valid;
     println!();
     println!(
-        "best: trial {} (λ {}, α {}, {} confidence, k {}), nDCG@{k} {:.4} on the tuning hold-out",
+        "best: trial {} (λ {}, α {}, {} confidence, k {}, ν {}), nDCG@{k} {:.4} on the tuning \
+         hold-out",
         best.id,
         best.config.regularization,
         best.config.alpha,
         conf_name(best.config.confidence),
         best.config.factors,
+        best.config.reg_exponent,
         best.last_ndcg()
     );
     let ratio = |a: f64, b: f64| {
@@ -409,18 +419,30 @@ fn save(out: &Path, force: bool, dataset: &Path, r: &TuneReport, command: &str) 
                 y: f64::from(a),
                 value: v,
                 ring: last,
-                label: (l == best.regularization && a == best.alpha)
-                    .then(|| format!("best: λ {l}, α {a}")),
+                label: (l == best.regularization && a == best.alpha).then(|| {
+                    format!(
+                        "chosen: λ {l}, α {a}, k {}, ν {}: nDCG@{k} {:.4} on the hold-out \
+                             at {} iterations",
+                        best.factors,
+                        best.reg_exponent,
+                        r.trials[r.best].last_ndcg(),
+                        r.trials[r.best].scores.last().map_or(0, |s| s.iterations)
+                    )
+                }),
             }
         })
         .collect();
-    let title = format!(
-        "nDCG@{k} on the tuning hold-out after {} iterations, over λ and α",
-        r.rungs.first().copied().unwrap_or(0)
+    let first = r.rungs.first().copied().unwrap_or(0);
+    let title = format!("nDCG@{k} on the tuning hold-out after {first} iterations, over λ and α");
+    let note = format!(
+        "Colour: each (λ, α)'s best score at the first rung. Ringed: trained to the last rung \
+         ({} iterations). Chosen: the best of the furthest rung reached.",
+        r.rungs.last().copied().unwrap_or(0)
     );
     heat_scatter_svg(
         &svg,
         &title,
+        &note,
         "regularization λ",
         "confidence scale α",
         &format!("nDCG@{k}"),
