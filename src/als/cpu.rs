@@ -12,7 +12,9 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::als::linalg::{add_gram, axpy, cholesky_solve, dot, symv};
+use crate::als::linalg::{
+    add_gram, axpy, cholesky_factor, cholesky_solve, cholesky_substitute, dot, symv,
+};
 use crate::als::{Factors, HalfStep, ShortRows, Solver};
 use crate::error::{Error, Result};
 
@@ -173,25 +175,25 @@ impl Solver for CpuCg {
     }
 }
 
-/// M = (G + λI)⁻¹ (row-major f32), computed in f64 column by column with one factorisation.
+/// M = (G + λI)⁻¹ (row-major f32), computed in f64: one Cholesky factorisation (k³/3), then
+/// one pair of triangular solves per column of the identity (k² each).
 fn inverse_shifted(g: &[f32], reg: f32, k: usize) -> Result<Vec<f32>> {
-    let mut a: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
+    let mut factor: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
     for d in 0..k {
-        a[d * k + d] += f64::from(reg);
+        factor[d * k + d] += f64::from(reg);
     }
+    cholesky_factor(&mut factor, k).map_err(|e| {
+        Error::Numerical(format!(
+            "YᵀY + λI is not positive definite (pivot {}); raise the regularization",
+            e.pivot
+        ))
+    })?;
     let mut inv = vec![0.0f32; k * k];
     let mut col = vec![0.0f64; k];
-    let mut factor = a.clone();
     for j in 0..k {
         col.fill(0.0);
         col[j] = 1.0;
-        factor.copy_from_slice(&a);
-        cholesky_solve(&mut factor, &mut col, k).map_err(|e| {
-            Error::Numerical(format!(
-                "YᵀY + λI is not positive definite (pivot {}); raise the regularization",
-                e.pivot
-            ))
-        })?;
+        cholesky_substitute(&factor, &mut col, k);
         for (d, &v) in col.iter().enumerate() {
             inv[d * k + j] = v as f32;
         }
