@@ -13,7 +13,8 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::als::linalg::{
-    add_gram, axpy, cholesky_factor, cholesky_solve, cholesky_substitute, dot, symv,
+    add_gram, axpy, cholesky_factor, cholesky_solve, cholesky_substitute, dot,
+    shifted_symv_plus_rows, symv,
 };
 use crate::als::{Factors, HalfStep, ShortRows, Solver};
 use crate::error::{Error, Result};
@@ -44,6 +45,8 @@ struct Scratch {
     r: Vec<f32>,
     p: Vec<f32>,
     ap: Vec<f32>,
+    /// Per-track coefficients of a CG row's correction term.
+    coefs: Vec<f32>,
 }
 
 fn run_rows<F>(step: &HalfStep<'_>, target: &mut Factors, f: F) -> Result<()>
@@ -295,22 +298,19 @@ fn cg_row(
     s.r.resize(k, 0.0);
     s.p.resize(k, 0.0);
     s.ap.resize(k, 0.0);
-    // r = b − A x = Σ (c_i − w_i·(y_i·x)) y_i − (G + λI) x
-    symv(step.gram, x, &mut s.r, k);
-    for (rd, &xd) in s.r.iter_mut().zip(x.iter()) {
-        *rd = -(*rd + reg * xd);
-    }
+    // r = b − A x = Σ (c_i − w_i·(y_i·x)) y_i − (G + λI) x.
     // The track rows are scattered over the factor matrix; copy them into one contiguous block
     // while they are in cache, so the CG steps stream from L1/L2 instead of gathering again.
     s.gathered.resize(items.len() * k, 0.0);
+    s.coefs.clear();
     for ((y, &wi), g) in rows_prefetched(step.fixed, items)
         .zip(w)
         .zip(s.gathered.chunks_exact_mut(k))
     {
         g.copy_from_slice(y);
-        let coef = (1.0 + wi) - wi * dot(y, x);
-        axpy(coef, y, &mut s.r);
+        s.coefs.push((1.0 + wi) - wi * dot(y, x));
     }
+    shifted_symv_plus_rows(step.gram, x, reg, true, &s.gathered, &s.coefs, &mut s.r, k);
     s.p.copy_from_slice(&s.r);
     let mut rs_old = dot(&s.r, &s.r);
     for _ in 0..steps {
@@ -324,11 +324,21 @@ fn cg_row(
             break;
         }
         // Ap = (G + λI) p + Σ w_i (y_i·p) y_i
-        symv(step.gram, &s.p, &mut s.ap, k);
-        axpy(reg, &s.p, &mut s.ap);
+        // (A loop, not a closure: closures do not inherit the clone's target features.)
+        s.coefs.clear();
         for (y, &wi) in s.gathered.chunks_exact(k).zip(w) {
-            axpy(wi * dot(y, &s.p), y, &mut s.ap);
+            s.coefs.push(wi * dot(y, &s.p));
         }
+        shifted_symv_plus_rows(
+            step.gram,
+            &s.p,
+            reg,
+            false,
+            &s.gathered,
+            &s.coefs,
+            &mut s.ap,
+            k,
+        );
         let pap = dot(&s.p, &s.ap);
         if !pap.is_finite() {
             x.fill(f32::NAN);
