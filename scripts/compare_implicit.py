@@ -24,7 +24,9 @@ What makes it fair:
   saving. Per-iteration seconds are reported too (each library's own per-iteration timer).
 - Interleaved: --rounds rounds, each training both libraries once, the order alternating
   (Encore first in odd rounds, implicit first in even ones), so drift in the machine's load
-  reaches both alike. Medians are compared; every run is printed.
+  reaches both alike. Medians are compared; every run is printed, and so is the 1-minute load
+  average before and after each round (on a shared machine, load hurts implicit's OpenMP
+  threads more than Encore's work-stealing ones, so ratios under load flatter Encore).
 - Confidence: implicit takes the matrix value as the confidence c_ui (its `alpha` only
   multiplies it), so it is given c = 1 + α·f(plays) computed exactly as Encore computes it
   (float32), with alpha = 1.
@@ -252,6 +254,7 @@ def main() -> None:
     enc_runs, imp_runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        loads = [os.getloadavg()[0]]
         for r in range(a.rounds):
             order = ["encore", "implicit"] if r % 2 == 0 else ["implicit", "encore"]
             for who in order:
@@ -259,6 +262,7 @@ def main() -> None:
                     enc_runs.append(run_encore(a, tmp, flags))
                 else:
                     imp_runs.append(fit_implicit(a, cui, params))
+            loads.append(os.getloadavg()[0])
         enc_q = encore_quality(a, enc_runs[-1], train, valid, users)
         imp_q = implicit_quality(a, imp_runs[-1], train, valid, users)
         pop = popularity(train, valid, users, a.k)
@@ -279,7 +283,8 @@ def main() -> None:
           f"{a.confidence} confidence (ε={a.epsilon}), solver {a.solver} ({a.cg_steps} CG steps), "
           f"{a.threads} threads (implicit: {a.threads} own threads, BLAS threads during its fits "
           f"{sorted({t for x in imp_runs for t in x['blas_threads']})}), "
-          f"{a.rounds} interleaved rounds; implicit {implicit.__version__}; {info}")
+          f"{a.rounds} interleaved rounds; implicit {implicit.__version__}; {info}; 1-min load "
+          f"average before and after each round {' '.join(f'{x:.2f}' for x in loads)}")
     fmt = lambda xs: " ".join(f"{x:.3f}" for x in xs)
     print(f"{'':<16}{'fit s (median)':>15}{'steady s/it':>13}{'nDCG@%d' % a.k:>9}"
           f"{'p@%d ours' % a.k:>10}{'p@%d impl.' % a.k:>11}{'rec 1000 ms':>12}   fit runs")
@@ -300,7 +305,7 @@ def main() -> None:
               f"implicit {idf['ndcg']:.4f} (p@{a.k} {idf['precision']:.4f}), popularity {pop['ndcg']:.4f}; "
               f"encore/implicit {ed['ndcg'] / idf['ndcg']:.3f}, encore/popularity {ed['ndcg'] / pop['ndcg']:.2f}")
     if a.json:
-        out = {"args": vars(a), "machine": info, "implicit_version": implicit.__version__,
+        out = {"args": vars(a), "machine": info, "load_per_round": loads, "implicit_version": implicit.__version__,
                "encore": {"fit_s": ef, "steady_s": es, "quality": enc_q},
                "implicit": {"fit_s": imf, "steady_s": ims, "quality": imp_q},
                "popularity": pop, **extra}

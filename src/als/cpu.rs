@@ -123,7 +123,9 @@ fn cholesky_row(
     s.a32.extend_from_slice(step.gram);
     add_gram(&mut s.a32, &s.gathered, items.len(), k);
     s.a64.clear();
-    s.a64.extend(s.a32.iter().map(|&v| f64::from(v)));
+    for &v in &s.a32 {
+        s.a64.push(f64::from(v));
+    }
     let reg = f64::from(step.row_regularization(items.len()));
     for d in 0..k {
         s.a64[d * k + d] += reg;
@@ -179,7 +181,9 @@ impl Solver for CpuCg {
 }
 
 /// M = (G + λI)⁻¹ (row-major f32), computed in f64: one Cholesky factorisation (k³/3), then
-/// one pair of triangular solves per column of the identity (k² each).
+/// one pair of triangular solves per column of the identity (k² each). Serial (once per
+/// distinct λ_n and half-step), so compiled for AVX2 too.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn inverse_shifted(g: &[f32], reg: f32, k: usize) -> Result<Vec<f32>> {
     let mut factor: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
     for d in 0..k {
