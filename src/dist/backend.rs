@@ -19,7 +19,7 @@ use std::ops::Range;
 use super::collective::{Collective, Traffic, all_gather_f32, all_gather_f32_each};
 use super::partition::{balanced_blocks, block_costs};
 use crate::als::linalg::{GRAM_ROWS_PER_TASK, gram_part, sum_gram_parts};
-use crate::als::{Backend, Factors, HalfStep, Prepared, Solver, non_finite};
+use crate::als::{Backend, Factors, HalfStep, Prepared, Solver, mean_row_length, non_finite};
 use crate::data::csr::Csr;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -47,6 +47,8 @@ struct Shard {
     blocks: (Vec<Range<usize>>, Vec<Range<usize>>),
     /// Each block's cost (nonzeros plus [`ROW_COST`] per row), users then items.
     costs: (Vec<u64>, Vec<u64>),
+    /// The whole matrices' mean row lengths (users, items), for frequency-scaled λ.
+    mean_rows: (f64, f64),
 }
 
 /// Rows `r` of `m`, as a matrix of their own (the column space is unchanged).
@@ -80,6 +82,7 @@ impl Shard {
             user_block: ub,
             item_block: ib,
             blocks: (users, items),
+            mean_rows: (mean_row_length(&p.by_user), mean_row_length(&p.by_item)),
         }
     }
 }
@@ -109,7 +112,7 @@ impl ShardedCpu {
         fixed: &Factors,
         target: &mut Factors,
         users_side: bool,
-        regularization: f32,
+        p: &Prepared,
     ) -> Result<()> {
         let k = target.k;
         let g = sharded_gram(self.comm.as_mut(), fixed)?;
@@ -118,10 +121,10 @@ impl ShardedCpu {
                 "a half-step before the rows were cut".into(),
             ));
         };
-        let (block, conf) = if users_side {
-            (shard.user_block.clone(), &shard.by_user)
+        let (block, conf, mean_row) = if users_side {
+            (shard.user_block.clone(), &shard.by_user, shard.mean_rows.0)
         } else {
-            (shard.item_block.clone(), &shard.by_item)
+            (shard.item_block.clone(), &shard.by_item, shard.mean_rows.1)
         };
         let mut mine = Factors {
             n: block.len(),
@@ -134,7 +137,10 @@ impl ShardedCpu {
                     conf,
                     fixed,
                     gram: &g,
-                    regularization,
+                    regularization: p.regularization,
+                    reg_exponent: p.reg_exponent,
+                    // ν's n̄ is the whole side's mean, not this block's.
+                    mean_row: Some(mean_row),
                 },
                 &mut mine,
             )?;
@@ -163,8 +169,8 @@ impl ShardedCpu {
         }
         self.iteration += 1;
         let before = self.comm.traffic();
-        self.half_step(items, users, true, p.regularization)?;
-        self.half_step(users, items, false, p.regularization)?;
+        self.half_step(items, users, true, p)?;
+        self.half_step(users, items, false, p)?;
         let now = self.comm.traffic();
         self.last_iteration = Traffic {
             sent: now.sent - before.sent,
