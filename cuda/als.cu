@@ -4,6 +4,7 @@
 // Every kernel solves rows of one CSR chunk against the fixed factors Y (n_fixed x k, row-major):
 //
 //   (G + reg*I + sum_i w_i y_i y_i^T) x = sum_i (1 + w_i) y_i,      G = Y^T Y (k x k, from cuBLAS)
+// with reg = lambda * (n_row / mean row)^nu (see row_reg; nu = 0 is plain lambda)
 //
 // where w_i = c_ui - 1 is the stored value. A chunk is rows [row0, row0 + n_rows) of the matrix:
 // `indptr` points at the chunk's n_rows + 1 offsets (global values), and `indices`/`conf` at the
@@ -128,12 +129,18 @@ __device__ __forceinline__ void sparse_pass(const uint32_t* __restrict__ indices
     }
 }
 
+// lambda of a row with n entries: reg * (max(n, 1) * inv_mean)^nu, the frequency-scaled
+// regularisation of the CPU solvers (HalfStep::row_regularization); nu = 0 is plain reg.
+__device__ __forceinline__ float row_reg(float reg, float nu, float inv_mean, uint64_t n) {
+    return nu == 0.f ? reg : reg * powf(fmaxf((float)n, 1.f) * inv_mean, nu);
+}
+
 template <int P>
 __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
                         const uint32_t* __restrict__ indices, const float* __restrict__ conf,
                         uint64_t n_rows, uint64_t row0, const float* __restrict__ y,
                         const float* __restrict__ gram, float* __restrict__ x_out, int k,
-                        float reg, int steps) {
+                        float reg0, float nu, float inv_mean, int steps) {
     const bool g_shared = (size_t)k * k * sizeof(float) <= 48 * 1024;
     if (g_shared) {
         for (int e = threadIdx.x; e < k * k; e += blockDim.x) smem[e] = gram[e];
@@ -147,6 +154,7 @@ __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
     for (uint64_t r = warp; r < n_rows; r += n_warps) {
         const uint64_t begin = indptr[r] - nnz_base;
         const uint64_t end = indptr[r + 1] - nnz_base;
+        const float reg = row_reg(reg0, nu, inv_mean, end - begin);
         float* xr = x_out + (size_t)(row0 + r) * k;
         float x[P], res[P], p[P], ap[P];
 #pragma unroll
@@ -213,8 +221,9 @@ __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
     extern "C" __global__ void als_cg_p##P(                                                      \
         const uint64_t* indptr, uint64_t nnz_base, const uint32_t* indices, const float* conf,  \
         uint64_t n_rows, uint64_t row0, const float* y, const float* gram, float* x_out, int k,  \
-        float reg, int steps) {                                                                  \
-        cg_rows<P>(indptr, nnz_base, indices, conf, n_rows, row0, y, gram, x_out, k, reg, steps); \
+        float reg, float nu, float inv_mean, int steps) {                                        \
+        cg_rows<P>(indptr, nnz_base, indices, conf, n_rows, row0, y, gram, x_out, k, reg, nu,    \
+                   inv_mean, steps);                                                             \
     }
 CG_ENTRY(1)
 CG_ENTRY(2)
@@ -242,7 +251,8 @@ __device__ void build_system(const uint64_t* __restrict__ indptr, uint64_t nnz_b
                              const uint32_t* __restrict__ indices,
                              const float* __restrict__ conf, uint64_t r,
                              const float* __restrict__ y, const float* __restrict__ gram, int k,
-                             float reg, float* a, float* ytile, float* wt, float* b) {
+                             float reg0, float nu, float inv_mean, float* a, float* ytile,
+                             float* wt, float* b) {
     const int kp = round4(k);
     const int lda = kp + 1;
     const int t = threadIdx.x;
@@ -259,6 +269,7 @@ __device__ void build_system(const uint64_t* __restrict__ indptr, uint64_t nnz_b
     float bacc = 0.f;
     const uint64_t begin = indptr[r] - nnz_base;
     const uint64_t end = indptr[r + 1] - nnz_base;
+    const float reg = row_reg(reg0, nu, inv_mean, end - begin);
     for (uint64_t base = begin; base < end; base += TILE) {
         const int n = (int)min((uint64_t)TILE, end - base);
         for (int e = t; e < n * kp; e += nt) {
@@ -354,7 +365,7 @@ extern "C" __global__ void __launch_bounds__(1024) als_fused_cholesky(const uint
                                               const uint32_t* indices, const float* conf,
                                               uint64_t n_rows, uint64_t row0, const float* y,
                                               const float* gram, float* x_out, int k, float reg,
-                                              int* bad) {
+                                              float nu, float inv_mean, int* bad) {
     const int kp = round4(k);
     float* a = smem;
     float* ytile = a + kp * (kp + 1) + ((4 - (kp * (kp + 1)) % 4) % 4);  // 16-byte aligned
@@ -362,7 +373,8 @@ extern "C" __global__ void __launch_bounds__(1024) als_fused_cholesky(const uint
     float* b = wt + TILE;
     float* z = b + kp;
     for (uint64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
-        build_system(indptr, nnz_base, indices, conf, r, y, gram, k, reg, a, ytile, wt, b);
+        build_system(indptr, nnz_base, indices, conf, r, y, gram, k, reg, nu, inv_mean, a, ytile,
+                     wt, b);
         if (cholesky_solve_shared(a, b, z, kp, bad)) {
             for (int d = threadIdx.x; d < k; d += blockDim.x) x_out[(size_t)(row0 + r) * k + d] = b[d];
         }
@@ -377,14 +389,15 @@ extern "C" __global__ void __launch_bounds__(1024) als_build_lu(const uint64_t* 
                                         const uint32_t* indices, const float* conf,
                                         uint64_t n_rows, uint64_t row0, const float* y,
                                         const float* gram, float* x_out, int k, float reg,
-                                        float* work) {
+                                        float nu, float inv_mean, float* work) {
     const int kp = round4(k);
     float* a = smem;
     float* ytile = a + kp * (kp + 1) + ((4 - (kp * (kp + 1)) % 4) % 4);
     float* wt = ytile + TILE * kp;
     float* b = wt + TILE;
     for (uint64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
-        build_system(indptr, nnz_base, indices, conf, r, y, gram, k, reg, a, ytile, wt, b);
+        build_system(indptr, nnz_base, indices, conf, r, y, gram, k, reg, nu, inv_mean, a, ytile,
+                     wt, b);
         float* out = work + r * (size_t)k * k;
         for (int e = threadIdx.x; e < k * k; e += blockDim.x) {
             const int rr = e / k, cc = e - rr * k;

@@ -17,9 +17,12 @@
 //! - [`eval`]: ranking metrics against held-out listens and the popularity baseline.
 //! - [`recommend`]: original ids in, named tracks out; shared by the CLI, the server and the benches.
 //! - [`train`]: training a dataset end to end: backend choice, progress, validation, metadata.
+//! - [`tune`]: hyper-parameter search with successive halving, on a hold-out inside the
+//!   training split (the validation split is only read to score the final choice).
 
 pub mod als;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod gpu;
@@ -28,6 +31,7 @@ pub mod recommend;
 pub mod synth;
 pub mod sys;
 pub mod train;
+pub mod tune;
 pub mod util;
 
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ use crate::als::{
 use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{eval_users, metrics};
+use crate::eval::{Metrics, eval_users, metrics};
 use crate::gpu::{DeviceChoice, Gpu, resolve};
 use crate::infer::{BATCH, CpuScorer, Scorer};
 use crate::sys::Machine;
@@ -31,38 +31,38 @@ pub struct FitOptions {
     pub eval_k: Option<usize>,
 }
 
-/// Where `cfg.solver` trains for `device`: an open GPU, or `None` for the CPU, and a note when
-/// `auto` fell back to the CPU. `auto` takes the GPU when one is usable and has the solver at
-/// this k; `gpu` without a usable GPU, or a solver the chosen device lacks, is an error that says
-/// what to use instead ([`SolverKind::supports`](crate::als::SolverKind::supports) decides).
-/// [`make_backend`] builds on it; the Python package asks it when a model is created, so
-/// `device="auto"` says where it will train and `device="gpu"` fails at once without a GPU.
+/// Where `cfg` trains for `device`: an open GPU, or `None` for the CPU, and a note when `auto`
+/// fell back to the CPU. `auto` takes the GPU when one is usable and can train `cfg` (solver, k,
+/// options); `gpu` without a usable GPU, or a configuration the chosen device lacks, is an error
+/// that says what to use instead ([`AlsConfig::supports`] decides). [`make_backend`] builds on
+/// it; the Python package asks it when a model is created, so `device="auto"` says where it will
+/// train and `device="gpu"` fails at once without a GPU.
 pub fn training_device(
     cfg: &AlsConfig,
     device: DeviceChoice,
 ) -> Result<(Option<Gpu>, Option<String>)> {
-    let (solver, k) = (cfg.solver, cfg.factors);
+    let solver = cfg.solver;
     let device = match device {
         DeviceChoice::Auto => match (
-            solver.supports(TrainDevice::Gpu, k),
-            solver.supports(TrainDevice::Cpu, k),
+            cfg.supports(TrainDevice::Gpu),
+            cfg.supports(TrainDevice::Cpu),
         ) {
             (Err(_), Ok(())) => DeviceChoice::Cpu,
             _ => DeviceChoice::Auto,
         },
         DeviceChoice::Cpu => {
-            solver.supports(TrainDevice::Cpu, k)?;
+            cfg.supports(TrainDevice::Cpu)?;
             DeviceChoice::Cpu
         }
         DeviceChoice::Gpu(n) => {
-            solver.supports(TrainDevice::Gpu, k)?;
+            cfg.supports(TrainDevice::Gpu)?;
             DeviceChoice::Gpu(n)
         }
     };
     let (found, note) = resolve(device)?;
     match found {
         Some(g) => Ok((Some(g), note)),
-        None => match solver.supports(TrainDevice::Cpu, k) {
+        None => match cfg.supports(TrainDevice::Cpu) {
             Ok(()) => Ok((None, note)),
             Err(_) => Err(Error::Config(format!(
                 "solver {} needs a GPU, and {}",
@@ -259,6 +259,24 @@ pub fn validate(
     items: &Factors,
     k: usize,
 ) -> Result<ValidPoint> {
+    let m = measure(seen, valid, users, uf, items, k)?;
+    Ok(ValidPoint {
+        k,
+        precision: m.precision,
+        ndcg: m.ndcg,
+    })
+}
+
+/// Every ranking metric of the factors on the validation listens of `users`, each user's `seen`
+/// tracks excluded: what `encore eval` reports for a model with these factors.
+pub fn measure(
+    seen: &Csr,
+    valid: &Csr,
+    users: &[u32],
+    uf: &Factors,
+    items: &Factors,
+    k: usize,
+) -> Result<Metrics> {
     let scorer = CpuScorer::new(items)?;
     let mut ranked = Vec::with_capacity(users.len());
     for chunk in users.chunks(BATCH) {
@@ -270,10 +288,5 @@ pub fn validate(
         }
         ranked.extend(scorer.top_k(&q, Some(&ex), k)?.into_iter().map(|r| r.items));
     }
-    let m = metrics(users, &ranked, valid, k)?;
-    Ok(ValidPoint {
-        k,
-        precision: m.precision,
-        ndcg: m.ndcg,
-    })
+    metrics(users, &ranked, valid, k)
 }

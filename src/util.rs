@@ -23,10 +23,17 @@ pub enum OutputKind {
     Model,
     /// `synth` output (`encore-synth.json`).
     Synth,
+    /// `tune` output (`tune.json`).
+    Tune,
 }
 
 impl OutputKind {
-    const ALL: [OutputKind; 3] = [OutputKind::Dataset, OutputKind::Model, OutputKind::Synth];
+    const ALL: [OutputKind; 4] = [
+        OutputKind::Dataset,
+        OutputKind::Model,
+        OutputKind::Synth,
+        OutputKind::Tune,
+    ];
 
     /// The file whose presence marks a directory as this kind of output.
     pub const fn marker(self) -> &'static str {
@@ -34,6 +41,7 @@ impl OutputKind {
             OutputKind::Dataset => "manifest.json",
             OutputKind::Model => "model.json",
             OutputKind::Synth => "encore-synth.json",
+            OutputKind::Tune => "tune.json",
         }
     }
 
@@ -43,6 +51,7 @@ impl OutputKind {
             OutputKind::Dataset => "dataset",
             OutputKind::Model => "model",
             OutputKind::Synth => "synthetic dataset",
+            OutputKind::Tune => "tuning result",
         }
     }
 }

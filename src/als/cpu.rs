@@ -12,8 +12,11 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::als::linalg::{add_gram, axpy, cholesky_solve, dot, symv};
-use crate::als::{Factors, HalfStep, Solver};
+use crate::als::linalg::{
+    add_gram, axpy, cholesky_factor, cholesky_solve, cholesky_substitute, dot,
+    shifted_symv_plus_rows, symv,
+};
+use crate::als::{Factors, HalfStep, ShortRows, Solver};
 use crate::error::{Error, Result};
 
 /// Rows handed to a rayon task at a time (amortises scratch set-up; small enough to balance
@@ -28,6 +31,8 @@ pub struct CpuCholesky;
 #[derive(Debug, Clone)]
 pub struct CpuCg {
     pub steps: usize,
+    /// Rows with at most `steps` entries: exact (Woodbury) or CG.
+    pub short_rows: ShortRows,
 }
 
 /// Per-thread buffers, grown to the longest row seen and then reused.
@@ -40,6 +45,8 @@ struct Scratch {
     r: Vec<f32>,
     p: Vec<f32>,
     ap: Vec<f32>,
+    /// Per-track coefficients of a CG row's correction term.
+    coefs: Vec<f32>,
 }
 
 fn run_rows<F>(step: &HalfStep<'_>, target: &mut Factors, f: F) -> Result<()>
@@ -116,9 +123,12 @@ fn cholesky_row(
     s.a32.extend_from_slice(step.gram);
     add_gram(&mut s.a32, &s.gathered, items.len(), k);
     s.a64.clear();
-    s.a64.extend(s.a32.iter().map(|&v| f64::from(v)));
+    for &v in &s.a32 {
+        s.a64.push(f64::from(v));
+    }
+    let reg = f64::from(step.row_regularization(items.len()));
     for d in 0..k {
-        s.a64[d * k + d] += f64::from(step.regularization);
+        s.a64[d * k + d] += reg;
     }
     cholesky_solve(&mut s.a64, &mut s.b64, k).map_err(|e| e.pivot)?;
     for (xd, &bd) in x.iter_mut().zip(&s.b64) {
@@ -129,19 +139,39 @@ fn cholesky_row(
 
 impl Solver for CpuCg {
     fn name(&self) -> String {
-        format!("cg{}", self.steps)
+        match self.short_rows {
+            ShortRows::Exact => format!("cg{}", self.steps),
+            ShortRows::Cg => format!("cg{}-all", self.steps),
+        }
     }
 
     fn solve(&mut self, step: &HalfStep<'_>, target: &mut Factors) -> Result<()> {
         let steps = self.steps;
         let k = target.k;
-        // Rows with at most `steps` tracks are solved exactly by Woodbury from M = (G + λI)⁻¹,
-        // which costs n_u matrix-vector products instead of CG's steps + 1.
-        let m = inverse_shifted(step.gram, step.regularization, k)?;
+        // Rows with at most `steps` tracks are solved exactly by Woodbury from M = (G + λ_n I)⁻¹,
+        // which costs n_u matrix-vector products instead of CG's steps + 1. λ_n depends on the
+        // row length n only, so there are at most `steps` distinct inverses (one when ν = 0);
+        // with --cg-short-rows cg there are none.
+        let exact = match self.short_rows {
+            ShortRows::Exact => steps,
+            ShortRows::Cg => 0,
+        };
+        let mut inverses: Vec<Vec<f32>> = Vec::with_capacity(exact);
+        for n in 1..=exact {
+            let reg = step.row_regularization(n);
+            if n > 1 && reg == step.row_regularization(n - 1) {
+                let last = inverses[n - 2].clone();
+                inverses.push(last);
+            } else {
+                inverses.push(inverse_shifted(step.gram, reg, k)?);
+            }
+        }
         run_rows(step, target, |u, x, s| {
             let (items, w) = step.conf.row(u);
-            if items.len() <= steps && w.iter().all(|&wi| wi > 0.0) {
-                woodbury_row(step, &m, items, w, x, s);
+            let n = items.len();
+            if exact > 0 && n <= exact && w.iter().all(|&wi| wi > 0.0) {
+                // (An empty row is solved as 0, whichever inverse it is handed.)
+                woodbury_row(step, &inverses[n.max(1) - 1], items, w, x, s);
             } else {
                 cg_row(step, items, w, x, s, steps);
             }
@@ -150,25 +180,27 @@ impl Solver for CpuCg {
     }
 }
 
-/// M = (G + λI)⁻¹ (row-major f32), computed in f64 column by column with one factorisation.
+/// M = (G + λI)⁻¹ (row-major f32), computed in f64: one Cholesky factorisation (k³/3), then
+/// one pair of triangular solves per column of the identity (k² each). Serial (once per
+/// distinct λ_n and half-step), so compiled for AVX2 too.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn inverse_shifted(g: &[f32], reg: f32, k: usize) -> Result<Vec<f32>> {
-    let mut a: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
+    let mut factor: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
     for d in 0..k {
-        a[d * k + d] += f64::from(reg);
+        factor[d * k + d] += f64::from(reg);
     }
+    cholesky_factor(&mut factor, k).map_err(|e| {
+        Error::Numerical(format!(
+            "YᵀY + λI is not positive definite (pivot {}); raise the regularization",
+            e.pivot
+        ))
+    })?;
     let mut inv = vec![0.0f32; k * k];
     let mut col = vec![0.0f64; k];
-    let mut factor = a.clone();
     for j in 0..k {
         col.fill(0.0);
         col[j] = 1.0;
-        factor.copy_from_slice(&a);
-        cholesky_solve(&mut factor, &mut col, k).map_err(|e| {
-            Error::Numerical(format!(
-                "YᵀY + λI is not positive definite (pivot {}); raise the regularization",
-                e.pivot
-            ))
-        })?;
+        cholesky_substitute(&factor, &mut col, k);
         for (d, &v) in col.iter().enumerate() {
             inv[d * k + j] = v as f32;
         }
@@ -266,26 +298,23 @@ fn cg_row(
     steps: usize,
 ) {
     let k = x.len();
-    let reg = step.regularization;
+    let reg = step.row_regularization(items.len());
     s.r.resize(k, 0.0);
     s.p.resize(k, 0.0);
     s.ap.resize(k, 0.0);
-    // r = b − A x = Σ (c_i − w_i·(y_i·x)) y_i − (G + λI) x
-    symv(step.gram, x, &mut s.r, k);
-    for (rd, &xd) in s.r.iter_mut().zip(x.iter()) {
-        *rd = -(*rd + reg * xd);
-    }
+    // r = b − A x = Σ (c_i − w_i·(y_i·x)) y_i − (G + λI) x.
     // The track rows are scattered over the factor matrix; copy them into one contiguous block
     // while they are in cache, so the CG steps stream from L1/L2 instead of gathering again.
     s.gathered.resize(items.len() * k, 0.0);
+    s.coefs.clear();
     for ((y, &wi), g) in rows_prefetched(step.fixed, items)
         .zip(w)
         .zip(s.gathered.chunks_exact_mut(k))
     {
         g.copy_from_slice(y);
-        let coef = (1.0 + wi) - wi * dot(y, x);
-        axpy(coef, y, &mut s.r);
+        s.coefs.push((1.0 + wi) - wi * dot(y, x));
     }
+    shifted_symv_plus_rows(step.gram, x, reg, true, &s.gathered, &s.coefs, &mut s.r, k);
     s.p.copy_from_slice(&s.r);
     let mut rs_old = dot(&s.r, &s.r);
     for _ in 0..steps {
@@ -299,11 +328,21 @@ fn cg_row(
             break;
         }
         // Ap = (G + λI) p + Σ w_i (y_i·p) y_i
-        symv(step.gram, &s.p, &mut s.ap, k);
-        axpy(reg, &s.p, &mut s.ap);
+        // (A loop, not a closure: closures do not inherit the clone's target features.)
+        s.coefs.clear();
         for (y, &wi) in s.gathered.chunks_exact(k).zip(w) {
-            axpy(wi * dot(y, &s.p), y, &mut s.ap);
+            s.coefs.push(wi * dot(y, &s.p));
         }
+        shifted_symv_plus_rows(
+            step.gram,
+            &s.p,
+            reg,
+            false,
+            &s.gathered,
+            &s.coefs,
+            &mut s.ap,
+            k,
+        );
         let pap = dot(&s.p, &s.ap);
         if !pap.is_finite() {
             x.fill(f32::NAN);

@@ -137,7 +137,7 @@ pub struct GpuBackend {
 impl GpuBackend {
     /// A backend for `cfg` on `gpu`; fails for solvers the GPU does not have.
     pub fn new(gpu: Gpu, cfg: &AlsConfig, options: GpuOptions) -> Result<Self> {
-        cfg.solver.supports(TrainDevice::Gpu, cfg.factors)?;
+        cfg.supports(TrainDevice::Gpu)?;
         let solver = match cfg.solver {
             SolverKind::Lu => GpuSolver::Lu,
             SolverKind::CholeskyFused => GpuSolver::Fused,
@@ -435,6 +435,8 @@ impl GpuBackend {
             target: target.ptr(),
             k,
             regularization: p.regularization,
+            reg_exponent: p.reg_exponent,
+            inv_mean_row: (m.n_rows.max(1) as f64 / m.nnz().max(m.n_rows).max(1) as f64) as f32,
         };
         let solver = self.solver;
         let kernels = gpu.als_kernels()?;
@@ -678,6 +680,15 @@ impl Backend for GpuBackend {
 
     fn details(&self) -> serde_json::Value {
         serde_json::to_value(&self.stats).unwrap_or_default()
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        // As in `drop`: kernels or copies may still use the buffers.
+        self.gpu.bind()?;
+        self.gpu.synchronize()?;
+        self.state = None;
+        self.iteration = 0;
+        Ok(())
     }
 
     fn sync_to_host(&mut self, users: &mut Factors, items: &mut Factors) -> Result<()> {

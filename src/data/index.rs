@@ -166,11 +166,20 @@ pub fn remap_dense(items: &mut [u32]) -> Vec<u64> {
         return Vec::new();
     };
     let range = max as usize + 1;
-    if range <= items.len().max(1 << 24) {
+    if use_table(items.len(), range) {
         remap_with_table(items, range)
     } else {
         remap_with_sorted(items)
     }
+}
+
+/// Whether [`remap_dense`] maps `n` ids below `range` through a table of `range` slots (zeroed,
+/// then scanned once: O(range)) rather than by sorting a copy (O(n log n)). The table wins while
+/// ids are dense, up to about 8 slots per id, and for any range up to 64 Ki slots; past that a
+/// few ids with a large maximum (a 100-line file naming track 16,000,000) would pay for
+/// zeroing and scanning tens of MB.
+fn use_table(n: usize, range: usize) -> bool {
+    range <= n.saturating_mul(8).max(1 << 16)
 }
 
 fn remap_with_table(items: &mut [u32], range: usize) -> Vec<u64> {
@@ -206,6 +215,15 @@ fn remap_with_sorted(items: &mut [u32]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_is_only_for_dense_ids() {
+        assert!(use_table(7, 1000));
+        assert!(use_table(1, 1 << 16));
+        assert!(!use_table(100, 16_000_000));
+        assert!(use_table(156_000_000, 32_000_000));
+        assert!(!use_table(1_000_000, 8_000_001));
+    }
 
     #[test]
     fn both_remapping_strategies_agree() {

@@ -54,10 +54,14 @@ pub struct SideArgs {
     pub target: u64,
     pub k: usize,
     pub regularization: f32,
+    /// ν of frequency-scaled regularisation (0: plain λ) and 1 / the mean row length of the
+    /// side: row r gets λ·(max(n_r, 1)·inv_mean)^ν, as on the CPU.
+    pub reg_exponent: f32,
+    pub inv_mean_row: f32,
 }
 
-/// Launches a row-solving kernel: every one takes the chunk, the fixed side, k and λ, then one
-/// kernel-specific argument (`last`: CG steps, the fused solve's flag, the LU workspace).
+/// Launches a row-solving kernel: every one takes the chunk, the fixed side, k, λ, ν and the
+/// inverse mean row length, then one kernel-specific argument (`last`: CG steps, the fused solve's flag, the LU workspace).
 fn launch_rows<T: cudarc::driver::DeviceRepr>(
     s: &CudaStream,
     func: &CudaFunction,
@@ -80,6 +84,8 @@ fn launch_rows<T: cudarc::driver::DeviceRepr>(
         .arg(&side.target)
         .arg(&k32)
         .arg(&side.regularization)
+        .arg(&side.reg_exponent)
+        .arg(&side.inv_mean_row)
         .arg(&last);
     // SAFETY: als_cg_p*, als_fused_cholesky and als_build_lu take exactly these arguments in
     // this order and type (cuda/als.cu); the callers vouch for the buffers behind the addresses.

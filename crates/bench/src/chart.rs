@@ -199,6 +199,172 @@ pub fn line_chart_svg(
     Ok(())
 }
 
+/// One point of a [`heat_scatter_svg`] chart.
+pub struct HeatPoint {
+    pub x: f64,
+    pub y: f64,
+    /// What the colour shows.
+    pub value: f64,
+    /// Drawn with a black ring (e.g. the trials that reached the last rung).
+    pub ring: bool,
+    /// Drawn larger and keyed under the title with this label (e.g. the chosen configuration).
+    pub label: Option<String>,
+}
+
+/// Viridis (matplotlib's default colour map), by five of its stops: dark blue for low values,
+/// yellow for high, readable in grey and by most colour-blind readers.
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let f = t * (STOPS.len() - 1) as f64;
+    let i = (f.floor() as usize).min(STOPS.len() - 2);
+    let u = f - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |p: f64, q: f64| (p + (q - p) * u).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Writes a scatter chart on log-log axes to `path` (SVG), each point coloured by its value, with
+/// a colour bar: for a search over two scale parameters (nDCG@10 over λ × α). `note`, a line
+/// under the title, says what the rings and the labelled point mean. Points with a
+/// non-positive or non-finite coordinate or value are left out.
+pub fn heat_scatter_svg(
+    path: &Path,
+    title: &str,
+    note: &str,
+    x_label: &str,
+    y_label: &str,
+    value_label: &str,
+    points: &[HeatPoint],
+) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| {
+        Error::Runtime(format!("{}: drawing chart: {e}", path.display()))
+    };
+    let pts: Vec<&HeatPoint> = points
+        .iter()
+        .filter(|p| {
+            p.x.is_finite() && p.y.is_finite() && p.value.is_finite() && p.x > 0.0 && p.y > 0.0
+        })
+        .collect();
+    if pts.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: nothing to plot",
+            path.display()
+        )));
+    }
+    let range = |f: &dyn Fn(&HeatPoint) -> f64| {
+        let lo = pts.iter().map(|p| f(p)).fold(f64::INFINITY, f64::min);
+        let hi = pts.iter().map(|p| f(p)).fold(0.0, f64::max);
+        // A little room beyond the extreme points, in log terms, so none sits on an axis.
+        let (l, h) = (lo.log10() - 0.15, hi.log10() + 0.15);
+        (
+            10f64.powf(l),
+            10f64.powf(if h > l + 0.5 { h } else { l + 0.5 }),
+        )
+    };
+    let ((x0, x1), (y0, y1)) = (range(&|p| p.x), range(&|p| p.y));
+    let v_lo = pts.iter().map(|p| p.value).fold(f64::INFINITY, f64::min);
+    let v_hi = pts
+        .iter()
+        .map(|p| p.value)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let span = if v_hi > v_lo { v_hi - v_lo } else { 1.0 };
+    let colour = |v: f64| viridis((v - v_lo) / span);
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| err(&e))?;
+    // Under the title: the note, then a key for each labelled point (its marker and label), so
+    // no label is drawn over the points.
+    let labels: Vec<&HeatPoint> = pts.iter().copied().filter(|p| p.label.is_some()).collect();
+    let (note_area, root) = root.split_vertically(22 + 22 * labels.len() as u32);
+    let grey = ("sans-serif", 14).into_font().color(&RGBColor(60, 60, 60));
+    note_area
+        .draw(&Text::new(note.to_string(), (16, 2), grey.clone()))
+        .map_err(|e| err(&e))?;
+    for (i, p) in labels.iter().enumerate() {
+        let y = 22 + 22 * i as i32 + 8;
+        note_area
+            .draw(&Circle::new((26, y), 9, colour(p.value).filled()))
+            .and_then(|_| note_area.draw(&Circle::new((26, y), 10, BLACK.stroke_width(2))))
+            .and_then(|_| {
+                note_area.draw(&Text::new(
+                    p.label.clone().unwrap_or_default(),
+                    (44, y - 8),
+                    grey.clone(),
+                ))
+            })
+            .map_err(|e| err(&e))?;
+    }
+    let (plot, bar) = root.split_horizontally(770);
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("{x_label} (log scale)"))
+        .y_desc(format!("{y_label} (log scale)"))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| err(&e))?;
+    // Plain points first, ringed ones over them, labelled ones on top.
+    let mut order: Vec<&&HeatPoint> = pts.iter().collect();
+    order.sort_by_key(|p| (p.label.is_some(), p.ring));
+    for p in order {
+        let r = if p.label.is_some() { 9 } else { 6 };
+        chart
+            .draw_series([Circle::new((p.x, p.y), r, colour(p.value).filled())])
+            .map_err(|e| err(&e))?;
+        if p.ring || p.label.is_some() {
+            chart
+                .draw_series([Circle::new((p.x, p.y), r + 1, BLACK.stroke_width(2))])
+                .map_err(|e| err(&e))?;
+        }
+    }
+    // The colour bar: value on a linear axis, the gradient in 40 bands.
+    let mut cb = ChartBuilder::on(&bar)
+        .margin_top(40)
+        .margin_bottom(64)
+        .margin_right(8)
+        .y_label_area_size(64)
+        .caption(value_label, ("sans-serif", 14))
+        .build_cartesian_2d(0f64..1.0, v_lo..(v_lo + span))
+        .map_err(|e| err(&e))?;
+    cb.configure_mesh()
+        .disable_x_mesh()
+        .disable_y_mesh()
+        .x_labels(0)
+        .y_labels(6)
+        .y_label_formatter(&|v| format!("{v:.3}"))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let bands = 40;
+    cb.draw_series((0..bands).map(|i| {
+        let a = v_lo + span * i as f64 / bands as f64;
+        let b = v_lo + span * (i + 1) as f64 / bands as f64;
+        Rectangle::new([(0.0, a), (1.0, b)], colour((a + b) / 2.0).filled())
+    }))
+    .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
 /// Environment variable naming an extra font folder for the PNG figures.
 pub const FONT_DIR_ENV: &str = "ENCORE_FONT_DIR";
 
@@ -296,5 +462,45 @@ mod tests {
             value: f64::NAN,
         }];
         assert!(bar_chart_svg(&dir.path().join("n.svg"), "t", "s", &nothing).is_err());
+    }
+
+    #[test]
+    fn heat_scatter_charts_have_their_labels_and_a_colour_per_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.svg");
+        let pts: Vec<HeatPoint> = [(0.1, 1.0, 0.2), (10.0, 3.0, 0.3), (30.0, 1.0, 0.35)]
+            .iter()
+            .map(|&(x, y, value)| HeatPoint {
+                x,
+                y,
+                value,
+                ring: x > 1.0,
+                label: (x == 30.0).then(|| "best".to_string()),
+            })
+            .collect();
+        heat_scatter_svg(
+            &path,
+            "nDCG@10 over λ and α",
+            "ringed: the finalists",
+            "λ",
+            "α",
+            "nDCG@10",
+            &pts,
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "nDCG@10 over λ and α",
+            "ringed: the finalists",
+            "λ (log scale)",
+            "α (log scale)",
+            "best",
+        ] {
+            assert!(svg.contains(text), "missing {text:?}");
+        }
+        // The lowest value is viridis' dark end, the highest its yellow end.
+        assert!(svg.contains("#440154"), "no dark point");
+        assert!(svg.contains("#FDE725"), "no bright point");
+        assert!(heat_scatter_svg(&path, "t", "n", "x", "y", "v", &[]).is_err());
     }
 }

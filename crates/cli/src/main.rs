@@ -8,10 +8,12 @@
 mod bench;
 mod data;
 mod demo;
+mod dist;
 mod fmt;
 mod model;
 mod note;
 mod serve;
+mod tune;
 mod values;
 
 use std::process::ExitCode;
@@ -50,6 +52,9 @@ enum Command {
     Prep(PrepArgs),
     /// Train an implicit-feedback ALS model on a dataset's train.npz (CPU or GPU).
     Train(TrainArgs),
+    /// Search λ, α, confidence, k and ν (successive halving on a hold-out inside train.npz), then
+    /// score the best on valid.npz and print the `encore train` command that reproduces it.
+    Tune(tune::TuneArgs),
     /// Ranking quality (precision, recall, nDCG, MAP, coverage @K) against held-out listens,
     /// beside the popularity baseline.
     Eval(EvalArgs),
@@ -172,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Synth(a) => data::cmd_synth(&a, cli.quiet),
         Command::Prep(a) => data::cmd_prep(&a, cli.quiet),
         Command::Train(a) => model::cmd_train(&a, cli.quiet).map(|_| ()),
+        Command::Tune(a) => tune::cmd_tune(&a, cli.quiet),
         Command::Eval(a) => model::cmd_eval(&a),
         Command::Recommend(a) => model::cmd_recommend(&a),
         Command::Similar(a) => model::cmd_similar(&a),

@@ -18,7 +18,7 @@ use encore::recommend::{Recommender, Track};
 use encore::train::{FitOptions, fit_with, make_backend};
 
 use crate::fmt::thousands;
-use crate::values::{ConfidenceArg, SolverArg};
+use crate::values::{ConfidenceArg, ShortRowsArg, SolverArg};
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -59,6 +59,14 @@ pub struct TrainArgs {
     /// Conjugate-gradient steps per row and half-step.
     #[arg(long, default_value_t = AlsConfig::default().cg_steps)]
     pub cg_steps: usize,
+    /// CPU cg: rows with at most --cg-steps tracks are solved exactly (Woodbury) or by CG like
+    /// the others (the GPU cg solver always uses CG).
+    #[arg(long, value_enum, default_value = "exact")]
+    pub cg_short_rows: ShortRowsArg,
+    /// ν of frequency-scaled regularisation (Rendle et al. 2022): each user and track is
+    /// penalised by λ·(n / n̄)^ν, n its entries and n̄ the mean of its side; 0 = plain λ.
+    #[arg(long, default_value_t = AlsConfig::default().reg_exponent)]
+    pub reg_exponent: f32,
     /// Seed of the factor initialization.
     #[arg(long, default_value_t = AlsConfig::default().seed)]
     pub seed: u64,
@@ -71,10 +79,12 @@ pub struct TrainArgs {
     /// Replace the output directory if it exists.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub dist: crate::dist::DistArgs,
 }
 
 impl TrainArgs {
-    fn config(&self) -> AlsConfig {
+    pub(crate) fn config(&self) -> AlsConfig {
         AlsConfig {
             factors: self.factors,
             iterations: self.iterations,
@@ -84,13 +94,20 @@ impl TrainArgs {
             epsilon: self.epsilon,
             solver: self.solver.into(),
             cg_steps: self.cg_steps,
+            cg_short_rows: self.cg_short_rows.into(),
+            reg_exponent: self.reg_exponent,
             seed: self.seed,
             compute_loss: self.loss,
         }
     }
 }
 
-pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
+/// `encore train`: the model, or `None` on a rank other than 0 of a multi-rank run.
+pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Option<Model>> {
+    match crate::dist::plan(&a.dist)? {
+        crate::dist::Plan::Single => {}
+        plan => return crate::dist::train(a, plan, quiet),
+    }
     let opts = FitOptions {
         device: a.device,
         gpu: GpuOptions {
@@ -99,7 +116,7 @@ pub fn cmd_train(a: &TrainArgs, quiet: bool) -> Result<Model> {
         quiet,
         eval_k: a.eval_k,
     };
-    train_to_dir(&a.dataset, &a.out, &a.config(), &opts, a.force)
+    train_to_dir(&a.dataset, &a.out, &a.config(), &opts, a.force).map(Some)
 }
 
 /// Loads `dataset`, trains with `cfg`, prints progress and a summary, and saves to `out`.

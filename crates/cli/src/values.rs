@@ -48,6 +48,16 @@ mirror! {
 }
 
 mirror! {
+    /// How the CPU `cg` solver treats rows with at most `--cg-steps` entries.
+    ShortRowsArg => encore::als::ShortRows {
+        /// Solved exactly by the Woodbury identity (cheaper than CG there).
+        Exact,
+        /// Conjugate gradient like the other rows (as the GPU cg solver does).
+        Cg,
+    }
+}
+
+mirror! {
     /// Which kind of input.
     FormatArg => encore::data::formats::Format {
         /// Decide from the file or directory names.

@@ -289,3 +289,82 @@ fn a_panic_is_reported_as_an_internal_error_with_exit_code_1() {
     assert!(err.contains("please report"), "{err}");
     assert!(!err.contains("panicked at"), "{err}");
 }
+
+#[test]
+fn tune_prints_a_train_command_that_reproduces_its_score_on_valid() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tuned");
+    let o = ok(&[
+        "-q",
+        "tune",
+        s(&f.dataset),
+        "--json",
+        "--trials",
+        "4",
+        "--factors",
+        "4,8",
+        "--iterations",
+        "3",
+        "--min-iterations",
+        "1",
+        "--device",
+        "cpu",
+        "-o",
+        s(&out),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["trials"].as_array().unwrap().len(), 4);
+    let cmd = v["train_command"].as_str().unwrap().to_string();
+    // The same report landed in the output directory, beside both figures.
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tune.json")).unwrap()).unwrap();
+    assert_eq!(saved["train_command"], v["train_command"]);
+    assert!(std::fs::metadata(out.join("tune.png")).unwrap().len() > 1000);
+    assert!(
+        std::fs::read_to_string(out.join("tune.svg"))
+            .unwrap()
+            .contains("nDCG@10")
+    );
+    // Run the printed command (into a scratch model directory), then eval: the same nDCG@10.
+    let model = dir.path().join("model");
+    let words: Vec<String> = cmd
+        .split_whitespace()
+        .skip(1)
+        .map(|w| {
+            if w == "tuned-model" {
+                s(&model).to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(words[0], "train");
+    let mut args: Vec<&str> = vec!["-q"];
+    args.extend(words.iter().map(String::as_str));
+    args.extend(["--device", "cpu"]);
+    ok(&args);
+    let e = ok(&[
+        "-q",
+        "eval",
+        s(&f.dataset),
+        s(&model),
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    let e: serde_json::Value = serde_json::from_str(&stdout(&e)).unwrap();
+    assert_eq!(e["model"]["ndcg"], v["on_valid"]["best"]["ndcg"]);
+    assert_eq!(e["popularity"]["ndcg"], v["on_valid"]["popularity"]["ndcg"]);
+    // An existing output is only replaced with --force, and never a non-tune directory.
+    let again = encore(&["-q", "tune", s(&f.dataset), "-o", s(&out), "--trials", "1"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
+    let onto = encore(&["-q", "tune", s(&f.dataset), "-o", s(&f.model), "--force"]);
+    assert_eq!(onto.status.code(), Some(1));
+    assert!(
+        stderr(&onto).contains("not a tuning result"),
+        "{}",
+        stderr(&onto)
+    );
+}

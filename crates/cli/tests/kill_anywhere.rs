@@ -1,4 +1,5 @@
-//! Kill-anywhere harness (issue 13): `encore prep` and `encore train` are SIGKILLed at seeded
+//! Kill-anywhere harness (issue 13): `encore prep`, `encore train` and `encore tune --out` are
+//! SIGKILLed at seeded
 //! random moments spread over their measured run time, dozens of times each, and after every
 //! kill the output directory must be either the previous output, untouched, or a new complete
 //! one — never missing, never half-written — and nothing else beside it may look like an output.
@@ -7,9 +8,6 @@
 //! (`.NAME.tmp-PID`, see `encore::util::AtomicDir`) stays behind; the next run of the same
 //! destination removes it. The harness checks both: at most the last killed run's temporary
 //! directory is ever left, and a run to completion leaves none.
-//!
-//! `encore tune` does not exist yet; when it does, it writes its outputs through `AtomicDir` too
-//! and belongs in this harness.
 
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -177,8 +175,28 @@ fn kill_repeatedly(
     check_neighbours(dest, neighbours, &[]);
 }
 
+/// The tune output in `dir` is complete: its JSON parses and names the chosen configuration,
+/// and both figures are there.
+fn check_tune(dir: &Path) {
+    let text = std::fs::read_to_string(dir.join("tune.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v["train_command"]
+            .as_str()
+            .unwrap()
+            .starts_with("encore train ")
+    );
+    for f in ["tune.svg", "tune.png"] {
+        assert!(
+            std::fs::metadata(dir.join(f)).unwrap().len() > 0,
+            "{f} empty"
+        );
+    }
+}
+
 #[test]
-fn killed_prep_and_train_never_leave_a_missing_or_partial_output() {
+fn killed_prep_train_and_tune_never_leave_a_missing_or_partial_output() {
     let root = tempfile::tempdir().unwrap();
     let work = root.path();
     let raw = work.join("raw");
@@ -214,4 +232,32 @@ fn killed_prep_and_train_never_leave_a_missing_or_partial_output() {
     kill_repeatedly(&train, &model, MODEL_JSON, &["raw", "ds"], 31, |dir| {
         check_model(dir, &dataset)
     });
+
+    let tuned = work.join("tuned");
+    let tune = [
+        "tune",
+        ds_s,
+        "-o",
+        tuned.to_str().unwrap(),
+        "--force",
+        "--trials",
+        "3",
+        "--factors",
+        "8",
+        "--iterations",
+        "2",
+        "--min-iterations",
+        "1",
+        "--no-defaults",
+        "--device",
+        "cpu",
+    ];
+    kill_repeatedly(
+        &tune,
+        &tuned,
+        "tune.json",
+        &["raw", "ds", "model"],
+        47,
+        check_tune,
+    );
 }

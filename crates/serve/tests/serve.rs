@@ -394,6 +394,8 @@ fn fold_in_equals_the_training_solve_for_that_row() {
                 fixed: &rec.model.items,
                 gram: &g,
                 regularization: cfg.regularization,
+                reg_exponent: 0.0,
+                mean_row: None,
             },
             &mut target,
         )
