@@ -199,9 +199,22 @@ fn random_search_on_synthetic_data_beats_popularity_and_reports_every_trial() {
     assert!(reached(2) <= 3 && reached(3) == 1);
     assert!(r.on_valid.best.ndcg > r.on_valid.popularity.ndcg);
     assert!(!r.out_of_time);
-    // The search is reproducible.
+    // The search is reproducible: the same trials, rungs and scores. Scores are compared to
+    // 1e-12, since the metrics' parallel sums may round their last bit differently.
     let again = tune(&ds, &opts).unwrap();
-    assert_eq!(scores(&again), scores(&r));
+    let (a, b) = (scores(&again), scores(&r));
+    assert_eq!(a.len(), b.len());
+    for ((ca, sa, ea), (cb, sb, eb)) in a.iter().zip(&b) {
+        assert_eq!((ca, ea), (cb, eb));
+        assert_eq!(sa.len(), sb.len(), "{ca:?}");
+        for (x, y) in sa.iter().zip(sb) {
+            assert_eq!(x.0, y.0);
+            assert!(
+                (x.1 - y.1).abs() <= 1e-12 && (x.2 - y.2).abs() <= 1e-12,
+                "{x:?} vs {y:?}"
+            );
+        }
+    }
 }
 
 /// A trial as the reproducibility check compares it: configuration, (iterations, nDCG,
