@@ -64,20 +64,7 @@ impl Collective for Single {
 
 /// All ranks' `f32` blocks, concatenated in rank order.
 pub fn all_gather_f32(c: &mut dyn Collective, mine: &[f32]) -> Result<Vec<f32>> {
-    let blocks = c.all_gather_bytes(bytemuck::cast_slice(mine))?;
-    let total: usize = blocks.iter().map(|b| b.len() / 4).sum();
-    let mut out = Vec::with_capacity(total);
-    for (r, b) in blocks.iter().enumerate() {
-        if b.len() % 4 != 0 {
-            return Err(Error::Runtime(format!(
-                "rank {r} sent {} bytes, not a whole number of f32 values",
-                b.len()
-            )));
-        }
-        // The received bytes need not be 4-byte aligned: copy rather than cast.
-        out.extend(b.chunks_exact(4).map(bytemuck::pod_read_unaligned::<f32>));
-    }
-    Ok(out)
+    Ok(all_gather_f32_each(c, mine)?.concat())
 }
 
 /// Every rank's `f32` block, one list per rank in rank order (blocks may differ in length).

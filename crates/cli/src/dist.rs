@@ -222,17 +222,9 @@ pub fn train(a: &TrainArgs, plan: Plan, quiet: bool) -> Result<Option<Model>> {
     let fitted = pool.install(move || -> Result<(Model, serde_json::Value)> {
         let mut backend = ShardedCpu::new(Box::new(comm), cpu_solver(&cfg)?);
         let model = fit_with(ds, &cfg, &mut backend, &opts, |s| {
-            if !lead || quiet {
-                return;
+            if lead && !quiet {
+                crate::model::print_iteration(s);
             }
-            let valid = s
-                .valid
-                .map(|v| format!("  p@{} {:.4}  nDCG@{} {:.4}", v.k, v.precision, v.k, v.ndcg))
-                .unwrap_or_default();
-            eprintln!(
-                "  iteration {:>3}  {:>8.3} s{valid}",
-                s.iteration, s.seconds
-            );
         })?;
         Ok((model, encore::als::Backend::details(&backend)))
     });
@@ -254,17 +246,11 @@ pub fn train(a: &TrainArgs, plan: Plan, quiet: bool) -> Result<Option<Model>> {
     if let Some(r) = failed {
         bail!("rank {r} exited with an error after training (see its message above)");
     }
-    let its = &model.meta.iterations;
-    let steady: Vec<f64> = its.iter().skip(1).map(|s| s.seconds).collect();
     println!(
         "train: {:.2} s total, steady {:.3} s/iteration on {world} ranks; rank 0 received {} \
          per iteration; wrote {}",
         model.meta.train_seconds,
-        if steady.is_empty() {
-            0.0
-        } else {
-            steady.iter().sum::<f64>() / steady.len() as f64
-        },
+        crate::model::steady_seconds(&model.meta.iterations),
         encore::util::human_bytes(
             details["bytes_received_last_iteration"]
                 .as_u64()

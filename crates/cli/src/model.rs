@@ -9,7 +9,7 @@ use clap::Args;
 
 use encore::als::gpu::GpuOptions;
 use encore::als::model::Model;
-use encore::als::{AlsConfig, SolverKind};
+use encore::als::{AlsConfig, IterationStats, SolverKind};
 use encore::data::dataset::Dataset;
 use encore::data::ids::{IdBuf, Miss};
 use encore::eval;
@@ -157,39 +157,48 @@ pub fn train_to_dir(
         }
     );
     let model = fit_with(ds, cfg, backend.as_mut(), opts, |s| {
-        if quiet {
-            return;
+        if !quiet {
+            print_iteration(s);
         }
-        let loss = s
-            .loss
-            .map(|l| format!("  loss {l:.6e}"))
-            .unwrap_or_default();
-        let valid = s
-            .valid
-            .map(|v| format!("  p@{} {:.4}  nDCG@{} {:.4}", v.k, v.precision, v.k, v.ndcg))
-            .unwrap_or_default();
-        eprintln!(
-            "  iteration {:>3}  {:>8.3} s{loss}{valid}",
-            s.iteration, s.seconds
-        );
     })?;
     model
         .save(out, force)
         .with_context(|| format!("saving the model to {}", out.display()))?;
     let its = &model.meta.iterations;
-    let steady: Vec<f64> = its.iter().skip(1).map(|s| s.seconds).collect();
     println!(
         "train: {:.2} s total, first iteration {:.3} s, steady {:.3} s/iteration; wrote {}",
         model.meta.train_seconds,
         its.first().map(|s| s.seconds).unwrap_or(0.0),
-        if steady.is_empty() {
-            0.0
-        } else {
-            steady.iter().sum::<f64>() / steady.len() as f64
-        },
+        steady_seconds(its),
         out.display()
     );
     Ok(model)
+}
+
+/// One iteration's progress line on stderr (seconds, loss and validation when measured).
+pub(crate) fn print_iteration(s: &IterationStats) {
+    let loss = s
+        .loss
+        .map(|l| format!("  loss {l:.6e}"))
+        .unwrap_or_default();
+    let valid = s
+        .valid
+        .map(|v| format!("  p@{} {:.4}  nDCG@{} {:.4}", v.k, v.precision, v.k, v.ndcg))
+        .unwrap_or_default();
+    eprintln!(
+        "  iteration {:>3}  {:>8.3} s{loss}{valid}",
+        s.iteration, s.seconds
+    );
+}
+
+/// The mean seconds of the iterations after the first (0 with fewer than two).
+pub(crate) fn steady_seconds(its: &[IterationStats]) -> f64 {
+    let steady = its.get(1..).unwrap_or(&[]);
+    if steady.is_empty() {
+        0.0
+    } else {
+        steady.iter().map(|s| s.seconds).sum::<f64>() / steady.len() as f64
+    }
 }
 
 #[derive(Args, Debug)]
