@@ -48,7 +48,7 @@ build)
     cp "$CARGO_TARGET_DIR/release/encore" "$DIR/encore"
     strip "$DIR/encore" 2>/dev/null || true
     # One abi3 wheel (CPython >= 3.9), manylinux-tagged by maturin's own audit of its symbols.
-    "$MATURIN" build --locked --release -m python/Cargo.toml -i "$PY" --out "$DIR" 2>&1 | tail -n 3
+    "$MATURIN" build --locked --release -m python/Cargo.toml -i "$PY" --out "$DIR" 2>&1 | grep -E "Compiling|Built wheel"
     # pytest and what it needs, pure-Python wheels, at the versions this Python has (or the
     # newest), for Python 3.12.
     pins=()
