@@ -266,8 +266,11 @@ fn miss_text(m: Miss, ids: &Ids, what: &str, text: &str) -> String {
     match m {
         Miss::Unknown => format!("unknown {what} {}", text.trim()),
         Miss::NotAnId => format!(
-            "{what} must be a {} id, got {:?}",
-            ids.kind().name(),
+            "{what} must be {} id, got {:?}",
+            match ids.kind() {
+                encore::data::ids::IdKind::Int => "an integer",
+                encore::data::ids::IdKind::Str => "a string",
+            },
             text.trim()
         ),
     }

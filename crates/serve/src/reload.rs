@@ -9,7 +9,7 @@
 //!
 //! One reload runs at a time (a second is answered 409). A model that fails validation is
 //! refused (422 with the reason) and the old one keeps serving; either way the outcome is in the
-//! log and in `encore_model_reloads_total{result}`. The new model is loaded while the old one
+//! log and in `encore_model_reloads_total{reason}` (`ok`, `refused`). The new model is loaded while the old one
 //! serves, so for a moment both are in memory (on the GPU too).
 //!
 //! Access: with `--admin-token` the route needs `Authorization: Bearer <token>` from anywhere;

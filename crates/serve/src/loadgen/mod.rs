@@ -126,6 +126,11 @@ pub const LATE_US: u64 = 1_000;
 /// See [`LATE_US`].
 pub const LATE_SHARE: f64 = 0.01;
 
+/// Whether `late` of `scheduled` requests means the client fell behind (see [`LATE_US`]).
+pub fn saturated(late: u64, scheduled: u64) -> bool {
+    late as f64 > LATE_SHARE * scheduled as f64
+}
+
 /// Results of one load step.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadResult {
@@ -332,7 +337,7 @@ fn finish(
         send_lag: t.send_lag(),
         schedule_lag: Percentiles::from_histogram(lag),
         late,
-        client_saturated: late as f64 > LATE_SHARE * scheduled as f64,
+        client_saturated: saturated(late, scheduled),
         client_cpu_s: cpu,
         client_cpu_cores: cpu.map(|c| c / elapsed),
         error_kinds: t.kinds,
@@ -503,6 +508,25 @@ mod tests {
     fn url_encoding_keeps_unreserved_characters_only() {
         assert_eq!(url_encode("Zoë Smith/1"), "Zo%C3%AB%20Smith%2F1");
         assert_eq!(url_encode("SOab-1._~"), "SOab-1._~");
+    }
+
+    #[test]
+    fn the_client_is_saturated_when_over_one_percent_is_late() {
+        assert!(!saturated(0, 1000));
+        assert!(!saturated(10, 1000), "exactly 1% is still on time");
+        assert!(saturated(11, 1000));
+        assert!(saturated(1, 10));
+        assert!(!saturated(0, 0));
+    }
+
+    #[test]
+    fn lateness_counts_lags_over_a_millisecond() {
+        let mut t = LagTally::new().unwrap();
+        for us in [0, 999, 1000, 1001, 50_000] {
+            t.add(us);
+        }
+        assert_eq!(t.late, 2);
+        assert_eq!(t.hist.len(), 5);
     }
 
     #[test]
