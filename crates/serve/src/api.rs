@@ -277,9 +277,10 @@ fn miss_text(m: Miss, ids: &Ids, what: &str, text: &str) -> String {
 }
 
 /// A JSON answer with the model's header.
-fn json_answer<T: Serialize>(g: &Generation, body: &T) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
+fn json_answer<T: Serialize>(g: &Generation, body: &T, capacity: usize) -> Response {
+    let mut bytes = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => {
             let mut r = Response::new(Body::from(bytes));
             let h = r.headers_mut();
             h.insert(
@@ -291,6 +292,12 @@ fn json_answer<T: Serialize>(g: &Generation, body: &T) -> Response {
         }
         Err(e) => ApiError::internal(format!("encoding the answer: {e}")).into_response(),
     }
+}
+
+/// Bytes to reserve for an answer of `users` × `k` tracks: enough for the usual track object
+/// (id, a name, an artist) so the buffer is written without growing.
+fn answer_capacity(users: usize, k: usize) -> usize {
+    users * (96 + 112 * k)
 }
 
 impl Generation {
@@ -353,7 +360,11 @@ pub(crate) async fn recommend_get(
     let (job, rx) = g.user_job(row, q.k, q.filter);
     g.batcher.submit_or_run(job).map_err(|r| refused(&st, r))?;
     let r = answer(rx).await?;
-    Ok(json_answer(&g, &g.answer_ref(Some(row), q.k, &r)))
+    Ok(json_answer(
+        &g,
+        &g.answer_ref(Some(row), q.k, &r),
+        answer_capacity(1, q.k),
+    ))
 }
 
 pub(crate) async fn recommend_post(
@@ -402,7 +413,7 @@ pub(crate) async fn recommend_post(
             Err(error) => ResultRef::Error(UserErrorRef { user, error }),
         })
         .collect();
-    Ok(json_answer(&g, &out))
+    Ok(json_answer(&g, &out, answer_capacity(out.len(), b.k)))
 }
 
 pub(crate) async fn recommend_history(
@@ -457,7 +468,11 @@ pub(crate) async fn recommend_history(
         })
         .map_err(|r| refused(&st, r))?;
     let r = answer(rx).await?;
-    Ok(json_answer(&g, &g.answer_ref(None, b.k, &r)))
+    Ok(json_answer(
+        &g,
+        &g.answer_ref(None, b.k, &r),
+        answer_capacity(1, b.k),
+    ))
 }
 
 /// `GET /v1/similar`'s answer, as written.
@@ -495,5 +510,6 @@ pub(crate) async fn similar(
             model: &g.id,
             tracks: TrackList(&g, r),
         },
+        answer_capacity(1, q.k),
     ))
 }

@@ -296,7 +296,11 @@ async fn serve_conn(
     let act = activity.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let busy = Busy::new(&act);
-        req.extensions_mut().insert(ConnectInfo(peer));
+        // Only the admin route asks who is calling; inserting the first extension allocates
+        // its map, so other requests skip it.
+        if req.uri().path().starts_with("/admin/") {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
         let app = app.clone();
         async move {
             let r = app.oneshot(req.map(Body::new)).await;

@@ -5,7 +5,7 @@
 //! charged for every request that should have gone out meanwhile (no coordinated omission).
 //! Latencies go into HdrHistograms (1 µs to 60 s, 3 significant digits): successes and 503s
 //! (load shed) apart; every other outcome is counted by kind ([`outcome`]). Sends keep to the
-//! schedule within microseconds (`pace_until`), not the 1 ms of tokio's timer.
+//! schedule within microseconds ([`pace`]), not the 1 ms of tokio's timer.
 //!
 //! Two modes: **open loop** (the default) sends each request on its own task, whether or not
 //! earlier ones have answered, over as many connections as that takes; **pool** (`connections:
@@ -19,6 +19,7 @@
 //! bottleneck is never blamed on the server.
 
 pub mod outcome;
+pub mod pace;
 pub mod pool;
 
 use std::time::{Duration, Instant};
@@ -188,22 +189,6 @@ pub struct LoadResult {
     pub histogram: Histogram<u64>,
 }
 
-/// Waits until `t` to within microseconds. Tokio's timer rounds sleeps up to whole milliseconds,
-/// which would send each request up to 1 ms late and charge that to the server; so it sleeps to
-/// about 2 ms before and yields in a loop for the rest. At rates above ~500/s the pacing task
-/// therefore keeps one runtime thread busy: the price of an honest schedule.
-async fn pace_until(t: tokio::time::Instant) {
-    let coarse = Duration::from_millis(2);
-    if let Some(early) = t.checked_sub(coarse)
-        && early > tokio::time::Instant::now()
-    {
-        tokio::time::sleep_until(early).await;
-    }
-    while tokio::time::Instant::now() < t {
-        tokio::task::yield_now().await;
-    }
-}
-
 /// Microseconds from `from` to `to` (0 when `to` is earlier).
 fn us_between(from: Instant, to: Instant) -> u64 {
     to.saturating_duration_since(from).as_micros().min(u64::MAX as u128) as u64
@@ -256,6 +241,7 @@ fn path_for(user: &str, k: usize) -> String {
 /// Runs one step (open loop or pool, per `cfg.connections`); call inside a tokio runtime.
 pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     let plan = schedule(cfg)?;
+    let scheduled = plan.len() as u64;
     let cpu0 = crate::limits::process_cpu_seconds();
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
     let collector = tokio::spawn(async move {
@@ -267,8 +253,8 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     });
     let start = Instant::now();
     let timing = match cfg.connections {
-        None => open_loop(cfg, &plan, start, tx).await?,
-        Some(n) => pool::run(cfg, n, &plan, start, tx).await?,
+        None => open_loop(cfg, plan, start, tx).await?,
+        Some(n) => pool::run(cfg, n, plan, start, tx).await?,
     };
     let tally = collector
         .await
@@ -278,15 +264,16 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadResult> {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    Ok(finish(cfg, &plan, start, end, timing, tally, cpu))
+    Ok(finish(cfg, scheduled, start, end, timing, tally, cpu))
 }
 
 /// What a mode's driver measured besides the samples.
 pub(crate) struct Timing {
     /// When the last request was handed on.
     pub last_send: Instant,
-    /// The client's own lateness per request (see [`LoadResult::schedule_lag`]).
-    pub schedule_lag: Histogram<u64>,
+    /// The client's own lateness per request (see [`LoadResult::schedule_lag`]); `None`: the
+    /// samples' send lags are that.
+    pub schedule_lag: Option<Histogram<u64>>,
     /// Requests whose schedule lag exceeded [`LATE_US`].
     pub late: u64,
     pub connections_opened: Option<u64>,
@@ -294,7 +281,7 @@ pub(crate) struct Timing {
 
 fn finish(
     cfg: &LoadConfig,
-    plan: &[(Duration, String)],
+    scheduled: u64,
     start: Instant,
     end: Instant,
     timing: Timing,
@@ -309,9 +296,13 @@ fn finish(
         .max(1e-9);
     let shed = t.kinds.status.get(&503).copied().unwrap_or(0);
     let answered = t.ok.len() + t.kinds.status.values().sum::<u64>();
-    let lag = &timing.schedule_lag;
-    let late = timing.late;
-    let scheduled = plan.len() as u64;
+    // Open loop: the client's lateness is when each request's task started (the runtime's own
+    // delay); pool mode: when the pacer handed it on (waiting for a free connection is not the
+    // client's fault).
+    let (lag, late) = match timing.schedule_lag.as_ref() {
+        Some(l) => (l, timing.late),
+        None => (&t.send_lag, t.send_late),
+    };
     LoadResult {
         mode: if cfg.connections.is_some() {
             "pool".into()
@@ -345,41 +336,30 @@ fn finish(
     }
 }
 
-/// Open loop: every request on its own task, connections from hyper's pool as needed.
+/// Open loop: every request on its own task, started by the pacing thread at its intended
+/// time, over connections from hyper's pool as needed.
 async fn open_loop(
     cfg: &LoadConfig,
-    plan: &[(Duration, String)],
+    plan: Vec<(Duration, String)>,
     start: Instant,
     tx: mpsc::UnboundedSender<Sample>,
 ) -> Result<Timing> {
     let base = cfg.url.trim_end_matches('/').to_string();
+    let _: hyper::Uri = format!("{base}{}", path_for("1", cfg.k))
+        .parse()
+        .map_err(|e| Error::Config(format!("bad --url {base}: {e}")))?;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(4096)
         .build_http();
-    let (lag_tx, mut lag_rx) = mpsc::unbounded_channel::<u64>();
-    let lags = tokio::spawn(async move {
-        let mut h = LagTally::new()?;
-        while let Some(us) = lag_rx.recv().await {
-            h.add(us);
-        }
-        Ok::<_, Error>(h)
-    });
-    let tstart = tokio::time::Instant::from_std(start);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (offset, user) in plan {
-        // Reap finished tasks as we go so a long run does not hold every one of them.
-        while tasks.try_join_next().is_some() {}
-        pace_until(tstart + *offset).await;
-        let uri: hyper::Uri = format!("{base}{}", path_for(user, cfg.k))
-            .parse()
-            .map_err(|e| Error::Config(format!("bad --url {base}: {e}")))?;
-        let (client, tx, lag_tx) = (client.clone(), tx.clone(), lag_tx.clone());
-        let intended = start + *offset;
-        let timeout = cfg.timeout;
-        tasks.spawn(async move {
+    let (k, timeout) = (cfg.k, cfg.timeout);
+    let rt = tokio::runtime::Handle::current();
+    let done = pace::pace(plan, start, move |intended, user| {
+        let (client, tx) = (client.clone(), tx.clone());
+        let uri = format!("{base}{}", path_for(&user, k));
+        rt.spawn(async move {
             let lag = us_between(intended, Instant::now());
-            let _ = lag_tx.send(lag);
             let outcome = match tokio::time::timeout(timeout, async {
+                let uri: hyper::Uri = uri.parse()?;
                 let resp = client.get(uri).await?;
                 let s = resp.status();
                 // Read the whole answer: latency ends when the client has it.
@@ -404,17 +384,14 @@ async fn open_loop(
                 send_lag_us: Some(lag),
             });
         });
-    }
-    let last_send = Instant::now();
-    drop((tx, lag_tx));
-    while tasks.join_next().await.is_some() {}
-    let lags = lags
+    })?;
+    let paced = done
         .await
-        .map_err(|e| Error::Runtime(format!("load generator: {e}")))??;
+        .map_err(|_| Error::Runtime("the pacing thread stopped".into()))??;
     Ok(Timing {
-        last_send,
-        schedule_lag: lags.hist,
-        late: lags.late,
+        last_send: paced.last,
+        schedule_lag: None,
+        late: 0,
         connections_opened: None,
     })
 }

@@ -141,6 +141,8 @@ pub struct Tally {
     pub ok: Histogram<u64>,
     pub shed: Histogram<u64>,
     pub send_lag: Histogram<u64>,
+    /// Send lags over [`super::LATE_US`].
+    pub send_late: u64,
     pub kinds: ErrorKinds,
     pub sent: u64,
     pub count: u64,
@@ -152,6 +154,7 @@ impl Tally {
             ok: latency_histogram()?,
             shed: latency_histogram()?,
             send_lag: latency_histogram()?,
+            send_late: 0,
             kinds: ErrorKinds::default(),
             sent: 0,
             count: 0,
@@ -163,6 +166,7 @@ impl Tally {
         if let Some(lag) = s.send_lag_us {
             self.sent += 1;
             record_us(&mut self.send_lag, lag);
+            self.send_late += u64::from(lag > super::LATE_US);
         }
         let k = &mut self.kinds;
         match s.outcome {

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 
 use super::outcome::{Outcome, Sample, classify};
-use super::{LagTally, LoadConfig, Timing, pace_until, path_for, us_between};
+use super::{LoadConfig, Timing, pace, path_for, us_between};
 use encore::error::{Error, Result};
 
 /// Host and port of an `http://` base URL, for connecting and the `Host` header.
@@ -51,7 +51,7 @@ type Queued = (Instant, String);
 pub(crate) async fn run(
     cfg: &LoadConfig,
     n: usize,
-    plan: &[(Duration, String)],
+    plan: Vec<(Duration, String)>,
     start: Instant,
     tx: mpsc::UnboundedSender<Sample>,
 ) -> Result<Timing> {
@@ -64,26 +64,22 @@ pub(crate) async fn run(
         workers.spawn(async move { worker(&host, timeout, &qrx, &tx).await });
     }
     drop(tx);
-    let mut lags = LagTally::new()?;
-    let tstart = tokio::time::Instant::from_std(start);
-    for (offset, user) in plan {
-        pace_until(tstart + *offset).await;
-        let intended = start + *offset;
-        lags.add(us_between(intended, Instant::now()));
-        if qtx.send((intended, path_for(user, cfg.k))).is_err() {
-            break; // every worker has stopped
-        }
-    }
-    let last_send = Instant::now();
-    drop(qtx);
+    let k = cfg.k;
+    // Sends fail only once every worker has stopped; the samples then fall short of the plan.
+    let done = pace::pace(plan, start, move |intended, user| {
+        let _ = qtx.send((intended, path_for(&user, k)));
+    })?;
+    let paced = done
+        .await
+        .map_err(|_| Error::Runtime("the pacing thread stopped".into()))??;
     let mut opened = 0;
     while let Some(r) = workers.join_next().await {
         opened += r.unwrap_or(0);
     }
     Ok(Timing {
-        last_send,
-        schedule_lag: lags.hist,
-        late: lags.late,
+        last_send: paced.last,
+        schedule_lag: Some(paced.lags.hist),
+        late: paced.lags.late,
         connections_opened: Some(opened),
     })
 }
