@@ -211,6 +211,7 @@ pub(crate) async fn accept_loop(
     let served = Arc::new(Semaphore::new(limits.max_connections));
     let overflow = Arc::new(Semaphore::new(limits.overflow));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let trimmer = tokio::spawn(trim_after_bursts(st.metrics.clone()));
     let mut conns = JoinSet::new();
     let mut last_accept_error: Option<Instant> = None;
     tokio::pin!(shutdown);
@@ -263,6 +264,7 @@ pub(crate) async fn accept_loop(
         }
     }
     drop(listener);
+    trimmer.abort();
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(limits.drain_timeout, async {
         while conns.join_next().await.is_some() {}
@@ -279,6 +281,29 @@ pub(crate) async fn accept_loop(
         ));
         conns.abort_all();
         while conns.join_next().await.is_some() {}
+    }
+}
+
+/// Gives freed memory back to the OS once a burst of connections is over: checked every
+/// second, a trim runs when the open connections have fallen to a quarter of their peak since
+/// the last trim (a peak of at least 64), so memory after an overload returns near its start.
+async fn trim_after_bursts(metrics: Arc<Metrics>) {
+    let mut peak = 0i64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let open = metrics.open_connections();
+        peak = peak.max(open);
+        if peak >= 64 && open * 4 <= peak {
+            peak = open;
+            let m = metrics.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if crate::limits::trim_heap() {
+                    m.trimmed();
+                }
+            })
+            .await;
+        }
     }
 }
 

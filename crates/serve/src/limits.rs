@@ -130,6 +130,25 @@ pub fn process_cpu_seconds() -> Option<f64> {
     None
 }
 
+/// Hands freed heap memory back to the OS (glibc's `malloc_trim`); `false` where there is
+/// nothing to call. glibc keeps what thousands of connections freed in its per-thread arenas,
+/// so without this the resident size after an overload stays at its peak (issue 14: 158 → 594
+/// → 772 MB over four runs).
+pub fn trim_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        true
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Resident memory of this process in bytes (Linux: `/proc/self/statm`), for `/metrics`.
 pub fn resident_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/statm").ok()?;

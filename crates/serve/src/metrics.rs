@@ -142,6 +142,7 @@ pub struct Metrics {
     model: Family<ModelLabels, Gauge>,
     reloads: Family<Reason, Counter>,
     resident: Gauge,
+    trims: Counter,
     open_fds: Gauge,
     nofile: Gauge,
     /// Connections open now (counted here and copied to the gauge, so concurrent opens and
@@ -182,6 +183,7 @@ impl Metrics {
             model: Family::default(),
             reloads: Family::default(),
             resident: Gauge::default(),
+            trims: Counter::default(),
             open_fds: Gauge::default(),
             nofile: Gauge::default(),
             open: AtomicI64::new(0),
@@ -266,6 +268,11 @@ impl Metrics {
             m.resident.clone(),
         );
         r.register(
+            "encore_memory_trims",
+            "Times freed heap memory was handed back to the OS after a burst of connections",
+            m.trims.clone(),
+        );
+        r.register(
             "process_open_fds",
             "Open file descriptors of the server process",
             m.open_fds.clone(),
@@ -309,6 +316,16 @@ impl Metrics {
     pub fn connections_open(&self, delta: i64) {
         let now = self.open.fetch_add(delta, Ordering::AcqRel) + delta;
         self.connections_open.set(now);
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> i64 {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Freed memory was handed back to the OS.
+    pub fn trimmed(&self) {
+        self.trims.inc();
     }
 
     /// Records a new high-water mark of requests in flight.
