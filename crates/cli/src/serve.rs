@@ -184,6 +184,11 @@ pub fn cmd_loadgen(a: &LoadgenArgs) -> Result<()> {
             .iter()
             .map(|id| id.to_string())
             .collect();
+    // A pool of thousands of connections, or an open loop against a slow server, needs more
+    // descriptors than the common soft limit of 1,024.
+    if let Err(e) = encore_serve::limits::raise_nofile_limit() {
+        eprintln!("encore loadgen: could not raise the open-file limit: {e}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
