@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::batcher::{Exclude, Job, Refused};
+use crate::batcher::{Exclude, Job, Query as JobQuery, Refused};
 use crate::generation::Generation;
 use crate::metrics::Shed;
 use crate::server::Shared;
@@ -310,7 +310,7 @@ impl Generation {
     ) -> (Job, oneshot::Receiver<Result<Ranked>>) {
         let (tx, rx) = oneshot::channel();
         let job = Job {
-            query: self.rec.model.users.row(row).to_vec(),
+            query: JobQuery::User(row),
             exclude: if filter {
                 Exclude::UserRow(row)
             } else {
@@ -461,7 +461,7 @@ pub(crate) async fn recommend_history(
     let (tx, rx) = oneshot::channel();
     g.batcher
         .submit_or_run(Job {
-            query: x,
+            query: JobQuery::Vector(x),
             exclude: ex,
             k: b.k,
             reply: tx,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 use serde::Serialize;
 
-use crate::batcher::{BatchConfig, Batcher};
+use crate::batcher::{BatchConfig, Batcher, Users};
 use crate::metrics::Metrics;
 use encore::als::foldin::FoldIn;
 use encore::als::model::Model;
@@ -143,10 +143,9 @@ impl Generation {
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let rec = Arc::new(rec);
-        let rows_rec = rec.clone();
-        let rows = Arc::new(move |u: usize| rows_rec.dataset.train.row(u).0.to_vec());
+        let users: Arc<dyn Users> = Arc::new(RecUsers(rec.clone()));
         let scorer: Arc<dyn encore::infer::Scorer> = Arc::new(ScorerRef(rec.clone()));
-        let batcher = Batcher::start(batch, scorer, rows, metrics)?;
+        let batcher = Batcher::start(batch, scorer, users, metrics)?;
         let foldin = FoldIn::new(&rec.model.items, &rec.model.meta.config);
         let header = HeaderValue::from_str(&version.id)
             .map_err(|e| Error::Runtime(format!("model version {:?}: {e}", version.id)))?;
@@ -163,6 +162,20 @@ impl Generation {
     /// Jobs accepted by this generation's batcher and not yet answered.
     pub fn queue_depth(&self) -> usize {
         self.batcher.depth()
+    }
+}
+
+/// The recommender's users (factors, training tracks), shared with the batching thread.
+struct RecUsers(Arc<Recommender>);
+
+impl Users for RecUsers {
+    fn factors(&self, u: usize) -> &[f32] {
+        let f = &self.0.model.users;
+        f.data.get(u * f.k..(u + 1) * f.k).unwrap_or(&[])
+    }
+    fn tracks(&self, u: usize) -> &[u32] {
+        let t = &self.0.dataset.train;
+        if u < t.n_rows { t.row(u).0 } else { &[] }
     }
 }
 
