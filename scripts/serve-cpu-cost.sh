@@ -6,7 +6,9 @@
 # host reaches both alike. The model is small (tiny synth, k = 16) so that the HTTP path, not
 # scoring, is most of the cost.
 #   bash scripts/serve-cpu-cost.sh OLD_BIN NEW_BIN [RATE] [SECONDS] [ROUNDS] [CONNECTIONS]
-# Prints one line per run and a summary (median µs per request, NEW/OLD).
+# OLD_FLAGS and NEW_FLAGS (environment) add serve flags to either (the same binary twice with
+# NEW_FLAGS="--max-in-flight 1" prices a 503 against an answer). Prints one line per run and a
+# summary (median µs per request answered, any status, NEW/OLD).
 set -euo pipefail
 OLD=$1 NEW=$2 RATE=${3:-3000} SECS=${4:-5} ROUNDS=${5:-3} CONNS=${6:-32}
 W=$(mktemp -d "${TMPDIR:-/tmp}/serve-cpu-cost.XXXXXX")
@@ -21,8 +23,10 @@ results=()
 for r in $(seq 1 "$ROUNDS"); do
     for which in old new; do
         bin=$([[ $which == old ]] && echo "$OLD" || echo "$NEW")
+        flags=$([[ $which == old ]] && echo "${OLD_FLAGS:-}" || echo "${NEW_FLAGS:-}")
         port=$((port + 1))
-        "$bin" serve "$W/model" --device cpu --addr "127.0.0.1:$port" >"$W/serve.log" 2>&1 &
+        # shellcheck disable=SC2086
+        "$bin" serve "$W/model" --device cpu --addr "127.0.0.1:$port" $flags >"$W/serve.log" 2>&1 &
         pid=$!
         for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
         # Warm-up (connections, caches), then the measured step.
@@ -37,9 +41,10 @@ for r in $(seq 1 "$ROUNDS"); do
 import json, sys
 step = json.load(open(sys.argv[1]))[0]
 c0, c1 = float(sys.argv[2]), float(sys.argv[3])
-us = (c1 - c0) * 1e6 / max(step["ok"], 1)
+answered = step["ok"] + sum(step["error_kinds"]["status"].values())
+us = (c1 - c0) * 1e6 / max(answered, 1)
 print(f"{sys.argv[4]} round {sys.argv[5]}: {us:.1f} us server CPU per request; ok {step['ok']} "
-      f"of {step['scheduled']}, {step['achieved_rate']:.0f}/s over {step['elapsed_s']:.2f} s, "
+      f"shed {step['shed']} of {step['scheduled']}, {step['answered_rate']:.0f}/s over {step['elapsed_s']:.2f} s, "
       f"p50 {step['latency']['p50_us']} us p99 {step['latency']['p99_us']} us, "
       f"errors {step['errors']}, client behind: {step['client_saturated']}")
 EOF

@@ -12,12 +12,13 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 use crate::api::error_response;
 use crate::metrics::Shed;
@@ -73,15 +74,21 @@ fn static_503(body: &'static str) -> Response {
     r
 }
 
-/// The middleware: admit under the bound (with the deadline) or answer [`busy`].
-pub(crate) async fn admit(State(st): State<Shared>, req: Request, next: Next) -> Response {
+/// Admits `req` to `app` under the bound (with the deadline), or answers [`busy`].
+pub(crate) async fn admit(st: &Shared, app: Router, req: Request) -> Response {
     let a = &st.admission;
     let Ok(permit) = a.permits.try_acquire() else {
         st.metrics.shed(Shed::InFlight);
         return busy();
     };
     st.metrics.in_flight_max(a.in_flight());
-    let out = tokio::time::timeout(a.timeout, next.run(req)).await;
+    let out = tokio::time::timeout(a.timeout, async {
+        match app.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    })
+    .await;
     drop(permit);
     match out {
         Ok(r) => r,

@@ -159,7 +159,6 @@ pub enum UserResult {
 }
 
 /// [`UserAnswer`] as the server writes it, borrowing from the generation.
-#[derive(Serialize)]
 struct AnswerRef<'a> {
     user: Option<Id<'a>>,
     k: usize,
@@ -170,25 +169,100 @@ struct AnswerRef<'a> {
 /// A ranked list written as track objects straight from the dataset.
 struct TrackList<'a>(&'a Generation, &'a Ranked);
 
-impl Serialize for TrackList<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.rec.describe_ref(self.1))
-    }
-}
-
 /// `{"user", "error"}` in place of an answer.
-#[derive(Serialize)]
 struct UserErrorRef<'a> {
     user: &'a IdBuf,
     error: &'a str,
 }
 
 /// One element of a many-user answer, as written.
-#[derive(Serialize)]
-#[serde(untagged)]
 enum ResultRef<'a> {
     Answer(AnswerRef<'a>),
     Error(UserErrorRef<'a>),
+}
+
+/// Answers are written by hand around serde_json's own value encoding: the keys of a fixed
+/// schema as literal bytes, every value (strings escaped, the f32 score in its shortest form)
+/// through `serde_json::to_writer`. Serialising the structs with serde spent a quarter of the
+/// server's user-space instructions on JSON, most of it on the five keys of every track
+/// (valgrind, BENCHMARKS.md); the output is the same JSON (a test pins it to the core's
+/// `Track`).
+trait WriteJson {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+}
+
+/// `v` as a JSON value.
+fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> serde_json::Result<()> {
+    serde_json::to_writer(out, v)
+}
+
+impl WriteJson for TrackList<'_> {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'[');
+        for (i, t) in self.0.rec.describe_ref(self.1).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            value(out, &t.id)?;
+            out.extend_from_slice(b",\"name\":");
+            value(out, &t.name)?;
+            out.extend_from_slice(b",\"artist_id\":");
+            value(out, &t.artist_id)?;
+            out.extend_from_slice(b",\"artist\":");
+            value(out, &t.artist)?;
+            out.extend_from_slice(b",\"score\":");
+            value(out, &t.score)?;
+            out.push(b'}');
+        }
+        out.push(b']');
+        Ok(())
+    }
+}
+
+impl WriteJson for AnswerRef<'_> {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"user\":");
+        value(out, &self.user)?;
+        out.extend_from_slice(b",\"k\":");
+        value(out, &self.k)?;
+        out.extend_from_slice(b",\"model\":");
+        value(out, self.model)?;
+        out.extend_from_slice(b",\"tracks\":");
+        self.tracks.write(out)?;
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+impl WriteJson for ResultRef<'_> {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            ResultRef::Answer(a) => a.write(out),
+            ResultRef::Error(e) => {
+                out.extend_from_slice(b"{\"user\":");
+                value(out, e.user)?;
+                out.extend_from_slice(b",\"error\":");
+                value(out, e.error)?;
+                out.push(b'}');
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<T: WriteJson> WriteJson for [T] {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'[');
+        for (i, x) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            x.write(out)?;
+        }
+        out.push(b']');
+        Ok(())
+    }
 }
 
 fn default_k() -> usize {
@@ -277,9 +351,9 @@ fn miss_text(m: Miss, ids: &Ids, what: &str, text: &str) -> String {
 }
 
 /// A JSON answer with the model's header.
-fn json_answer<T: Serialize>(g: &Generation, body: &T, capacity: usize) -> Response {
+fn json_answer<T: WriteJson + ?Sized>(g: &Generation, body: &T, capacity: usize) -> Response {
     let mut bytes = Vec::with_capacity(capacity);
-    match serde_json::to_writer(&mut bytes, body) {
+    match body.write(&mut bytes) {
         Ok(()) => {
             let mut r = Response::new(Body::from(bytes));
             let h = r.headers_mut();
@@ -413,7 +487,7 @@ pub(crate) async fn recommend_post(
             Err(error) => ResultRef::Error(UserErrorRef { user, error }),
         })
         .collect();
-    Ok(json_answer(&g, &out, answer_capacity(out.len(), b.k)))
+    Ok(json_answer(&g, &out[..], answer_capacity(out.len(), b.k)))
 }
 
 pub(crate) async fn recommend_history(
@@ -476,12 +550,26 @@ pub(crate) async fn recommend_history(
 }
 
 /// `GET /v1/similar`'s answer, as written.
-#[derive(Serialize)]
 struct SimilarRef<'a> {
     item: Id<'a>,
     k: usize,
     model: &'a str,
     tracks: TrackList<'a>,
+}
+
+impl WriteJson for SimilarRef<'_> {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"item\":");
+        value(out, &self.item)?;
+        out.extend_from_slice(b",\"k\":");
+        value(out, &self.k)?;
+        out.extend_from_slice(b",\"model\":");
+        value(out, self.model)?;
+        out.extend_from_slice(b",\"tracks\":");
+        self.tracks.write(out)?;
+        out.push(b'}');
+        Ok(())
+    }
 }
 
 pub(crate) async fn similar(

@@ -35,7 +35,6 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 use crate::metrics::{ConnEvent, Metrics, Shed};
 use crate::server::{Limits, Log, Shared};
@@ -245,9 +244,9 @@ pub(crate) async fn accept_loop(
             st.metrics.connection(ConnEvent::Served);
             let open = Open::new(&st.metrics);
             let (app, http, stop) = (app.clone(), http.clone(), stop_rx.clone());
-            let (metrics, idle) = (st.metrics.clone(), limits.idle_timeout);
+            let (st2, idle) = (st.clone(), limits.idle_timeout);
             conns.spawn(async move {
-                serve_conn(stream, peer, app, &http, idle, stop, &metrics).await;
+                serve_conn(stream, peer, app, st2, &http, idle, stop).await;
                 drop((permit, open));
             });
         } else if let Ok(permit) = overflow.clone().try_acquire_owned() {
@@ -312,11 +311,12 @@ async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
+    st: Shared,
     http: &http1::Builder,
     idle: Duration,
     mut stop: watch::Receiver<bool>,
-    metrics: &Metrics,
 ) {
+    let metrics = st.metrics.clone();
     let activity = Arc::new(Activity::new());
     let act = activity.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -326,11 +326,11 @@ async fn serve_conn(
         if req.uri().path().starts_with("/admin/") {
             req.extensions_mut().insert(ConnectInfo(peer));
         }
-        let app = app.clone();
+        let (app, st) = (app.clone(), st.clone());
         async move {
-            let r = app.oneshot(req.map(Body::new)).await;
+            let r = crate::server::handle(&st, app, req.map(Body::new)).await;
             drop(busy);
-            r
+            Ok::<_, std::convert::Infallible>(r)
         }
     });
     let conn = http.serve_connection(TokioIo::new(stream), svc);
