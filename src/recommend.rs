@@ -213,7 +213,10 @@ impl Recommender {
 
     /// [`Recommender::describe`] borrowing from the dataset: what the server writes into its
     /// answers without copying a name (the same JSON as [`Track`]).
-    pub fn describe_ref<'a>(&'a self, r: &'a Ranked) -> impl ExactSizeIterator<Item = TrackRef<'a>> + 'a {
+    pub fn describe_ref<'a>(
+        &'a self,
+        r: &'a Ranked,
+    ) -> impl ExactSizeIterator<Item = TrackRef<'a>> + 'a {
         let names = self.dataset.names.as_ref();
         r.items.iter().zip(&r.scores).map(move |(&i, &score)| {
             let iu = i as usize;
@@ -222,7 +225,9 @@ impl Recommender {
                 id: self.dataset.item_ids.get(iu),
                 name: names.and_then(|n| n.names.get(iu)).and_then(nonempty),
                 artist_id: names.and_then(|n| n.artist_ids.get(iu).copied().flatten()),
-                artist: names.and_then(|n| n.artist_names.get(iu)).and_then(nonempty),
+                artist: names
+                    .and_then(|n| n.artist_names.get(iu))
+                    .and_then(nonempty),
                 score,
             }
         })

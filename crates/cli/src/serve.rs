@@ -19,7 +19,7 @@ fn seconds(s: &str) -> std::result::Result<Duration, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(v.is_finite() && v >= 0.0 && v <= 1e9) {
+    if !(0.0..=1e9).contains(&v) {
         return Err(format!("{s} is not a number of seconds in 0..=1e9"));
     }
     Ok(Duration::from_secs_f64(v))

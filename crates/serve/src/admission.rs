@@ -49,8 +49,7 @@ impl Admission {
 /// The body of every shed answer, made once.
 const BUSY: &str = r#"{"error":"server busy: too many requests in flight, retry later"}"#;
 /// The body of the answer on a connection over the connection limit.
-const BUSY_CONNECTIONS: &str =
-    r#"{"error":"server busy: too many connections, retry later"}"#;
+const BUSY_CONNECTIONS: &str = r#"{"error":"server busy: too many connections, retry later"}"#;
 
 /// The 503 for a request over the bound: no allocation beyond the response itself.
 pub(crate) fn busy() -> Response {

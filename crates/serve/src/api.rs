@@ -1,6 +1,6 @@
 //! The recommendation routes: request validation, JSON answers and JSON errors.
 //!
-//! Every handler takes the model generation current when it starts ([`AppState::current`]) and
+//! Every handler takes the model generation current when it starts ([`AppState::current`](crate::AppState::current)) and
 //! uses only that one, so a reload never mixes models inside a request, and every answer names
 //! the model that produced it (its `model` field and the `x-encore-model` header). A track is
 //! the core's [`Track`](encore::recommend::Track) schema everywhere (README "Track objects").

@@ -185,7 +185,11 @@ impl Batcher {
             return self.submit(job);
         }
         let t = Instant::now();
-        score(inline.scorer.as_ref(), inline.users.as_ref(), &mut vec![job]);
+        score(
+            inline.scorer.as_ref(),
+            inline.users.as_ref(),
+            &mut vec![job],
+        );
         self.depth.fetch_sub(1, Ordering::AcqRel);
         inline.observer.batch(1, t.elapsed().as_secs_f64());
         Ok(())

@@ -119,6 +119,7 @@ fn current_nofile() -> u64 {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0
             && lim.rlim_cur != libc::RLIM_INFINITY
         {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every unix
             return lim.rlim_cur as u64;
         }
     }

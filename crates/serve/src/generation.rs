@@ -212,7 +212,9 @@ pub fn load_checked(
 ) -> Result<Recommender> {
     let model = Model::load(&src.model)?;
     let ds = match (&src.dataset, current) {
-        (None, Some(cur)) if cur.dataset.manifest.content_hash == model.meta.dataset.content_hash => {
+        (None, Some(cur))
+            if cur.dataset.manifest.content_hash == model.meta.dataset.content_hash =>
+        {
             cur.dataset.clone()
         }
         (Some(dir), _) => Dataset::load(dir)?,

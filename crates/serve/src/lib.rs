@@ -5,7 +5,7 @@
 //! - [`api`]: the recommendation routes, their JSON answers and errors.
 //! - [`admission`]: the bound on requests in flight (503 at once when full).
 //! - [`conn`]: the accept loop, connection limit, header-read and idle timeouts, the drain.
-//! - [`generation`] and [`reload`]: the model being served, its version, and live reload.
+//! - [`generation`] and [`reload`](mod@reload): the model being served, its version, and live reload.
 //! - [`batcher`]: the worker thread that merges concurrent requests into shared `top_k` calls.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`limits`]: the open-file limit, the process's CPU time and memory.

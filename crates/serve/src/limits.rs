@@ -56,6 +56,7 @@ pub fn raise_nofile_limit() -> Result<NofileLimit, String> {
             std::io::Error::last_os_error()
         ));
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every unix
     let to_u64 = |v: libc::rlim_t| {
         if v == libc::RLIM_INFINITY {
             u64::MAX
@@ -107,7 +108,9 @@ pub const RESERVED_FDS: u64 = 256;
 
 /// The most connections `nofile` descriptors allow with [`RESERVED_FDS`] kept aside (at least 1).
 pub fn connections_allowed(nofile: u64) -> usize {
-    nofile.saturating_sub(RESERVED_FDS).clamp(1, usize::MAX as u64) as usize
+    nofile
+        .saturating_sub(RESERVED_FDS)
+        .clamp(1, usize::MAX as u64) as usize
 }
 
 /// CPU seconds (user + system) this process has used so far, for the load generator's report

@@ -291,7 +291,9 @@ impl Metrics {
         self.requests
             .get_or_create(&RouteStatus { route, status })
             .inc();
-        self.latency.get_or_create(&Route { route }).observe(seconds);
+        self.latency
+            .get_or_create(&Route { route })
+            .observe(seconds);
     }
 
     /// Records a request answered 503.

@@ -41,7 +41,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub(crate) fn new(batch: BatchConfig, source: Option<ModelSource>, token: Option<String>) -> Self {
+    pub(crate) fn new(
+        batch: BatchConfig,
+        source: Option<ModelSource>,
+        token: Option<String>,
+    ) -> Self {
         Self {
             busy: tokio::sync::Mutex::new(()),
             batch,
@@ -252,9 +256,7 @@ pub(crate) async fn admin_reload(State(st): State<Shared>, req: Request) -> Resp
             Err(e) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
-                    &format!(
-                        "the body must be empty or {{\"model\": DIR, \"dataset\": DIR}}: {e}"
-                    ),
+                    &format!("the body must be empty or {{\"model\": DIR, \"dataset\": DIR}}: {e}"),
                 );
             }
         }

@@ -4,7 +4,7 @@
 //! Routes (JSON): `GET /v1/recommend?user=ID&k=10&filter=true`, `POST /v1/recommend` with many
 //! users, `POST /v1/recommend/history` for a listener the model has never seen (fold-in),
 //! `GET /v1/similar?item=ID&k=10`, `GET /healthz` (status and model version), `GET /metrics`
-//! (Prometheus text), `POST /admin/reload` (see [`crate::reload`]).
+//! (Prometheus text), `POST /admin/reload` (see [`crate::reload`](mod@crate::reload)).
 //!
 //! Every recommendation goes through the model generation's [`batcher`](crate::batcher):
 //! handlers validate, queue one job per user and await their answers, so concurrent requests
@@ -253,8 +253,7 @@ async fn metrics_route(State(st): State<Shared>) -> Response {
     let g = st.current();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics
-            .render(g.queue_depth(), st.admission.in_flight()),
+        st.metrics.render(g.queue_depth(), st.admission.in_flight()),
     )
         .into_response()
 }
@@ -316,9 +315,9 @@ pub async fn serve(state: Shared, cfg: &ServeConfig, ready: impl FnOnce(SocketAd
                     }
                 });
             }
-            Err(e) => state
-                .log
-                .say(&format!("cannot listen for SIGHUP ({e}); reload with POST /admin/reload")),
+            Err(e) => state.log.say(&format!(
+                "cannot listen for SIGHUP ({e}); reload with POST /admin/reload"
+            )),
         }
     }
     serve_until(state, cfg, ready, shutdown_signal()).await

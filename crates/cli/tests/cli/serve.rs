@@ -30,7 +30,14 @@ impl Serve {
         c.arg("-c")
             .arg(format!("{limit}exec \"$0\" \"$@\""))
             .arg(bin)
-            .args(["serve", s(model), "--addr", "127.0.0.1:0", "--device", "cpu"])
+            .args([
+                "serve",
+                s(model),
+                "--addr",
+                "127.0.0.1:0",
+                "--device",
+                "cpu",
+            ])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -43,22 +50,20 @@ impl Serve {
                 if n == 0 {
                     break;
                 }
-                e2.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                e2.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        out.read_line(&mut line).expect("reading serve's first line");
+        out.read_line(&mut line)
+            .expect("reading serve's first line");
         let addr = line
             .split("http://")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address in {line:?}; stderr: {}",
-                    err.lock().unwrap()
-                )
-            })
+            .unwrap_or_else(|| panic!("no address in {line:?}; stderr: {}", err.lock().unwrap()))
             .to_string();
         std::thread::spawn(move || {
             let mut rest = String::new();
@@ -96,7 +101,11 @@ impl Serve {
     /// `GET path` on a fresh connection: status and body.
     fn get(&self, path: &str) -> (u16, String) {
         let mut c = TcpStream::connect(&self.addr).expect("connecting to serve");
-        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         c.read_to_string(&mut text).unwrap();
         let status = text
@@ -130,7 +139,7 @@ fn hard_nofile() -> u64 {
     };
     // SAFETY: `l` is a valid, writable rlimit.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) }, 0);
-    l.rlim_max as u64
+    l.rlim_max
 }
 
 #[test]
@@ -168,8 +177,20 @@ fn sighup_reloads_a_retrained_model_in_place() {
     let model = dir.path().join("model");
     let train = |seed: &str| {
         ok(&[
-            "-q", "train", s(&f.dataset), "-o", s(&model), "--iterations", "2", "--factors",
-            "8", "--device", "cpu", "--seed", seed, "--force",
+            "-q",
+            "train",
+            s(&f.dataset),
+            "-o",
+            s(&model),
+            "--iterations",
+            "2",
+            "--factors",
+            "8",
+            "--device",
+            "cpu",
+            "--seed",
+            seed,
+            "--force",
         ]);
     };
     train("1");
@@ -185,7 +206,11 @@ fn sighup_reloads_a_retrained_model_in_place() {
     }
     assert_ne!(now, before, "SIGHUP did not reload: {}", srv.stderr());
     assert!(srv.stderr().contains("SIGHUP: reloading the model"));
-    assert!(srv.stderr().contains(&format!("model {now}")), "{}", srv.stderr());
+    assert!(
+        srv.stderr().contains(&format!("model {now}")),
+        "{}",
+        srv.stderr()
+    );
     // And the new model answers.
     let user = user_ids(&f.dataset)[0];
     let (code, body) = srv.get(&format!("/v1/recommend?user={user}&k=3"));
@@ -198,7 +223,12 @@ fn sighup_reloads_a_retrained_model_in_place() {
     while !srv.stderr().contains("refused") && t.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(srv.stderr().contains(&format!("refused, still serving {now}")), "{}", srv.stderr());
+    assert!(
+        srv.stderr()
+            .contains(&format!("refused, still serving {now}")),
+        "{}",
+        srv.stderr()
+    );
     assert_eq!(srv.version(), now);
 }
 
@@ -207,7 +237,14 @@ fn sigterm_with_a_partial_header_client_exits_within_the_drain_deadline() {
     let f = fixture();
     let mut srv = Serve::start(
         &f.model,
-        &["--drain-timeout", "0.5", "--header-timeout", "600", "--idle-timeout", "600"],
+        &[
+            "--drain-timeout",
+            "0.5",
+            "--header-timeout",
+            "600",
+            "--idle-timeout",
+            "600",
+        ],
         None,
     );
     let mut slow = TcpStream::connect(&srv.addr).unwrap();
@@ -219,7 +256,11 @@ fn sigterm_with_a_partial_header_client_exits_within_the_drain_deadline() {
     let code = srv.wait_exit(Duration::from_secs(60));
     assert_eq!(code, Some(0), "serve did not exit: {}", srv.stderr());
     assert!(t.elapsed() < Duration::from_secs(60));
-    assert!(srv.stderr().contains("drain deadline (0.5 s) reached"), "{}", srv.stderr());
+    assert!(
+        srv.stderr().contains("drain deadline (0.5 s) reached"),
+        "{}",
+        srv.stderr()
+    );
 }
 
 /// The `"score":` values of a JSON text, as written.
@@ -251,14 +292,40 @@ fn cli_json_uses_the_track_schema_with_float32_scores() {
     let f = fixture();
     let ids = user_ids(&f.dataset);
     let user = ids[0].to_string();
-    let rec = ok(&["-q", "recommend", s(&f.model), "--user", &user, "-k", "4", "--json"]);
+    let rec = ok(&[
+        "-q",
+        "recommend",
+        s(&f.model),
+        "--user",
+        &user,
+        "-k",
+        "4",
+        "--json",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.txt");
     std::fs::write(&file, format!("{user}\n")).unwrap();
-    let lines = ok(&["-q", "recommend", s(&f.model), "--users-file", s(&file), "-k", "4"]);
+    let lines = ok(&[
+        "-q",
+        "recommend",
+        s(&f.model),
+        "--users-file",
+        s(&file),
+        "-k",
+        "4",
+    ]);
     let rec_v: serde_json::Value = serde_json::from_str(&stdout(&rec)).unwrap();
     let item = rec_v["tracks"][0]["id"].to_string();
-    let sim = ok(&["-q", "similar", s(&f.model), "--item", &item, "-k", "3", "--json"]);
+    let sim = ok(&[
+        "-q",
+        "similar",
+        s(&f.model),
+        "--item",
+        &item,
+        "-k",
+        "3",
+        "--json",
+    ]);
     let line_v = json_lines(&lines).remove(0);
     for (text, v) in [
         (stdout(&rec), rec_v.clone()),
@@ -277,5 +344,8 @@ fn cli_json_uses_the_track_schema_with_float32_scores() {
             );
         }
     }
-    assert_eq!(rec_v["tracks"], line_v["tracks"], "the same tracks either way");
+    assert_eq!(
+        rec_v["tracks"], line_v["tracks"],
+        "the same tracks either way"
+    );
 }

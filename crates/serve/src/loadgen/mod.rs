@@ -191,7 +191,9 @@ pub struct LoadResult {
 
 /// Microseconds from `from` to `to` (0 when `to` is earlier).
 fn us_between(from: Instant, to: Instant) -> u64 {
-    to.saturating_duration_since(from).as_micros().min(u64::MAX as u128) as u64
+    to.saturating_duration_since(from)
+        .as_micros()
+        .min(u64::MAX as u128) as u64
 }
 
 /// The schedule: intended offsets from the start and URL-encoded user ids.

@@ -167,7 +167,10 @@ async fn worker(
 }
 
 /// A new keep-alive connection to `host`, its driver on a task of its own.
-async fn connect(host: &str, timeout: Duration) -> std::result::Result<SendRequest<Empty<Bytes>>, Outcome> {
+async fn connect(
+    host: &str,
+    timeout: Duration,
+) -> std::result::Result<SendRequest<Empty<Bytes>>, Outcome> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(host)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(classify(&e, true)),
@@ -189,7 +192,10 @@ mod tests {
 
     #[test]
     fn the_authority_of_a_base_url() {
-        assert_eq!(authority("http://127.0.0.1:8080").unwrap(), "127.0.0.1:8080");
+        assert_eq!(
+            authority("http://127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080"
+        );
         assert_eq!(authority("http://localhost").unwrap(), "localhost:80");
         assert!(authority("https://x:1").is_err());
         assert!(authority("not a url").is_err());

@@ -110,7 +110,13 @@ fn raw_server(then: fn(std::net::TcpStream)) -> String {
     url
 }
 
-fn step(url: String, rate: f64, ms: u64, timeout_ms: u64, pool: Option<usize>) -> encore_serve::loadgen::LoadResult {
+fn step(
+    url: String,
+    rate: f64,
+    ms: u64,
+    timeout_ms: u64,
+    pool: Option<usize>,
+) -> encore_serve::loadgen::LoadResult {
     let cfg = LoadConfig {
         timeout: Duration::from_millis(timeout_ms),
         connections: pool,
@@ -125,7 +131,11 @@ fn failures_are_counted_by_kind() {
         // Nothing listening: every request is a refused connection.
         let r = step(closed_port(), 100.0, 300, 2_000, pool);
         assert!(r.scheduled > 0);
-        assert_eq!(r.error_kinds.connect_refused, r.scheduled, "{pool:?}: {:?}", r.error_kinds);
+        assert_eq!(
+            r.error_kinds.connect_refused, r.scheduled,
+            "{pool:?}: {:?}",
+            r.error_kinds
+        );
         assert_eq!(r.errors, r.scheduled);
         // A server that reads the request and closes without answering: reset.
         let r = step(
@@ -140,7 +150,11 @@ fn failures_are_counted_by_kind() {
             2_000,
             pool,
         );
-        assert_eq!(r.error_kinds.reset, r.scheduled, "{pool:?}: {:?}", r.error_kinds);
+        assert_eq!(
+            r.error_kinds.reset, r.scheduled,
+            "{pool:?}: {:?}",
+            r.error_kinds
+        );
         // A server that never answers: timeout.
         let r = step(
             raw_server(|c| {
@@ -152,7 +166,11 @@ fn failures_are_counted_by_kind() {
             200,
             pool,
         );
-        assert_eq!(r.error_kinds.timeout, r.scheduled, "{pool:?}: {:?}", r.error_kinds);
+        assert_eq!(
+            r.error_kinds.timeout, r.scheduled,
+            "{pool:?}: {:?}",
+            r.error_kinds
+        );
         assert_eq!(r.ok + r.shed, 0);
     }
 }
@@ -163,9 +181,17 @@ fn the_client_says_when_it_fell_behind_its_own_schedule() {
     // the flag itself is pinned by a unit test in `loadgen`).
     for pool in [None, Some(2)] {
         let r = step(closed_port(), 2e6, 20, 2_000, pool);
-        assert!(r.client_saturated, "{pool:?}: late {} of {}", r.late, r.scheduled);
+        assert!(
+            r.client_saturated,
+            "{pool:?}: late {} of {}",
+            r.late, r.scheduled
+        );
         assert!(r.schedule_lag.p99_us > 1_000);
-        assert!(r.send_elapsed_s > 0.02, "sending took {} s", r.send_elapsed_s);
+        assert!(
+            r.send_elapsed_s > 0.02,
+            "sending took {} s",
+            r.send_elapsed_s
+        );
         assert!(r.sent_rate < 2e6, "sent {}/s", r.sent_rate);
     }
 }
@@ -187,7 +213,10 @@ fn pool_mode_keeps_exactly_its_connections() {
     assert_eq!(r.connections_opened, Some(3));
     // The server saw those three, and this scrape's own connection.
     let m = get(&s.url("/metrics")).1;
-    assert_eq!(metric(&m, "encore_connections_total{reason=\"served\"}"), 4.0);
+    assert_eq!(
+        metric(&m, "encore_connections_total{reason=\"served\"}"),
+        4.0
+    );
     s.stop().unwrap();
     // One connection to a server that holds each answer 400 ms: requests queue for it, and
     // those that wait past the timeout are counted as timeouts without being sent.
@@ -203,6 +232,9 @@ fn pool_mode_keeps_exactly_its_connections() {
     assert!(r.sent < r.scheduled, "sent {} of {}", r.sent, r.scheduled);
     assert!(r.error_kinds.timeout > 0);
     assert_eq!(r.ok + r.error_kinds.timeout, r.scheduled);
-    assert!(r.send_lag.max_us > 100_000, "requests waited for the connection");
+    assert!(
+        r.send_lag.max_us > 100_000,
+        "requests waited for the connection"
+    );
     s.stop().unwrap();
 }

@@ -52,16 +52,8 @@ fn requests_over_the_in_flight_bound_get_503_at_once_and_the_bound_holds() {
         .collect();
     let results: Vec<(u16, bool, Duration)> =
         handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let ok: Vec<Duration> = results
-        .iter()
-        .filter(|r| r.0 == 200)
-        .map(|r| r.2)
-        .collect();
-    let shed: Vec<Duration> = results
-        .iter()
-        .filter(|r| r.0 == 503)
-        .map(|r| r.2)
-        .collect();
+    let ok: Vec<Duration> = results.iter().filter(|r| r.0 == 200).map(|r| r.2).collect();
+    let shed: Vec<Duration> = results.iter().filter(|r| r.0 == 503).map(|r| r.2).collect();
     assert_eq!(ok.len() + shed.len(), 16, "only 200 and 503: {results:?}");
     assert!(!ok.is_empty() && !shed.is_empty(), "{results:?}");
     assert!(
@@ -157,7 +149,11 @@ fn a_partial_header_connection_is_closed_after_the_header_timeout() {
         "a client that never finished its headers was not disconnected"
     );
     assert_eq!(
-        wait_metric(&s, "encore_connections_total{reason=\"header_timeout\"}", 1.0),
+        wait_metric(
+            &s,
+            "encore_connections_total{reason=\"header_timeout\"}",
+            1.0
+        ),
         1.0
     );
     s.stop().unwrap();
@@ -219,13 +215,19 @@ fn connections_over_the_limit_are_answered_503_and_closed() {
     let mut served = false;
     for _ in 0..200 {
         let mut c = TcpStream::connect(s.addr).unwrap();
-        if raw_request(&mut c, "/healthz").0.starts_with("HTTP/1.1 200") {
+        if raw_request(&mut c, "/healthz")
+            .0
+            .starts_with("HTTP/1.1 200")
+        {
             served = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(served, "a closed connection's place was never given to a new one");
+    assert!(
+        served,
+        "a closed connection's place was never given to a new one"
+    );
     drop(b);
     s.stop().unwrap();
 }

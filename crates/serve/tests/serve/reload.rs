@@ -69,7 +69,11 @@ fn models_swap_under_concurrent_load_with_no_failed_request() {
         assert_eq!(code, 200, "{body}");
         let r: Reloaded = serde_json::from_str(&body).unwrap();
         assert_eq!(r.previous, *versions.last().unwrap());
-        assert_eq!(healthz_version(&s).id, r.model.id, "healthz shows the new model");
+        assert_eq!(
+            healthz_version(&s).id,
+            r.model.id,
+            "healthz shows the new model"
+        );
         versions.push(r.model.id);
     }
     std::thread::sleep(Duration::from_millis(150));
@@ -79,7 +83,10 @@ fn models_swap_under_concurrent_load_with_no_failed_request() {
         .flat_map(|h| h.join().unwrap())
         .collect();
     assert_ne!(versions[0], versions[1], "a and b are different models");
-    assert_eq!(versions[0], versions[2], "the same files give the same version");
+    assert_eq!(
+        versions[0], versions[2],
+        "the same files give the same version"
+    );
     let failed: Vec<_> = results.iter().filter(|r| r.0 != 200).collect();
     assert!(
         failed.is_empty(),
@@ -135,7 +142,10 @@ fn a_request_in_flight_finishes_on_the_model_it_started_with() {
     );
     let (code, body, model) = in_flight.join().unwrap();
     assert_eq!(code, 200, "{body}");
-    assert_eq!(model, v_a, "the request in flight was answered by the old model");
+    assert_eq!(
+        model, v_a,
+        "the request in flight was answered by the old model"
+    );
     let got: UserAnswer = serde_json::from_str(&body).unwrap();
     assert_eq!(got.tracks.iter().map(tid).collect::<Vec<_>>(), want_a);
     let (code, body, model) = get_with_model(&agent(), &url);
@@ -190,7 +200,10 @@ fn a_bad_model_is_refused_and_the_old_one_keeps_serving() {
             serde_json::json!({"model": other, "dataset": ds.dir}).to_string(),
             "does not belong to dataset",
         ),
-        (reload_body(&dir.path().join("missing")), "not a model directory"),
+        (
+            reload_body(&dir.path().join("missing")),
+            "not a model directory",
+        ),
     ];
     for (body, why) in &cases {
         let (code, text) = post(&s.url("/admin/reload"), body);
@@ -206,7 +219,10 @@ fn a_bad_model_is_refused_and_the_old_one_keeps_serving() {
         metric(&m, "encore_model_reloads_total{reason=\"refused\"}"),
         cases.len() as f64
     );
-    assert!(s.logged().contains(&format!("refused, still serving {before}")));
+    assert!(
+        s.logged()
+            .contains(&format!("refused, still serving {before}"))
+    );
     // Without a source and without a body there is nothing to reload.
     let (code, text) = post(&s.url("/admin/reload"), "");
     assert_eq!(code, 400, "{text}");
@@ -240,7 +256,11 @@ fn a_token_guards_the_reload_route() {
     let before = s.state.version().id;
     let (code, body) = call(Some("Bearer s3cret"));
     assert_eq!(code, 200, "{body}");
-    assert_ne!(s.state.version().id, before, "the configured source was loaded");
+    assert_ne!(
+        s.state.version().id,
+        before,
+        "the configured source was loaded"
+    );
     s.stop().unwrap();
 }
 

@@ -451,11 +451,7 @@ fn string_ids_answer_in_the_original_ids() {
     );
     assert_eq!(code, 200, "{body}");
     let h: UserAnswer = serde_json::from_str(&body).unwrap();
-    assert!(
-        h.tracks
-            .iter()
-            .all(|t| t.id != IdBuf::Str(song.clone()))
-    );
+    assert!(h.tracks.iter().all(|t| t.id != IdBuf::Str(song.clone())));
     let (code, body) = get(&s.url(&format!("/v1/similar?item={song}&k=2")));
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
