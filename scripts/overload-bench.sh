@@ -9,13 +9,15 @@
 #   3. Live reload under $RELOAD_RATE req/s: POST /admin/reload twice during one step.
 #   4. CPU backend: its own, shorter ramp.
 # Every loadgen step's JSON (rates over real elapsed time, errors by kind, 503 latencies, the
-# client's lag and CPU), the servers' RSS and /metrics go into $OUT/overload.json; logs into
-# $OUT/*.log. A phase that would pass the time budget ($BUDGET s, default 420) is skipped and
+# client's lag and CPU) and the servers' RSS go into $OUT/overload.json; every raw file (loadgen
+# JSON and logs, server logs, /metrics at the end of each server) into $OUT/overload-bench.tgz
+# (the device tool brings back only a few files per call). A phase that would pass the time budget ($BUDGET s, default 420) is skipped and
 # says so, so the whole run stays under 8 minutes.
 #   bash scripts/overload-bench.sh            (knobs below, as environment variables)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lfm-common.sh"
-OUT=${OUT:-overload-bench-out}
+FINAL=${OUT:-overload-bench-out}
+OUT=$W/overload-bench
 BUDGET=${BUDGET:-420}
 GPU_RATES=${GPU_RATES:-10000,25000,50000,75000,100000,125000,150000,200000}
 OPEN_RATES=${OPEN_RATES:-25000,50000,100000}
@@ -27,7 +29,8 @@ CPU_IN_FLIGHT=${CPU_IN_FLIGHT:-64}
 RELOAD_RATE=${RELOAD_RATE:-20000}
 # The "GPU" phases' device (cpu lets the script itself be tried on a host without a GPU).
 GPU_DEVICE=${GPU_DEVICE:-gpu}
-mkdir -p "$OUT" "$W"
+rm -rf "$OUT"
+mkdir -p "$OUT" "$W" "$FINAL"
 START=$SECONDS
 echo "overload-bench: $(nproc) cores, $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
 lfm_model
@@ -147,3 +150,5 @@ for f in glob.glob(os.path.join(out, "*.rss")):
 json.dump(res, open(os.path.join(out, "overload.json"), "w"), indent=1)
 print("overload-bench: wrote", os.path.join(out, "overload.json"), "after", res["elapsed_s"], "s")
 EOF
+cp "$OUT/overload.json" "$FINAL/"
+tar -C "$W" -czf "$FINAL/overload-bench.tgz" overload-bench
