@@ -5,12 +5,12 @@
 //! server and the benchmarks all use it, so every entry point filters, breaks ties and reports
 //! names the same way.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::als::Factors;
 use crate::als::model::Model;
 use crate::data::dataset::Dataset;
-use crate::data::ids::{IdBuf, Miss};
+use crate::data::ids::{Id, IdBuf, Miss};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, eval_users, metrics};
 use crate::gpu::{DeviceChoice, Gpu};
@@ -18,10 +18,15 @@ use crate::infer::{
     BATCH, CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer, normalize_rows, similar_items,
 };
 
-/// One recommended track.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One recommended track. Its JSON is the one schema for a track everywhere (`recommend
+/// --json`, `similar --json`, `--users-file` lines and every HTTP answer, README "Track
+/// objects"): `{"id", "name", "artist_id", "artist", "score"}`, the score a float32 written at
+/// float32 precision. The dense index is left out: it is an internal position that changes
+/// whenever `prep` runs again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Track {
-    /// Dense column index.
+    /// Dense column index (not serialized).
+    #[serde(skip)]
     pub index: u32,
     /// Original track id (a number or a string, as the dataset's ids are).
     pub id: IdBuf,
@@ -192,24 +197,51 @@ impl Recommender {
 
     /// Names and original ids for a ranked list.
     pub fn describe(&self, r: &Ranked) -> Vec<Track> {
-        let names = self.dataset.names.as_ref();
         r.items
             .iter()
-            .zip(&r.scores)
-            .map(|(&i, &score)| {
-                let iu = i as usize;
-                let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
-                Track {
-                    index: i,
-                    id: self.dataset.item_ids.get(iu).to_owned(),
-                    name: names.and_then(|n| nonempty(&n.names[iu])),
-                    artist_id: names.and_then(|n| n.artist_ids[iu]),
-                    artist: names.and_then(|n| nonempty(&n.artist_names[iu])),
-                    score,
-                }
+            .zip(self.describe_ref(r))
+            .map(|(&index, t)| Track {
+                index,
+                id: t.id.to_owned(),
+                name: t.name.map(str::to_string),
+                artist_id: t.artist_id,
+                artist: t.artist.map(str::to_string),
+                score: t.score,
             })
             .collect()
     }
+
+    /// [`Recommender::describe`] borrowing from the dataset: what the server writes into its
+    /// answers without copying a name (the same JSON as [`Track`]).
+    pub fn describe_ref<'a>(
+        &'a self,
+        r: &'a Ranked,
+    ) -> impl ExactSizeIterator<Item = TrackRef<'a>> + 'a {
+        let names = self.dataset.names.as_ref();
+        r.items.iter().zip(&r.scores).map(move |(&i, &score)| {
+            let iu = i as usize;
+            let nonempty = |s: &'a String| (!s.is_empty()).then_some(s.as_str());
+            TrackRef {
+                id: self.dataset.item_ids.get(iu),
+                name: names.and_then(|n| n.names.get(iu)).and_then(nonempty),
+                artist_id: names.and_then(|n| n.artist_ids.get(iu).copied().flatten()),
+                artist: names
+                    .and_then(|n| n.artist_names.get(iu))
+                    .and_then(nonempty),
+                score,
+            }
+        })
+    }
+}
+
+/// A [`Track`] borrowed from its dataset; serialises to the same JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrackRef<'a> {
+    pub id: Id<'a>,
+    pub name: Option<&'a str>,
+    pub artist_id: Option<u64>,
+    pub artist: Option<&'a str>,
+    pub score: f32,
 }
 
 /// "unknown user id X", or "not a user id: X" for text that cannot be one.

@@ -166,23 +166,30 @@ fn ramp(rec: Recommender, a: &ReportOptions, users: &[String]) -> Result<Vec<Loa
         let mut rate = a.start_rate;
         for i in 0..a.max_steps {
             let r = rt.block_on(encore_serve::loadgen::run(&LoadConfig {
-                url: format!("http://{addr}"),
-                users: users.to_vec(),
-                k: 10,
-                rate,
-                duration: Duration::from_secs_f64(a.step_seconds),
                 seed: 7 + i as u64,
+                ..LoadConfig::new(
+                    format!("http://{addr}"),
+                    users.to_vec(),
+                    rate,
+                    Duration::from_secs_f64(a.step_seconds),
+                )
             }))?;
             let saturated = r.latency.p95_us as f64 / 1e3 > a.saturation_ms
                 || r.shed > 0
                 || r.errors > 0
                 || (r.ok as f64) < 0.9 * r.sent as f64;
             eprintln!(
-                "  rate {:.0}/s: {:.0}/s answered, p95 {:.2} ms{}",
+                "  rate {:.0}/s: {:.0}/s answered over {:.2} s, p95 {:.2} ms{}{}",
                 rate,
                 r.achieved_rate,
+                r.elapsed_s,
                 r.latency.p95_us as f64 / 1e3,
-                if saturated { " (saturated)" } else { "" }
+                if saturated { " (saturated)" } else { "" },
+                if r.client_saturated {
+                    " (the client fell behind its schedule)"
+                } else {
+                    ""
+                }
             );
             steps.push(r);
             if saturated {
@@ -424,18 +431,25 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
                 .unwrap_or_else(|| "-".into())
         );
     }
-    md += "\n## 2. p95 latency against request rate\n\n![p95](p95-vs-rate.svg)\n\n| backend | offered (req/s) | answered (req/s) | shed | p50 (ms) | p95 (ms) | p99 (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    md += "\n## 2. p95 latency against request rate\n\n![p95](p95-vs-rate.svg)\n\nAnswered rates are over each step's real elapsed time (until its last answer), not its nominal length. A step marked *client behind* had over 1% of its requests sent more than 1 ms late by the load generator itself: its latencies include the client's delay.\n\n| backend | offered (req/s) | answered (req/s) | elapsed (s) | shed | errors | p50 (ms) | p95 (ms) | p99 (ms) | client |\n| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |\n";
     for s in &r.serving {
         for x in &s.steps {
             md += &format!(
-                "| {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
                 s.backend,
                 x.target_rate,
                 x.achieved_rate,
+                x.elapsed_s,
                 x.shed,
+                x.error_kinds.summary(),
                 x.latency.p50_us as f64 / 1e3,
                 x.latency.p95_us as f64 / 1e3,
-                x.latency.p99_us as f64 / 1e3
+                x.latency.p99_us as f64 / 1e3,
+                if x.client_saturated {
+                    "behind"
+                } else {
+                    "on time"
+                }
             );
         }
     }

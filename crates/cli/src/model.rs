@@ -379,7 +379,10 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
         if a.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"user": user, "tracks": tracks}))?
+                serde_json::to_string_pretty(&UserTracks {
+                    user,
+                    tracks: &tracks
+                })?
             );
         } else {
             println!(
@@ -425,17 +428,26 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (line, l) in &lines {
+        let line = *line;
         let json = match l {
             UserLine::Known { id, .. } => match next.next() {
-                Some(r) => serde_json::json!({"line": line, "user": id, "tracks": rec.describe(r)}),
+                Some(r) => serde_json::to_string(&LineAnswer::Tracks {
+                    line,
+                    user: id,
+                    tracks: rec.describe(r),
+                })?,
                 None => anyhow::bail!("internal error: fewer results than users"),
             },
-            UserLine::Unknown(id) => {
-                serde_json::json!({"line": line, "user": id, "error": "unknown user id"})
-            }
-            UserLine::NotAnId(text) => {
-                serde_json::json!({"line": line, "user": text, "error": "not a user id"})
-            }
+            UserLine::Unknown(id) => serde_json::to_string(&LineAnswer::Error {
+                line,
+                user: id.clone(),
+                error: "unknown user id",
+            })?,
+            UserLine::NotAnId(text) => serde_json::to_string(&LineAnswer::Error {
+                line,
+                user: IdBuf::Str(text.clone()),
+                error: "not a user id",
+            })?,
         };
         writeln!(out, "{json}")?;
     }
@@ -454,6 +466,38 @@ pub fn cmd_recommend(a: &RecommendArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `recommend --user ID --json`. Typed rather than `json!`, which widened each f32 score to
+/// f64 and printed digits float32 does not have (issue 14); tracks are the core's schema.
+#[derive(serde::Serialize)]
+struct UserTracks<'a> {
+    user: encore::data::ids::Id<'a>,
+    tracks: &'a [Track],
+}
+
+/// `similar --json`.
+#[derive(serde::Serialize)]
+struct ItemTracks<'a> {
+    item: encore::data::ids::Id<'a>,
+    tracks: &'a [Track],
+}
+
+/// One `--users-file` answer line: the user's tracks, or why there are none (the same shape
+/// as an element of the server's `POST /v1/recommend` answer, with the line number).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum LineAnswer<'a> {
+    Tracks {
+        line: usize,
+        user: &'a IdBuf,
+        tracks: Vec<Track>,
+    },
+    Error {
+        line: usize,
+        user: IdBuf,
+        error: &'static str,
+    },
 }
 
 /// A non-blank line of a `--users-file`.
@@ -507,7 +551,10 @@ pub fn cmd_similar(a: &SimilarArgs) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"item": item, "tracks": tracks}))?
+            serde_json::to_string_pretty(&ItemTracks {
+                item,
+                tracks: &tracks
+            })?
         );
     } else {
         let me = rec.describe(&encore::infer::Ranked {

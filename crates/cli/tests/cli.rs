@@ -1,7 +1,10 @@
 //! The `encore` binary as a user runs it: exit codes, what reaches stdout and stderr, and the
 //! issue 13 regressions (thread cap, per-line `--users-file` answers, the CPU-fallback note once
 //! and silent under `-q`, benchmarks with their default flags on a CPU-only host and a tiny
-//! dataset, panics mapped to exit code 1).
+//! dataset, panics mapped to exit code 1), and `encore serve` as a process (`cli/serve.rs`).
+
+#[path = "cli/serve.rs"]
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -22,13 +22,10 @@ pub fn with_server<T>(
     batch: BatchConfig,
     f: impl FnOnce(&tokio::runtime::Runtime, std::net::SocketAddr, &Recommender) -> Result<T>,
 ) -> Result<T> {
-    let cfg = ServeConfig {
-        addr: "127.0.0.1:0"
-            .parse()
-            .map_err(|e| Error::Config(format!("address: {e}")))?,
-        batch,
-        body_limit: 1 << 20,
-    };
+    let addr = "127.0.0.1:0"
+        .parse()
+        .map_err(|e| Error::Config(format!("address: {e}")))?;
+    let cfg = ServeConfig::new(addr, batch);
     let st = state(rec, &cfg)?;
     let shared = st.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -53,7 +50,8 @@ pub fn with_server<T>(
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| Error::Runtime("the report's server did not start".into()))?;
-    let out = f(&rt, addr, shared.recommender());
+    let rec = shared.recommender();
+    let out = f(&rt, addr, &rec);
     let _ = stop_tx.send(());
     let _ = rt.block_on(server);
     out

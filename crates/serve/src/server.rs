@@ -1,43 +1,105 @@
-//! `encore serve`: recommendations over HTTP (axum on tokio) with dynamic batching.
+//! `encore serve`: recommendations over HTTP (axum on tokio, hyper underneath) with dynamic
+//! batching, admission control, live model reload and a bounded shutdown.
 //!
 //! Routes (JSON): `GET /v1/recommend?user=ID&k=10&filter=true`, `POST /v1/recommend` with many
 //! users, `POST /v1/recommend/history` for a listener the model has never seen (fold-in),
-//! `GET /v1/similar?item=ID&k=10`, `GET /healthz`, `GET /metrics` (Prometheus text).
+//! `GET /v1/similar?item=ID&k=10`, `GET /healthz` (status and model version), `GET /metrics`
+//! (Prometheus text), `POST /admin/reload` (see [`crate::reload`](mod@crate::reload)).
 //!
-//! Every recommendation goes through the [`batcher`](crate::batcher): handlers validate, queue one job per user
-//! and await their answers, so concurrent requests share `Scorer::top_k` calls on the CPU or
-//! GPU. Errors are JSON `{"error": ...}`: unknown user or track → 404, bad parameters or
-//! malformed JSON → 400, a body over the limit → 413, a full queue → 503 with Retry-After.
-//! SIGTERM or Ctrl-C stops accepting connections and lets in-flight requests finish.
+//! Every recommendation goes through the model generation's [`batcher`](crate::batcher):
+//! handlers validate, queue one job per user and await their answers, so concurrent requests
+//! share `Scorer::top_k` calls on the CPU or GPU. Errors are JSON `{"error": ...}`: unknown user
+//! or track → 404, bad parameters or malformed JSON → 400, a body over the limit → 413, load
+//! shed → 503 with `Retry-After`.
+//!
+//! Overload (issue 14): the HTTP side, not the scorer, saturated first, and the excess queued in
+//! front of the bounded batch queue — in sockets and in hyper — so the shedding that existed
+//! bounded nothing and latency grew to seconds. Now the bounds sit at the edge:
+//! - [`crate::admission`]: at most `max_in_flight` requests in the `/v1` routes; one more is
+//!   answered 503 at once (no waiting), and each admitted request has a deadline.
+//! - [`crate::conn`]: at most `max_connections` connections; the next ones are answered 503
+//!   and closed; request headers must arrive within `header_timeout` and an idle keep-alive
+//!   connection is closed after `idle_timeout` (slowloris); after SIGTERM, connections get
+//!   `drain_timeout` to finish what they are doing, then the process exits regardless.
+//! - The batch queue must hold at least `max_in_flight` jobs, so an admitted single-user request
+//!   is never refused by the queue behind it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use serde::Serialize;
+use tower::ServiceExt;
 
-use crate::batcher::{BatchConfig, Batcher, Exclude, Job, Refused};
-use crate::metrics::Metrics;
-use encore::als::foldin::FoldIn;
-use encore::data::ids::IdBuf;
+use crate::admission::Admission;
+use crate::api::{self, ApiError, MAX_USERS};
+use crate::batcher::BatchConfig;
+use crate::generation::{Generation, ModelSource, ModelVersion};
+use crate::metrics::{Metrics, route_label};
+use crate::reload::Reloader;
 use encore::error::{Error, Result};
-use encore::infer::Ranked;
-use encore::recommend::{Recommender, Track};
+use encore::recommend::Recommender;
 
-/// Largest k a request may ask for.
-pub const MAX_K: usize = 1000;
-/// Users per `POST /v1/recommend` (below the default queue, so one request cannot fill it).
-pub const MAX_USERS: usize = 1_000;
-/// Entries per fold-in history.
-pub const MAX_HISTORY: usize = 100_000;
+/// Where the server's operational messages go (reloads, the drain, accept errors): the CLI
+/// prints them to stderr; tests collect them.
+#[derive(Clone)]
+pub struct Log(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Log {
+    /// Messages to nowhere.
+    pub fn none() -> Self {
+        Self(Arc::new(|_| {}))
+    }
+    /// Messages to stderr, after `prefix`.
+    pub fn stderr(prefix: &'static str) -> Self {
+        Self(Arc::new(move |m| eprintln!("{prefix}{m}")))
+    }
+    pub(crate) fn say(&self, m: &str) {
+        (self.0)(m)
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Log")
+    }
+}
+
+/// The bounds of the HTTP edge (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests at once in the `/v1` routes; more are answered 503 at once.
+    pub max_in_flight: usize,
+    /// Connections at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers (from the connection's start, or the end of the
+    /// previous answer); then the connection is closed.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Longest an admitted request may take (reading its body included); then 503.
+    pub request_timeout: Duration,
+    /// After the shutdown signal, how long connections get to finish before they are closed.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 512,
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -46,447 +108,173 @@ pub struct ServeConfig {
     pub batch: BatchConfig,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    pub limits: Limits,
+    /// What `SIGHUP` and a bodiless `POST /admin/reload` load again (`None`: nothing, for a
+    /// model handed over in memory; a reload must then name its directory).
+    pub source: Option<ModelSource>,
+    /// When set, `POST /admin/reload` needs `Authorization: Bearer <token>` and is open to any
+    /// address; when not, it is answered only to loopback clients.
+    pub admin_token: Option<String>,
+    pub log: Log,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but the address and batching.
+    pub fn new(addr: SocketAddr, batch: BatchConfig) -> Self {
+        Self {
+            addr,
+            batch,
+            body_limit: 1 << 20,
+            limits: Limits::default(),
+            source: None,
+            admin_token: None,
+            log: Log::none(),
+        }
+    }
+
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<()> {
+        let l = &self.limits;
+        if l.max_in_flight == 0 || l.max_connections == 0 {
+            return Err(Error::Config(
+                "--max-in-flight and --max-connections must be >= 1".into(),
+            ));
+        }
+        if self.batch.queue < l.max_in_flight {
+            return Err(Error::Config(format!(
+                "--queue ({}) must be at least --max-in-flight ({}): otherwise admitted requests \
+                 would be refused by the batch queue behind the bound",
+                self.batch.queue, l.max_in_flight
+            )));
+        }
+        for (name, d) in [
+            ("--header-timeout", l.header_timeout),
+            ("--idle-timeout", l.idle_timeout),
+            ("--request-timeout", l.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::Config(format!("{name} must be > 0")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Shared by every handler.
 pub struct AppState {
-    rec: Arc<Recommender>,
-    batcher: Batcher,
-    foldin: FoldIn,
-    metrics: Arc<Metrics>,
-}
-
-/// A JSON error with its status.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-    fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        r
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        Self::new(status, r.body_text())
-    }
-}
-
-/// A JSON request body: axum's `Json` (same content-type check, same rejections) after a check
-/// that the whole body is UTF-8. serde skips the fields a request type ignores without looking
-/// at their strings, so `Json` alone accepted invalid UTF-8 inside an unknown key (found by
-/// fuzzing `serve_requests`, issue 13); such a body is not JSON and is answered 400.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, ApiError> {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(|r| {
-                let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                ApiError::new(status, r.body_text())
-            })?;
-        if let Err(e) = std::str::from_utf8(&bytes) {
-            return Err(ApiError::bad(format!(
-                "request body is not valid UTF-8 (byte {}), so not JSON",
-                e.valid_up_to()
-            )));
-        }
-        let Json(v) = Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Self(v))
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::bad(r.body_text())
-    }
-}
-
-/// Recommended tracks for one user.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct UserAnswer {
-    /// The user as the dataset names them (a number or a string); `None` for a fold-in.
-    pub user: Option<IdBuf>,
-    pub k: usize,
-    pub tracks: Vec<TrackOut>,
-}
-
-/// One track in an answer.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct TrackOut {
-    pub track_id: IdBuf,
-    pub name: Option<String>,
-    pub artist_id: Option<u64>,
-    pub artist: Option<String>,
-    pub score: f32,
-}
-
-impl From<Track> for TrackOut {
-    fn from(t: Track) -> Self {
-        Self {
-            track_id: t.id,
-            name: t.name,
-            artist_id: t.artist_id,
-            artist: t.artist,
-            score: t.score,
-        }
-    }
-}
-
-fn default_k() -> usize {
-    10
-}
-fn default_true() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
-struct RecommendQuery {
-    /// An integer's digits or a string id (URL-encoded).
-    user: String,
-    #[serde(default = "default_k")]
-    k: usize,
-    #[serde(default = "default_true")]
-    filter: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct RecommendBody {
-    /// JSON numbers or strings.
-    users: Vec<IdBuf>,
-    #[serde(default = "default_k")]
-    k: usize,
-    #[serde(default = "default_true")]
-    filter: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct HistoryEntry {
-    track: IdBuf,
-    plays: f32,
-}
-
-#[derive(Debug, Deserialize)]
-struct HistoryBody {
-    history: Vec<HistoryEntry>,
-    #[serde(default = "default_k")]
-    k: usize,
-    #[serde(default = "default_true")]
-    filter: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct SimilarQuery {
-    item: String,
-    #[serde(default = "default_k")]
-    k: usize,
-}
-
-fn check_k(k: usize) -> std::result::Result<(), ApiError> {
-    if (1..=MAX_K).contains(&k) {
-        Ok(())
-    } else {
-        Err(ApiError::bad(format!("k must be 1..={MAX_K}, got {k}")))
-    }
-}
-
-impl AppState {
-    /// Queues one query and waits for its answer.
-    async fn ask(
-        &self,
-        query: Vec<f32>,
-        exclude: Exclude,
-        k: usize,
-    ) -> std::result::Result<Ranked, ApiError> {
-        let rx = self.queue(query, exclude, k)?;
-        answer(rx).await
-    }
-
-    /// Queues one query; the receiver yields its answer.
-    fn queue(
-        &self,
-        query: Vec<f32>,
-        exclude: Exclude,
-        k: usize,
-    ) -> std::result::Result<oneshot::Receiver<Result<Ranked>>, ApiError> {
-        let (tx, rx) = oneshot::channel();
-        self.batcher
-            .submit_or_run(Job {
-                query,
-                exclude,
-                k,
-                reply: tx,
-            })
-            .map_err(refused)?;
-        Ok(rx)
-    }
-
-    /// The job for a known user (404 for an unknown one) and the receiver of its answer.
-    fn user_job(
-        &self,
-        user: &str,
-        k: usize,
-        filter: bool,
-    ) -> std::result::Result<(Job, oneshot::Receiver<Result<Ranked>>, IdBuf), ApiError> {
-        let row = self.user_row(user)?;
-        let (tx, rx) = oneshot::channel();
-        let job = Job {
-            query: self.rec.model.users.row(row).to_vec(),
-            exclude: if filter {
-                Exclude::UserRow(row)
-            } else {
-                Exclude::Nothing
-            },
-            k,
-            reply: tx,
-        };
-        Ok((job, rx, self.rec.dataset.user_ids.get(row).to_owned()))
-    }
-
-    /// The row of a user id's text: 404 for an unknown id, 400 for text that cannot be one.
-    fn user_row(&self, user: &str) -> std::result::Result<usize, ApiError> {
-        lookup(&self.rec.dataset.user_ids, user, "user")
-    }
-
-    fn user_answer(&self, user: Option<IdBuf>, k: usize, r: &Ranked) -> UserAnswer {
-        UserAnswer {
-            user,
-            k,
-            tracks: self
-                .rec
-                .describe(r)
-                .into_iter()
-                .map(TrackOut::from)
-                .collect(),
-        }
-    }
-}
-
-impl AppState {
-    /// The recommender being served.
-    pub fn recommender(&self) -> &Recommender {
-        &self.rec
-    }
-}
-
-/// The index of an id's text among `ids`: 404 for an unknown id, 400 for text that cannot be
-/// an id of this dataset (not an integer, for integer ids).
-fn lookup(
-    ids: &encore::data::ids::Ids,
-    text: &str,
-    what: &str,
-) -> std::result::Result<usize, ApiError> {
-    use encore::data::ids::Miss;
-    ids.lookup(text).map_err(|m| match m {
-        Miss::Unknown => ApiError::not_found(format!("unknown {what} {}", text.trim())),
-        Miss::NotAnId => ApiError::bad(format!(
-            "{what} must be a {} id, got {:?}",
-            ids.kind().name(),
-            text.trim()
-        )),
-    })
-}
-
-/// The 503 for a refused job.
-fn refused(r: Refused) -> ApiError {
-    match r {
-        Refused::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue full, retry later"),
-        Refused::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-    }
-}
-
-/// Waits for a queued query's answer.
-async fn answer(rx: oneshot::Receiver<Result<Ranked>>) -> std::result::Result<Ranked, ApiError> {
-    rx.await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "scoring worker stopped"))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    current: RwLock<Arc<Generation>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) admission: Admission,
+    pub(crate) reloader: Reloader,
+    pub(crate) log: Log,
+    pub(crate) started: Instant,
 }
 
 pub type Shared = Arc<AppState>;
 
-async fn recommend_get(
-    State(st): State<Shared>,
-    q: std::result::Result<Query<RecommendQuery>, QueryRejection>,
-) -> std::result::Result<Json<UserAnswer>, ApiError> {
-    let Query(q) = q?;
-    check_k(q.k)?;
-    let (job, rx, user) = st.user_job(&q.user, q.k, q.filter)?;
-    st.batcher.submit_or_run(job).map_err(refused)?;
-    let r = answer(rx).await?;
-    Ok(Json(st.user_answer(Some(user), q.k, &r)))
-}
-
-async fn recommend_post(
-    State(st): State<Shared>,
-    JsonBody(b): JsonBody<RecommendBody>,
-) -> std::result::Result<Json<Vec<UserAnswer>>, ApiError> {
-    check_k(b.k)?;
-    if b.users.is_empty() || b.users.len() > MAX_USERS {
-        return Err(ApiError::bad(format!(
-            "users must hold 1..={MAX_USERS} ids"
-        )));
-    }
-    // Build every job first (an unknown id fails before anything is queued), then queue them
-    // all at once or none, so they share batches; answers are collected in order.
-    let mut jobs = Vec::with_capacity(b.users.len());
-    let mut pending = Vec::with_capacity(b.users.len());
-    for u in &b.users {
-        let (job, rx, user) = st.user_job(&u.text(), b.k, b.filter)?;
-        jobs.push(job);
-        pending.push((user, rx));
-    }
-    st.batcher.submit_all(jobs).map_err(refused)?;
-    let mut out = Vec::with_capacity(pending.len());
-    for (u, rx) in pending {
-        let r = answer(rx).await?;
-        out.push(st.user_answer(Some(u), b.k, &r));
-    }
-    Ok(Json(out))
-}
-
-async fn recommend_history(
-    State(st): State<Shared>,
-    JsonBody(b): JsonBody<HistoryBody>,
-) -> std::result::Result<Json<UserAnswer>, ApiError> {
-    check_k(b.k)?;
-    if b.history.is_empty() || b.history.len() > MAX_HISTORY {
-        return Err(ApiError::bad(format!(
-            "history must hold 1..={MAX_HISTORY} entries"
-        )));
-    }
-    let mut hist = Vec::with_capacity(b.history.len());
-    for h in &b.history {
-        if !(h.plays.is_finite() && h.plays > 0.0) {
-            return Err(ApiError::bad(format!(
-                "plays of track {} must be > 0",
-                h.track
-            )));
-        }
-        let i = lookup(&st.rec.dataset.item_ids, &h.track.text(), "track")?;
-        hist.push((i as u32, h.plays));
-    }
-    // Repeated tracks add their plays, as prep's aggregation does.
-    hist.sort_unstable_by_key(|&(i, _)| i);
-    let mut merged: Vec<(u32, f32)> = Vec::with_capacity(hist.len());
-    for (i, p) in hist {
-        match merged.last_mut() {
-            Some((j, q)) if *j == i => *q += p,
-            _ => merged.push((i, p)),
+impl AppState {
+    /// The generation serving new requests now.
+    pub fn current(&self) -> Arc<Generation> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
-    // O(n·k²) in f64: off the async workers for long histories.
-    let (st2, hist2) = (st.clone(), merged.clone());
-    let x = tokio::task::spawn_blocking(move || st2.foldin.solve(&st2.rec.model.items, &hist2))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let ex = if b.filter {
-        Exclude::Items(merged.iter().map(|&(i, _)| i).collect())
-    } else {
-        Exclude::Nothing
+
+    /// Puts `g` in place of the current generation and returns the one it replaced.
+    pub(crate) fn swap(&self, g: Arc<Generation>) -> Arc<Generation> {
+        let mut w = match self.current.write() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::replace(&mut *w, g)
+    }
+
+    /// The recommender being served now.
+    pub fn recommender(&self) -> Arc<Recommender> {
+        self.current().rec.clone()
+    }
+
+    /// The version of the model being served now.
+    pub fn version(&self) -> ModelVersion {
+        self.current().version.clone()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// Builds the shared state: the first generation (batcher, fold-in) over `rec`, the metrics and
+/// the admission bound.
+pub fn state(rec: Recommender, cfg: &ServeConfig) -> Result<Shared> {
+    cfg.validate()?;
+    let metrics = Arc::new(Metrics::new(&rec.scorer.name()));
+    let dir = cfg.source.as_ref().map(|s| s.model.as_path());
+    let version = ModelVersion::of(&rec, dir);
+    metrics.model(&version);
+    let g = Generation::start(rec, version, cfg.batch, metrics.clone())?;
+    Ok(Arc::new(AppState {
+        current: RwLock::new(Arc::new(g)),
+        admission: Admission::new(cfg.limits.max_in_flight, cfg.limits.request_timeout),
+        reloader: Reloader::new(cfg.batch, cfg.source.clone(), cfg.admin_token.clone()),
+        metrics,
+        log: cfg.log.clone(),
+        started: Instant::now(),
+    }))
+}
+
+/// `GET /healthz`: status, the model being served, and the load.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub model: ModelVersion,
+    pub in_flight: usize,
+    pub queue_depth: usize,
+    pub uptime_s: f64,
+}
+
+async fn healthz(State(st): State<Shared>) -> Response {
+    let g = st.current();
+    let h = Health {
+        status: "ok".into(),
+        model: g.version.clone(),
+        in_flight: st.admission.in_flight(),
+        queue_depth: g.queue_depth(),
+        uptime_s: st.started.elapsed().as_secs_f64(),
     };
-    let r = st.ask(x, ex, b.k).await?;
-    Ok(Json(st.user_answer(None, b.k, &r)))
-}
-
-async fn similar(
-    State(st): State<Shared>,
-    q: std::result::Result<Query<SimilarQuery>, QueryRejection>,
-) -> std::result::Result<Json<serde_json::Value>, ApiError> {
-    let Query(q) = q?;
-    check_k(q.k)?;
-    let item = lookup(&st.rec.dataset.item_ids, &q.item, "track")?;
-    let item_id = st.rec.dataset.item_ids.get(item).to_owned();
-    let st2 = st.clone();
-    let k = q.k;
-    let tracks = tokio::task::spawn_blocking(move || -> Result<Vec<TrackOut>> {
-        let r = st2.rec.similar_rows(&[item as u32], k)?;
-        Ok(r.first()
-            .map(|r| st2.rec.describe(r))
-            .unwrap_or_default()
-            .into_iter()
-            .map(TrackOut::from)
-            .collect())
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(
-        serde_json::json!({ "item": item_id, "k": q.k, "tracks": tracks }),
-    ))
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
+    let mut r = axum::Json(h).into_response();
+    r.headers_mut().insert(api::MODEL_HEADER, g.header.clone());
+    r
 }
 
 async fn metrics_route(State(st): State<Shared>) -> Response {
+    let g = st.current();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(st.batcher.depth()),
+        st.metrics.render(g.queue_depth(), st.admission.in_flight()),
     )
         .into_response()
 }
 
-/// Records route, status and latency of every request.
-async fn observe(
-    State(st): State<Shared>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let route = req.uri().path().to_string();
+/// One request through the edge: admission for the `/v1` routes ([`crate::admission`]), then
+/// the router, then route, status and latency into the metrics. Done here, around the router,
+/// rather than as two axum middleware layers, each of which boxed a future and cloned a boxed
+/// service on every request (about a fifth of the allocations a request made).
+pub async fn handle(st: &Shared, app: Router, req: Request) -> Response {
+    let route = route_label(req.uri().path());
     let t = Instant::now();
-    let resp = next.run(req).await;
-    let route = match route.as_str() {
-        "/v1/recommend" | "/v1/recommend/history" | "/v1/similar" | "/healthz" | "/metrics" => {
-            route
+    let resp = if route.starts_with("/v1/") {
+        crate::admission::admit(st, app, req).await
+    } else {
+        match app.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
         }
-        _ => "other".into(),
     };
     st.metrics
-        .request(&route, resp.status().as_u16(), t.elapsed().as_secs_f64());
+        .request(route, resp.status().as_u16(), t.elapsed().as_secs_f64());
     resp
 }
 
@@ -494,79 +282,69 @@ async fn fallback() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-/// The router over `state` (also used by tests with their own listener).
+/// The routes over `state` (the fuzz target calls it directly). The server puts [`handle`]
+/// around it: admission control and metrics are not part of the router.
 pub fn router(state: Shared, body_limit: usize) -> Router {
     Router::new()
-        .route("/v1/recommend", get(recommend_get).post(recommend_post))
-        .route("/v1/recommend/history", post(recommend_history))
-        .route("/v1/similar", get(similar))
+        .route(
+            "/v1/recommend",
+            get(api::recommend_get).post(api::recommend_post),
+        )
+        .route("/v1/recommend/history", post(api::recommend_history))
+        .route("/v1/similar", get(api::similar))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_route))
+        .route("/admin/reload", post(crate::reload::admin_reload))
         .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
-/// Builds the shared state: the batcher over the recommender's scorer, fold-in and metrics.
-pub fn state(rec: Recommender, cfg: &ServeConfig) -> Result<Shared> {
-    let rec = Arc::new(rec);
-    let metrics = Arc::new(Metrics::new(&rec.scorer.name()));
-    let rows_rec = rec.clone();
-    let rows = Arc::new(move |u: usize| rows_rec.dataset.train.row(u).0.to_vec());
-    let scorer: Arc<dyn encore::infer::Scorer> = Arc::new(ScorerRef(rec.clone()));
-    let batcher = Batcher::start(cfg.batch, scorer, rows, metrics.clone())?;
-    let foldin = FoldIn::new(&rec.model.items, &rec.model.meta.config);
-    Ok(Arc::new(AppState {
-        rec,
-        batcher,
-        foldin,
-        metrics,
-    }))
-}
-
-/// The recommender's scorer, shared with the batching thread.
-struct ScorerRef(Arc<Recommender>);
-
-impl encore::infer::Scorer for ScorerRef {
-    fn name(&self) -> String {
-        self.0.scorer.name()
-    }
-    fn n_items(&self) -> usize {
-        self.0.scorer.n_items()
-    }
-    fn n_factors(&self) -> usize {
-        self.0.scorer.n_factors()
-    }
-    fn top_k(&self, q: &[f32], ex: Option<&[&[u32]]>, k: usize) -> Result<Vec<Ranked>> {
-        self.0.scorer.top_k(q, ex, k)
-    }
-}
-
-/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests. `ready` gets the bound
-/// address (useful with port 0).
+/// Serves until SIGTERM or Ctrl-C, then drains (at most `drain_timeout`). SIGHUP reloads the
+/// model from [`ServeConfig::source`]. `ready` gets the bound address (useful with port 0).
 pub async fn serve(state: Shared, cfg: &ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let st = state.clone();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        st.log.say("SIGHUP: reloading the model");
+                        let _ = crate::reload::reload(&st, None).await;
+                    }
+                });
+            }
+            Err(e) => state.log.say(&format!(
+                "cannot listen for SIGHUP ({e}); reload with POST /admin/reload"
+            )),
+        }
+    }
     serve_until(state, cfg, ready, shutdown_signal()).await
 }
 
-/// [`serve`] until `shutdown` completes (tests), then drains in-flight requests.
+/// [`serve`] until `shutdown` completes (tests), then drains for at most `drain_timeout`.
 pub async fn serve_until(
     state: Shared,
     cfg: &ServeConfig,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|e| Error::Runtime(format!("cannot listen on {}: {e}", cfg.addr)))?;
+    cfg.validate()?;
+    let listener = crate::conn::listen(cfg.addr)?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Runtime(format!("listener address: {e}")))?;
+    let app = router(state.clone(), cfg.body_limit);
+    let limits = crate::conn::ConnLimits::new(&cfg.limits, &state.log);
+    state.metrics.limits(
+        cfg.limits.max_in_flight,
+        limits.max_connections,
+        limits.nofile,
+    );
     ready(addr);
-    axum::serve(listener, router(state, cfg.body_limit))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Runtime(format!("server error: {e}")))
+    crate::conn::accept_loop(listener, app, state, limits, shutdown).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -590,11 +368,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// Default batching: up to 1,024 queries, no waiting (greedy), a queue of 4,096.
+/// Default batching: up to 1,024 queries, no waiting (greedy), a queue of 4,096 (at least
+/// [`MAX_USERS`], so one many-user request always fits, and above the default in-flight bound).
 pub fn default_batch() -> BatchConfig {
     BatchConfig {
         max_batch: 1024,
         max_wait: Duration::ZERO,
-        queue: 4096,
+        queue: 4096.max(MAX_USERS),
     }
 }
