@@ -29,6 +29,9 @@ CPU_IN_FLIGHT=${CPU_IN_FLIGHT:-64}
 RELOAD_RATE=${RELOAD_RATE:-20000}
 # The "GPU" phases' device (cpu lets the script itself be tried on a host without a GPU).
 GPU_DEVICE=${GPU_DEVICE:-gpu}
+# Which phases run (a comma-separated subset of gpu,open,cpu).
+PHASES=${PHASES:-gpu,open,cpu}
+phase() { [[ ,$PHASES, == *,$1,* ]]; }
 rm -rf "$OUT"
 mkdir -p "$OUT" "$W" "$FINAL"
 START=$SECONDS
@@ -61,7 +64,7 @@ for r in steps:
     l, s = r["latency"], r["shed_latency"]
     print(f"{sys.argv[2]:>10} {r['target_rate']:>8.0f}/s: ok {r['achieved_rate']:>8.0f}/s over {r['elapsed_s']:.2f} s, "
           f"shed {r['shed']:>7} (p99 {s['p99_us']} us), errors {r['errors']} {r['error_kinds']['status'] if r['errors'] else ''}, "
-          f"p50 {l['p50_us']} p95 {l['p95_us']} p99 {l['p99_us']} us, client {r['client_cpu_cores'] or 0:.1f} cores"
+          f"p50 {l['p50_us']} p95 {l['p95_us']} p99 {l['p99_us']} us (from send: p99 {r['service_latency']['p99_us']}, 503 p99 {r['shed_service_latency']['p99_us']}), client {r['client_cpu_cores'] or 0:.1f} cores"
           f"{' BEHIND' if r['client_saturated'] else ''}")
 EOF
 }
@@ -81,7 +84,7 @@ stop() {
 }
 
 # 1 + 3. GPU, pool mode ramp, recovery, reload.
-if (($(left) > 150)); then
+if phase gpu && (($(left) > 150)); then
     serve gpu "$GPU_DEVICE" 8080 "$GPU_IN_FLIGHT"
     loadgen gpu-warmup 8080 5000 --connections "$POOL"
     loadgen gpu-unloaded 8080 1000 --connections 64
@@ -113,7 +116,7 @@ else
 fi
 
 # 2. GPU, open loop.
-if (($(left) > 60)); then
+if phase open && (($(left) > 60)); then
     serve gpu-open "$GPU_DEVICE" 8080 "$GPU_IN_FLIGHT"
     loadgen gpu-open 8080 "$OPEN_RATES"
     stop gpu-open 8080
@@ -122,7 +125,7 @@ else
 fi
 
 # 4. CPU backend.
-if (($(left) > 40)); then
+if phase cpu && (($(left) > 40)); then
     serve cpu cpu 8081 "$CPU_IN_FLIGHT"
     loadgen cpu-unloaded 8081 500 --connections 64
     loadgen cpu-pool 8081 "$CPU_RATES" --connections "$POOL"

@@ -272,8 +272,10 @@ impl GpuScorer {
         let out_items = grow(gpu, &mut work.out_items, bc * top, "results")?.ptr();
         let out_scores = grow(gpu, &mut work.out_scores, bc * top, "results")?.ptr();
         let out_counts = grow(gpu, &mut work.out_counts, bc, "results")?.ptr();
-        // The stream is idle here (the previous chunk ended with a download), so synchronous
-        // uploads cannot race a kernel still reading these buffers.
+        // Copies and kernels are ordered on the one stream, so these uploads need no wait of
+        // their own: their sources (`queries`, `qnorms`, the exclusion CSR) live to the end of
+        // this function, past its last synchronisation. (Each wait cost a host round trip; a
+        // small batch had seven of them.)
         upload(q_dev, queries, s)?;
         upload(qn_dev, &qnorms, s)?;
         upload(exp_dev, &ex_indptr, s)?;
@@ -354,6 +356,9 @@ impl GpuScorer {
         let mut sc = vec![0f32; bc * top];
         let mut cnt = vec![0i32; bc];
         let mut active: Vec<u32> = (0..bc as u32).collect();
+        // The unsettled queries' vectors: rewritten only after the synchronisation that follows
+        // their upload, so the copy never reads a changed buffer.
+        let mut gathered: Vec<f32> = Vec::new();
         let (mut q_rows, mut slots) = (q_dev, 0u64);
         let (mut from, mut block) = (0usize, first_block);
         let mut merged = false;
@@ -382,7 +387,7 @@ impl GpuScorer {
             });
             if !active.is_empty() && active.len() < before {
                 // Gather the unsettled queries into a smaller batch.
-                let mut gathered = Vec::with_capacity(active.len() * k);
+                gathered.clear();
                 for &b in &active {
                     let b = b as usize;
                     gathered.extend_from_slice(&queries[b * k..(b + 1) * k]);
@@ -413,17 +418,19 @@ impl GpuScorer {
     }
 }
 
-/// Copies `src` to the device address `dst` and waits for it.
+/// Queues a copy of `src` to the device address `dst` on `s`, without waiting. The caller keeps
+/// `src` alive and unchanged until it next synchronises `s`. (From pageable memory, as here,
+/// the driver stages the bytes before returning anyway; the rule keeps this sound for pinned
+/// memory too. On an early error return the stream is left running, which pageable staging
+/// makes harmless.)
 fn upload<T: Copy>(dst: u64, src: &[T], s: &cudarc::driver::CudaStream) -> Result<()> {
     if src.is_empty() {
         return Ok(());
     }
     // SAFETY: `dst` is a live buffer of at least src.len() values (grown by the caller); the
-    // stream is synchronised before `src` can go away.
+    // caller keeps `src` unchanged until its next synchronisation of `s` (see above).
     unsafe { cudarc::driver::result::memcpy_htod_async(dst, src, s.cu_stream()) }
-        .map_err(|e| gpu_err("host-to-device copy", e))?;
-    s.synchronize()
-        .map_err(|e| gpu_err("waiting for a host-to-device copy", e))
+        .map_err(|e| gpu_err("host-to-device copy", e))
 }
 
 /// Queues a copy of `dst.len()` values from device address `src` (wait on the stream after).

@@ -210,19 +210,21 @@ pub fn cmd_loadgen(a: &LoadgenArgs) -> Result<()> {
         let r = rt.block_on(run(&cfg))?;
         if !a.json {
             eprintln!(
-                "rate {:>9.1}/s: sent {:>9.1}/s ok {:>9.1}/s over {:.2} s; shed {} (p99 {} µs) errors {} [{}]  p50 {} µs p95 {} µs p99 {} µs p99.9 {} µs{}",
+                "rate {:>9.1}/s: sent {:>9.1}/s ok {:>9.1}/s over {:.2} s; shed {} (p99 {} µs, {} µs from send) errors {} [{}]  p50 {} µs p95 {} µs p99 {} µs p99.9 {} µs (p99 {} µs from send){}",
                 r.target_rate,
                 r.sent_rate,
                 r.achieved_rate,
                 r.elapsed_s,
                 r.shed,
                 r.shed_latency.p99_us,
+                r.shed_service_latency.p99_us,
                 r.errors,
                 r.error_kinds.summary(),
                 r.latency.p50_us,
                 r.latency.p95_us,
                 r.latency.p99_us,
                 r.latency.p999_us,
+                r.service_latency.p99_us,
                 if r.client_saturated {
                     format!(
                         "\n  client saturated: {} of {} requests went out over 1 ms late (p99 {} µs; client CPU {:.2} cores): these latencies include the client's own delay",

@@ -170,6 +170,11 @@ pub struct LoadResult {
     pub latency: Percentiles,
     /// Latency of the 503s, from the intended send time.
     pub shed_latency: Percentiles,
+    /// Latency of the successes from the moment each went to its connection (pool mode: the
+    /// wait for a free connection left out; open loop: the connect included).
+    pub service_latency: Percentiles,
+    /// The same for the 503s: how fast the server sheds.
+    pub shed_service_latency: Percentiles,
     /// How late requests went to their connection, from the intended time (pool mode: waiting
     /// for a free connection included).
     pub send_lag: Percentiles,
@@ -327,6 +332,8 @@ fn finish(
         errors: t.kinds.errors(),
         latency: Percentiles::from_histogram(&t.ok),
         shed_latency: Percentiles::from_histogram(&t.shed),
+        service_latency: Percentiles::from_histogram(&t.ok_service),
+        shed_service_latency: Percentiles::from_histogram(&t.shed_service),
         send_lag: t.send_lag(),
         schedule_lag: Percentiles::from_histogram(lag),
         late,

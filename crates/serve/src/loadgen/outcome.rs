@@ -140,6 +140,10 @@ pub struct Sample {
 pub struct Tally {
     pub ok: Histogram<u64>,
     pub shed: Histogram<u64>,
+    /// Successes and 503s from the moment the request went to its connection: the server's
+    /// answer time as the client sees it, without the wait for a free connection.
+    pub ok_service: Histogram<u64>,
+    pub shed_service: Histogram<u64>,
     pub send_lag: Histogram<u64>,
     /// Send lags over [`super::LATE_US`].
     pub send_late: u64,
@@ -153,6 +157,8 @@ impl Tally {
         Ok(Self {
             ok: latency_histogram()?,
             shed: latency_histogram()?,
+            ok_service: latency_histogram()?,
+            shed_service: latency_histogram()?,
             send_lag: latency_histogram()?,
             send_late: 0,
             kinds: ErrorKinds::default(),
@@ -168,13 +174,18 @@ impl Tally {
             record_us(&mut self.send_lag, lag);
             self.send_late += u64::from(lag > super::LATE_US);
         }
+        let service = s.latency_us.saturating_sub(s.send_lag_us.unwrap_or(0));
         let k = &mut self.kinds;
         match s.outcome {
-            Outcome::Ok => record_us(&mut self.ok, s.latency_us),
+            Outcome::Ok => {
+                record_us(&mut self.ok, s.latency_us);
+                record_us(&mut self.ok_service, service);
+            }
             Outcome::Status(code) => {
                 *k.status.entry(code).or_insert(0) += 1;
                 if code == 503 {
                     record_us(&mut self.shed, s.latency_us);
+                    record_us(&mut self.shed_service, service);
                 }
             }
             Outcome::ConnectRefused => k.connect_refused += 1,

@@ -177,10 +177,11 @@ fn failures_are_counted_by_kind() {
 
 #[test]
 fn the_client_says_when_it_fell_behind_its_own_schedule() {
-    // Two million requests a second are beyond any client: the schedule slips (the rule for
-    // the flag itself is pinned by a unit test in `loadgen`).
+    // Fifty million requests a second (one every 20 ns) are beyond any client: the schedule
+    // slips (the rule for the flag itself is pinned by a unit test in `loadgen`). Two million
+    // a second was not: on a quiet machine the pool-mode pacer kept up with it.
     for pool in [None, Some(2)] {
-        let r = step(closed_port(), 2e6, 20, 2_000, pool);
+        let r = step(closed_port(), 5e7, 2, 2_000, pool);
         assert!(
             r.client_saturated,
             "{pool:?}: late {} of {}",
@@ -188,11 +189,11 @@ fn the_client_says_when_it_fell_behind_its_own_schedule() {
         );
         assert!(r.schedule_lag.p99_us > 1_000);
         assert!(
-            r.send_elapsed_s > 0.02,
+            r.send_elapsed_s > 0.004,
             "sending took {} s",
             r.send_elapsed_s
         );
-        assert!(r.sent_rate < 2e6, "sent {}/s", r.sent_rate);
+        assert!(r.sent_rate < 5e7, "sent {}/s", r.sent_rate);
     }
 }
 
