@@ -64,7 +64,7 @@ for r in steps:
     l, s = r["latency"], r["shed_latency"]
     print(f"{sys.argv[2]:>10} {r['target_rate']:>8.0f}/s: ok {r['achieved_rate']:>8.0f}/s over {r['elapsed_s']:.2f} s, "
           f"shed {r['shed']:>7} (p99 {s['p99_us']} us), errors {r['errors']} {r['error_kinds']['status'] if r['errors'] else ''}, "
-          f"p50 {l['p50_us']} p95 {l['p95_us']} p99 {l['p99_us']} us (from send: p99 {r['service_latency']['p99_us']}, 503 p99 {r['shed_service_latency']['p99_us']}), client {r['client_cpu_cores'] or 0:.1f} cores"
+          f"p50 {l['p50_us']} p95 {l['p95_us']} p99 {l['p99_us']} us (from send: p99 {r.get('service_latency', {}).get('p99_us')}, 503 p99 {r.get('shed_service_latency', {}).get('p99_us')}), client {r['client_cpu_cores'] or 0:.1f} cores"
           f"{' BEHIND' if r['client_saturated'] else ''}")
 EOF
 }
@@ -73,7 +73,11 @@ serve() {
     $B serve "$W/model" --dataset "$W/lfm" --device "$2" --addr "127.0.0.1:$3" \
         --max-in-flight "$4" >"$OUT/$1.log" 2>&1 &
     SERVER=$!
+    trap 'kill "$SERVER" 2>/dev/null || true' EXIT
     wait_up "$3"
+    sleep 0.5
+    # Answered, and by this server (not one left on the port).
+    kill -0 "$SERVER" 2>/dev/null || { echo "overload-bench: the server did not start (see $1.log)"; cat "$OUT/$1.log"; exit 1; }
     echo "start $(rss_kb $SERVER)" >"$OUT/$1.rss"
 }
 stop() {
