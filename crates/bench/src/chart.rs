@@ -1,11 +1,92 @@
-//! Bar charts for benchmark reports (SVG through plotters): one bar per run, a log-scale axis
-//! when the values span decades (CPU 1 thread against a GPU does).
+//! Figures for benchmark reports (SVG through plotters, PNG through resvg): bar charts (one bar
+//! per run, a log-scale axis when the values span decades, as CPU 1 thread against a GPU does),
+//! log-log line charts, latency percentile plots on a "nines" axis, and the tuning scatter.
+//!
+//! Conventions, for figures people put in papers: ticks read as numbers with units ("1 ms",
+//! "20 K", never "10000.0"), legends sit beside the plot and never on the data, and series
+//! colours come from the Okabe–Ito palette, which colour-blind readers can tell apart (no yellow
+//! on white).
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, ValueFormatter};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use encore::error::{Error, Result};
+
+/// The Okabe–Ito colours (Okabe & Ito, "Color Universal Design"), most distinct first; its
+/// yellow is left out (unreadable on white).
+const OKABE_ITO: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(0, 0, 0),       // black
+];
+
+/// Series colour `i` (cycling through [`OKABE_ITO`]).
+pub fn palette(i: usize) -> RGBColor {
+    OKABE_ITO[i % OKABE_ITO.len()]
+}
+
+/// A tick label: `v` with at most three significant digits and no trailing zeros, thousands as
+/// "K" and millions as "M" ("20 K", "1.5 M"), then `unit` after a space when there is one
+/// ("1 ms", "0.5 ms").
+pub fn tick(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let (scaled, suffix) = if v.abs() >= 1e6 {
+        (v / 1e6, " M")
+    } else if v.abs() >= 1e3 {
+        (v / 1e3, " K")
+    } else {
+        (v, "")
+    };
+    let mut t = sig3(scaled.abs());
+    if t.contains('.') {
+        t = t.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    let sign = if scaled < 0.0 { "-" } else { "" };
+    let unit = if unit.is_empty() {
+        String::new()
+    } else if suffix.is_empty() {
+        format!(" {unit}")
+    } else {
+        unit.to_string()
+    };
+    format!("{sign}{t}{suffix}{unit}")
+}
+
+/// A chart axis: what it shows and the unit its ticks carry ("" for none).
+pub struct Axis<'a> {
+    pub label: &'a str,
+    pub unit: &'a str,
+}
+
+/// Width of the legend column beside a plot.
+const LEGEND_WIDTH: u32 = 210;
+
+/// Draws a legend (a line, a marker and the name of each series) in `area`, beside the plot
+/// rather than over it.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    names: &[&str],
+) -> std::result::Result<(), String> {
+    let font = ("sans-serif", 14).into_font().color(&BLACK);
+    for (i, name) in names.iter().enumerate() {
+        let y = 70 + 26 * i as i32;
+        let c = palette(i);
+        area.draw(&PathElement::new(vec![(8, y), (36, y)], c.stroke_width(3)))
+            .and_then(|_| area.draw(&Circle::new((22, y), 4, c.filled())))
+            .and_then(|_| area.draw(&Text::new(name.to_string(), (44, y - 8), font.clone())))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
 
 /// One bar: its label and value.
 pub struct Bar {
@@ -54,7 +135,10 @@ pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> R
             String::new()
         }
     };
-    let style = |i: usize| Palette99::pick(i).filled();
+    let style = |i: usize| palette(i).filled();
+    // Value labels centred over their bars.
+    let value_font =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     // The two y axes (log, linear) have different coordinate types; the drawing is the same.
     // `$label_y` places each value label just above its bar.
     macro_rules! draw {
@@ -71,6 +155,7 @@ pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> R
                 .disable_x_mesh()
                 .x_labels(2 * n + 1)
                 .x_label_formatter(&x_fmt)
+                .y_label_formatter(&|v: &f64| tick(*v, ""))
                 .y_desc($y_desc)
                 .draw()
                 .map_err(|e| err(&e))?;
@@ -90,25 +175,25 @@ pub fn bar_chart_svg(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> R
                 chart
                     .draw_series([Text::new(
                         sig3(b.value),
-                        (x + 0.2, label_y),
-                        ("sans-serif", 14),
+                        (x + 0.5, label_y),
+                        value_font.clone(),
                     )])
                     .map_err(|e| err(&e))?;
             }
         }};
     }
     if log {
-        let y0 = 10f64.powf(lo.log10().floor());
+        let y0 = 10f64.powf(lo.log10().floor()) * 0.999;
         let y1 = 10f64.powf(hi.log10().ceil() + 0.1);
         draw!(
             (y0..y1).log_scale(),
             y0,
             format!("{y_label} (log scale)"),
-            |v: f64| v * 1.15
+            |v: f64| v * 1.04
         );
     } else {
         draw!(0f64..hi * 1.15, 0.0, y_label.to_string(), |v: f64| v + hi
-            * 0.03);
+            * 0.01);
     }
     root.present().map_err(|e| err(&e))?;
     Ok(())
@@ -120,13 +205,23 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Writes a titled line chart (log-log axes, points marked) with a legend to `path` (SVG).
-/// Points with a non-positive or non-finite coordinate are left out.
+/// Decades covering `lo..=hi` (at least one).
+fn decades(lo: f64, hi: f64) -> (f64, f64) {
+    let (l, h) = (lo.log10().floor(), hi.log10().ceil());
+    // A hair beyond both ends, so that rounding in 10^l cannot drop the end ticks.
+    (
+        10f64.powf(l) * 0.999,
+        10f64.powf(if h > l { h } else { l + 1.0 }) * 1.001,
+    )
+}
+
+/// Writes a titled line chart (log-log axes, points marked) with the legend beside it to `path`
+/// (SVG). Points with a non-positive or non-finite coordinate are left out.
 pub fn line_chart_svg(
     path: &Path,
     title: &str,
-    x_label: &str,
-    y_label: &str,
+    x: &Axis,
+    y: &Axis,
     series: &[Series],
 ) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| {
@@ -151,36 +246,36 @@ pub fn line_chart_svg(
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
-    let pad = |lo: f64, hi: f64| {
-        let (l, h) = (lo.log10().floor(), hi.log10().ceil());
-        (10f64.powf(l), 10f64.powf(if h > l { h } else { l + 1.0 }))
-    };
-    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
-    let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
+    let ((x0, x1), (y0, y1)) = (decades(x0, x1), decades(y0, y1));
+    let root = SVGBackend::new(path, (800 + LEGEND_WIDTH, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| err(&e))?;
+    let (plot, side) = root.split_horizontally(800);
+    let mut chart = ChartBuilder::on(&plot)
         .margin(16)
+        .margin_right(40)
         .x_label_area_size(48)
-        .y_label_area_size(72)
+        .y_label_area_size(80)
         .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc(format!("{x_label} (log scale)"))
-        .y_desc(format!("{y_label} (log scale)"))
+        .x_desc(format!("{} (log scale)", x.label))
+        .y_desc(format!("{} (log scale)", y.label))
+        .x_label_formatter(&|v: &f64| tick(*v, x.unit))
+        .y_label_formatter(&|v: &f64| tick(*v, y.unit))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = palette(i);
         let points: Vec<(f64, f64)> = s.points.iter().copied().filter(ok).collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .map_err(|e| err(&e))?;
         chart
             .draw_series(
                 points
@@ -189,12 +284,149 @@ pub fn line_chart_svg(
             )
             .map_err(|e| err(&e))?;
     }
+    let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+    legend(&side, &names).map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Percentiles a percentile plot marks on its axis.
+const NINES: [(f64, &str); 6] = [
+    (0.5, "50%"),
+    (0.9, "90%"),
+    (0.99, "99%"),
+    (0.999, "99.9%"),
+    (0.9999, "99.99%"),
+    (0.99999, "99.999%"),
+];
+
+/// The x axis of a percentile plot: linear in "nines", ticks only at the marked percentiles,
+/// labelled with them.
+struct NinesAxis {
+    lo: f64,
+    hi: f64,
+    marks: Vec<(f64, &'static str)>,
+}
+
+impl Ranged for NinesAxis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let f = (v - self.lo) / (self.hi - self.lo);
+        limit.0 + (f * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, _hint: Hint) -> Vec<f64> {
+        self.marks.iter().map(|m| m.0).collect()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+impl ValueFormatter<f64> for NinesAxis {
+    fn format_ext(&self, x: &f64) -> String {
+        self.marks
+            .iter()
+            .find(|m| (m.0 - x).abs() < 1e-9)
+            .map_or_else(String::new, |m| m.1.to_string())
+    }
+}
+
+/// Where quantile `q` (0 ≤ q < 1) sits on a "nines" axis: −log₁₀(1 − q), so 90% is 1, 99% is
+/// 2, 99.9% is 3, and the tail gets as much room as the body.
+pub fn nines(q: f64) -> f64 {
+    -(1.0 - q).log10()
+}
+
+/// A latency percentile plot in the HdrHistogram style: percentile on a "nines" axis (50, 90,
+/// 99, 99.9 …) against latency on a log axis, one line per series of (quantile, latency)
+/// points, the legend beside the plot. Quantiles outside [0.5, 1) and non-positive latencies
+/// are left out (the maximum, quantile 1, has no place on this axis).
+pub fn percentile_chart_svg(
+    path: &Path,
+    title: &str,
+    latency_unit: &str,
+    series: &[Series],
+) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| {
+        Error::Runtime(format!("{}: drawing chart: {e}", path.display()))
+    };
+    let ok = |&(q, v): &(f64, f64)| (0.5..1.0).contains(&q) && v.is_finite() && v > 0.0;
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(ok)
+        .collect();
+    if pts.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: nothing to plot",
+            path.display()
+        )));
+    }
+    let q_hi = pts.iter().map(|p| p.0).fold(0.0, f64::max);
+    let (v_lo, v_hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(l, h), p| {
+        (l.min(p.1), h.max(p.1))
+    });
+    let marks: Vec<(f64, &'static str)> = NINES
+        .iter()
+        .filter(|(q, _)| *q <= q_hi.max(0.99))
+        .map(|&(q, l)| (nines(q), l))
+        .collect();
+    let x1 = marks.last().map_or(2.0, |m| m.0) + 0.15;
+    let x0 = nines(0.5) - 0.1;
+    let (y0, y1) = decades(v_lo, v_hi);
+    let root = SVGBackend::new(path, (800 + LEGEND_WIDTH, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| err(&e))?;
+    let (plot, side) = root.split_horizontally(800);
+    let axis = NinesAxis {
+        lo: x0,
+        hi: x1,
+        marks,
+    };
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(16)
+        .margin_right(40)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(axis, (y0..y1).log_scale())
+        .map_err(|e| err(&e))?;
     chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (log scale)")
+        .y_label_formatter(&|v: &f64| tick(*v, latency_unit))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(|e| err(&e))?;
+    for (i, s) in series.iter().enumerate() {
+        let color = palette(i);
+        let points: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(ok)
+            .map(|(q, v)| (nines(q), v))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(|e| err(&e))?;
+    }
+    let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+    legend(&side, &names).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
@@ -462,6 +694,176 @@ mod tests {
             value: f64::NAN,
         }];
         assert!(bar_chart_svg(&dir.path().join("n.svg"), "t", "s", &nothing).is_err());
+    }
+
+    /// A folder for a test's figures: `$ENCORE_KEEP_FIGURES/<name>` when that is set (to look
+    /// at the PNGs), else a temporary one.
+    fn figures(name: &str) -> (Option<tempfile::TempDir>, std::path::PathBuf) {
+        match std::env::var_os("ENCORE_KEEP_FIGURES") {
+            Some(d) => {
+                let p = std::path::PathBuf::from(d).join(name);
+                std::fs::create_dir_all(&p).unwrap();
+                (None, p)
+            }
+            None => {
+                let t = tempfile::tempdir().unwrap();
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        }
+    }
+
+    /// Every `<text>` element of `svg`: (its x, its content trimmed).
+    fn texts(svg: &str) -> Vec<(f64, String)> {
+        svg.split("<text")
+            .skip(1)
+            .map(|t| {
+                let x = t.find(" x=\"").unwrap() + 4;
+                let x: f64 = t[x..x + t[x..].find('"').unwrap()].parse().unwrap();
+                let body = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
+                (x, body.trim().to_string())
+            })
+            .collect()
+    }
+
+    /// The x coordinate of the `<text>` element whose content is `content`.
+    fn text_x(svg: &str, content: &str) -> f64 {
+        texts(svg)
+            .into_iter()
+            .find(|t| t.1 == content)
+            .unwrap_or_else(|| panic!("no text {content:?}"))
+            .0
+    }
+
+    fn has_text(svg: &str, content: &str) -> bool {
+        texts(svg).iter().any(|t| t.1 == content)
+    }
+
+    #[test]
+    fn ticks_read_as_numbers_with_units() {
+        assert_eq!(tick(1.0, "ms"), "1 ms");
+        assert_eq!(tick(0.5, "ms"), "0.5 ms");
+        assert_eq!(tick(20_000.0, ""), "20 K");
+        assert_eq!(tick(10_000.0, ""), "10 K");
+        assert_eq!(tick(1_500_000.0, ""), "1.5 M");
+        assert_eq!(tick(100.0, ""), "100");
+        assert_eq!(tick(0.012, "s"), "0.012 s");
+        assert_eq!(tick(2_500.0, "ms"), "2.5 Kms");
+        for v in [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 0.1] {
+            assert!(!tick(v, "").contains(".0"), "{v}: {}", tick(v, ""));
+        }
+    }
+
+    #[test]
+    fn the_nines_axis_gives_the_tail_as_much_room_as_the_body() {
+        assert!((nines(0.9) - 1.0).abs() < 1e-12);
+        assert!((nines(0.99) - 2.0).abs() < 1e-12);
+        assert!((nines(0.999) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn percentile_and_line_charts_keep_their_legends_beside_the_data() {
+        let (_keep, dir) = figures("percentile");
+        let dist = |scale: f64| {
+            [0.5f64, 0.9, 0.99, 0.999, 0.9999, 1.0]
+                .iter()
+                .map(|&q| (q, scale * (1.0 + 20.0 * q.powi(40))))
+                .collect::<Vec<_>>()
+        };
+        let series = vec![
+            Series {
+                name: "gpu".into(),
+                points: dist(0.3),
+            },
+            Series {
+                name: "cpu (16 threads)".into(),
+                points: dist(0.5),
+            },
+        ];
+        let p = dir.join("latency.svg");
+        percentile_chart_svg(
+            &p,
+            "Latency by percentile at 20 K requests/s",
+            "ms",
+            &series,
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(&p).unwrap();
+        for mark in ["50%", "90%", "99%", "99.9%", "99.99%"] {
+            assert!(has_text(&svg, mark), "no {mark} tick");
+        }
+        assert!(
+            !has_text(&svg, "100%"),
+            "the maximum has no place on a nines axis"
+        );
+        assert!(
+            texts(&svg).iter().any(|t| t.1.ends_with(" ms")),
+            "latency ticks carry their unit"
+        );
+        // The legend is right of the 800-pixel plot, so it cannot cover a line.
+        assert!(text_x(&svg, "cpu (16 threads)") > 800.0);
+        // Okabe–Ito blue and vermillion, not plotters' default palette.
+        let svg_l = svg.to_ascii_uppercase();
+        assert!(svg_l.contains("#0072B2") && svg_l.contains("#D55E00"));
+        svg_to_png(&p, &dir.join("latency.png"), 1.5).unwrap();
+
+        let rates = Series {
+            name: "gpu".into(),
+            points: vec![(1e3, 0.3), (1e4, 0.35), (5e4, 0.6), (1e5, 9.0)],
+        };
+        let p = dir.join("p95.svg");
+        line_chart_svg(
+            &p,
+            "p95 latency against request rate",
+            &Axis {
+                label: "requests per second (offered)",
+                unit: "",
+            },
+            &Axis {
+                label: "p95 latency",
+                unit: "ms",
+            },
+            &[rates],
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(&p).unwrap();
+        assert!(has_text(&svg, "10 K"), "rate ticks in K");
+        assert!(
+            texts(&svg).iter().all(|t| !t.1.contains(".0")),
+            "a tick with .0"
+        );
+        assert!(text_x(&svg, "gpu") > 800.0);
+        svg_to_png(&p, &dir.join("p95.png"), 1.5).unwrap();
+    }
+
+    #[test]
+    fn bar_values_are_centred_over_their_bars() {
+        let (_keep, dir) = figures("bars");
+        let p = dir.join("train.svg");
+        let bars = vec![
+            Bar {
+                label: "cpu (1T) cg".into(),
+                value: 40.0,
+            },
+            Bar {
+                label: "gpu cg".into(),
+                value: 0.121,
+            },
+            Bar {
+                label: "implicit gpu".into(),
+                value: 0.346,
+            },
+        ];
+        bar_chart_svg(&p, "ALS training: seconds per iteration", "seconds", &bars).unwrap();
+        let svg = std::fs::read_to_string(&p).unwrap();
+        // Each value's label and its bar's name share a centre line.
+        for (value, name) in [("0.121", "gpu cg"), ("0.346", "implicit gpu")] {
+            assert!(
+                (text_x(&svg, value) - text_x(&svg, name)).abs() < 2.0,
+                "{value} is not over {name}"
+            );
+        }
+        svg_to_png(&p, &dir.join("train.png"), 1.5).unwrap();
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::chart::{Bar, Series, bar_chart_svg, line_chart_svg, svg_to_png};
+use crate::chart::{
+    Axis, Bar, Series, bar_chart_svg, line_chart_svg, percentile_chart_svg, svg_to_png, tick,
+};
 use crate::overhead::Overhead;
 use crate::train::{RunSpec, TrainBenchOptions, TrainReport, train_bench};
 use encore::als::AlsConfig;
@@ -110,7 +112,8 @@ pub struct Ramp {
     pub backend: String,
     pub device: String,
     pub steps: Vec<LoadResult>,
-    /// (latency in ms, fraction of requests at or below it) at the common rate.
+    /// (latency in ms, fraction of requests at or below it) at the common rate: the 1st to
+    /// the 99.99th percentile and the maximum (fraction 1).
     pub cdf: Vec<(f64, f64)>,
 }
 
@@ -208,7 +211,7 @@ fn cdf(step: &LoadResult) -> Vec<(f64, f64)> {
         return Vec::new();
     }
     [
-        0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0,
+        0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
     ]
     .iter()
     .map(|&q| (h.value_at_quantile(q) as f64 / 1e3, q))
@@ -365,24 +368,32 @@ fn write(r: &Report, dir: &Path) -> Result<()> {
     line_chart_svg(
         &dir.join("p95-vs-rate.svg"),
         "p95 latency against request rate",
-        "requests per second (offered)",
-        "p95 latency (ms)",
+        &Axis {
+            label: "requests per second (offered)",
+            unit: "",
+        },
+        &Axis {
+            label: "p95 latency",
+            unit: "ms",
+        },
         &p95,
     )?;
-    let cdfs: Vec<Series> = r
+    let dists: Vec<Series> = r
         .serving
         .iter()
         .map(|s| Series {
             name: s.backend.clone(),
-            points: s.cdf.iter().map(|&(ms, q)| (ms, q * 100.0)).collect(),
+            points: s.cdf.iter().map(|&(ms, q)| (q, ms)).collect(),
         })
         .collect();
-    line_chart_svg(
+    percentile_chart_svg(
         &dir.join("latency-cdf.svg"),
-        &format!("Latency distribution at {:.0} requests/s", r.common_rate),
-        "latency (ms)",
-        "requests at or below (%)",
-        &cdfs,
+        &format!(
+            "Latency by percentile at {} requests/s",
+            tick(r.common_rate, "")
+        ),
+        "ms",
+        &dists,
     )?;
     let mut fonts = true;
     for f in ["train", "p95-vs-rate", "latency-cdf"] {
