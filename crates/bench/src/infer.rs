@@ -18,6 +18,8 @@ use encore::infer::{CpuScorer, GpuScorer, GpuScorerOptions, Ranked, Scorer};
 use encore::recommend::Recommender;
 use encore::sys::Machine;
 
+use crate::peaks::{CpuPeaks, share};
+
 /// Arguments of `encore bench infer`.
 #[derive(Debug, Clone)]
 pub struct InferOptions {
@@ -60,6 +62,10 @@ pub struct InferRun {
     pub factor_gb_per_s: f64,
     /// Whether the answer equals the CPU scorer's (ids and scores).
     pub matches_cpu: bool,
+    /// CPU backends: the threads it ran on, and its arithmetic and factor-read rates against
+    /// this machine's measured peaks for that many threads (see [`CpuPeaks`]).
+    pub threads: Option<usize>,
+    pub cpu_rate: Option<String>,
 }
 
 /// The whole report.
@@ -72,6 +78,8 @@ pub struct InferReport {
     pub machine: Machine,
     pub devices: Vec<String>,
     pub runs: Vec<InferRun>,
+    /// Measured when a CPU backend ran.
+    pub cpu_peaks: Option<CpuPeaks>,
     /// What was adjusted or skipped, and why (batches clamped to the users there are, GPU
     /// backends on a host with no usable GPU).
     pub notes: Vec<String>,
@@ -169,6 +177,12 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
     let mut runs = Vec::new();
     let mut devices = Vec::new();
     let mut gpu = crate::probe::GpuProbe::default();
+    let cpu_peaks = a.backends.iter().any(|b| b.starts_with("cpu")).then(|| {
+        eprintln!("bench infer: measuring this machine's CPU peaks ...");
+        let p = CpuPeaks::measure();
+        eprintln!("  {}", p.describe());
+        p
+    });
     for name in &a.backends {
         if !name.starts_with("cpu")
             && let Some(why) = gpu.unusable()
@@ -211,6 +225,18 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
             let fraction = scored / (b * n_items) as f64;
             let med = median(&mut samples);
             let secs = med / 1e3;
+            let tflops = 2.0 * scored * kf as f64 / secs / 1e12;
+            // Items visited per call: the widest query's prefix, at least the scored share.
+            let factor_gb_per_s = fraction * (n_items * kf * 4) as f64 / secs / 1e9;
+            let cpu_threads = name.starts_with("cpu").then(|| pool.current_num_threads());
+            let cpu_rate = cpu_threads.zip(cpu_peaks).map(|(t, p)| {
+                let (read, fma) = p.for_threads(t);
+                format!(
+                    "{}, factor reads {}",
+                    share(tflops * 1e3, fma, "GFLOP/s"),
+                    share(factor_gb_per_s, read, "GB/s")
+                )
+            });
             let run = InferRun {
                 backend: name.clone(),
                 batch: b,
@@ -219,10 +245,11 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
                 samples: samples.len(),
                 scores_per_s: (b * n_items) as f64 / secs,
                 scored_fraction: fraction,
-                tflops: 2.0 * scored * kf as f64 / secs / 1e12,
-                // Items visited per call: the widest query's prefix, at least the scored share.
-                factor_gb_per_s: fraction * (n_items * kf * 4) as f64 / secs / 1e9,
+                tflops,
+                factor_gb_per_s,
                 matches_cpu,
+                threads: cpu_threads,
+                cpu_rate,
             };
             eprintln!(
                 "  {name} batch {b}: median {med:.3} ms over {} calls{}",
@@ -250,6 +277,7 @@ pub fn infer_bench(a: &InferOptions) -> Result<InferReport> {
         machine: Machine::detect(),
         devices,
         runs,
+        cpu_peaks,
         notes,
     })
 }
@@ -302,6 +330,14 @@ impl InferReport {
         }
         for d in &self.devices {
             out += &format!("{d}\n");
+        }
+        if let Some(p) = &self.cpu_peaks {
+            out += &format!("{}\n", p.describe());
+            for r in &self.runs {
+                if let (Some(rate), Some(t)) = (&r.cpu_rate, r.threads) {
+                    out += &format!("  {} batch {} ({t} threads): {rate}\n", r.backend, r.batch);
+                }
+            }
         }
         Ok(out)
     }

@@ -13,6 +13,7 @@ pub mod chart;
 pub mod infer;
 pub mod ingest;
 pub mod overhead;
+pub mod peaks;
 mod probe;
 pub mod report;
 pub mod train;

@@ -23,6 +23,8 @@ use encore::gpu::DeviceChoice;
 use encore::sys::Machine;
 use encore::train::{FitOptions, fit_with, make_backend, validate};
 
+use crate::peaks::{CpuPeaks, share};
+
 /// One configuration to measure: `cpu1:cg`, `cpu:cholesky`, `gpu:cg`, `gpu:1:lu`, ...
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
@@ -103,6 +105,9 @@ pub struct TrainRun {
     pub ndcg_at_10: Option<f64>,
     /// GPU runs: the user half-step's kernel rate against the device's peak (see [`kernel_rate`]).
     pub kernel_rate: Option<String>,
+    /// CPU runs: the steady iteration's rate against this machine's measured peaks for the
+    /// run's threads (see [`cpu_rate`]).
+    pub cpu_rate: Option<String>,
     pub details: serde_json::Value,
 }
 
@@ -140,6 +145,34 @@ pub fn kernel_rate(
     }
 }
 
+/// The achieved rate of a CPU steady iteration (both half-steps): for `cg`, its factor-row
+/// gathers — (steps + 1) passes over every non-zero's k floats per half-step — per second
+/// against the measured read bandwidth for `threads` (above 100% means cache hits); for the
+/// exact solvers, the 2·nnz·k² FLOPs per half-step of building the systems per second against
+/// the measured FMA peak.
+pub fn cpu_rate(
+    solver: SolverKind,
+    cg_steps: usize,
+    nnz: usize,
+    k: usize,
+    steady_s: f64,
+    threads: usize,
+    peaks: &CpuPeaks,
+) -> Option<String> {
+    if !(steady_s.is_finite() && steady_s > 0.0) {
+        return None;
+    }
+    let (nnz, k) = (nnz as f64, k as f64);
+    let (read, fma) = peaks.for_threads(threads);
+    Some(if solver == SolverKind::Cg {
+        let gbs = 2.0 * (cg_steps as f64 + 1.0) * nnz * k * 4.0 / steady_s / 1e9;
+        format!("iteration: factor gathers {}", share(gbs, read, "GB/s"))
+    } else {
+        let gf = 2.0 * 2.0 * nnz * k * k / steady_s / 1e9;
+        format!("iteration: building systems {}", share(gf, fma, "GFLOP/s"))
+    })
+}
+
 /// All runs of one `bench train`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
@@ -150,6 +183,8 @@ pub struct TrainReport {
     pub factors: usize,
     pub machine: Machine,
     pub runs: Vec<TrainRun>,
+    /// Measured when a CPU run was asked for.
+    pub cpu_peaks: Option<CpuPeaks>,
     /// Runs that were skipped, and why (a GPU run on a host with no usable GPU).
     pub notes: Vec<String>,
 }
@@ -171,6 +206,16 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
     let mut runs = Vec::new();
     let mut notes = Vec::new();
     let mut gpu = crate::probe::GpuProbe::default();
+    let cpu_peaks = a
+        .runs
+        .iter()
+        .any(|r| r.device == DeviceChoice::Cpu)
+        .then(|| {
+            eprintln!("bench train: measuring this machine's CPU peaks ...");
+            let p = CpuPeaks::measure();
+            eprintln!("  {}", p.describe());
+            p
+        });
     for spec in &a.runs {
         let cpu = spec.device == DeviceChoice::Cpu;
         if !cpu && let Some(why) = gpu.unusable() {
@@ -234,11 +279,23 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
                     10,
                 )?)
             };
+            let threads = if cpu { rayon::current_num_threads() } else { 0 };
             Ok(TrainRun {
+                cpu_rate: cpu_peaks.as_ref().filter(|_| cpu).and_then(|p| {
+                    cpu_rate(
+                        spec.solver,
+                        cfg.cg_steps,
+                        ds.train.nnz(),
+                        cfg.factors,
+                        steady,
+                        threads,
+                        p,
+                    )
+                }),
                 label: label.clone(),
                 device: backend.device(),
                 solver: backend.name(),
-                threads: if cpu { rayon::current_num_threads() } else { 0 },
+                threads,
                 iterations: its.len(),
                 first_iteration_s: first,
                 steady_iteration_s: steady,
@@ -276,6 +333,7 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
         factors: a.factors,
         machine: Machine::detect(),
         runs,
+        cpu_peaks,
         notes,
     })
 }
@@ -309,6 +367,14 @@ impl TrainReport {
                 q(r.precision_at_10),
                 q(r.ndcg_at_10)
             );
+        }
+        if let Some(p) = &self.cpu_peaks {
+            out += &format!("{}\n", p.describe());
+            for r in &self.runs {
+                if let Some(rate) = &r.cpu_rate {
+                    out += &format!("  {} ({} threads): {rate}\n", r.label, r.threads);
+                }
+            }
         }
         for r in self.runs.iter().filter(|r| r.device != "cpu") {
             out += &format!("{}: {}\n", r.label, r.device);
