@@ -270,7 +270,8 @@ def main() -> int:
             m["load_before"], m["load_after"] = before, load()
             runs[s.name].append(m)
         print(f"round {r + 1}: " + ", ".join(
-            f"{s.name} fit {runs[s.name][-1]['fit_s']:.3f} s (load {runs[s.name][-1]['load_before']:.2f}"
+            f"{s.name} fit {runs[s.name][-1]['fit_s']:.3f} s, recommend "
+            f"{runs[s.name][-1]['recommend_1000_ms']:.2f} ms (load {runs[s.name][-1]['load_before']:.2f}"
             f"-{runs[s.name][-1]['load_after']:.2f})" for s in order), flush=True)
     enc, imp = systems[0].name, systems[1].name
     cli = systems[2].name if len(systems) > 2 else None
