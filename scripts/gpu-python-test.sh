@@ -13,7 +13,10 @@
 #                                           # (ENCORE_REQUIRE_GPU: an unusable GPU fails, it does
 #                                           # not skip), then the GPU benchmark (encore GPU fit vs
 #                                           # implicit's GPU ALS vs the CLI, on `encore synth
-#                                           # --scale medium` prepped there); logs and JSON to $OUT
+#                                           # --scale medium` prepped there) and the Python
+#                                           # recommend's overhead over the CLI's on one model
+#                                           # (scripts/recommend_overhead.py, GPU then CPU
+#                                           # scorer); logs and JSON to $OUT
 #   bash scripts/gpu-python-test.sh run tests   # only the tests; `run bench`: only the benchmark
 #
 # With the device tool the whole thing is one call after the build (about 3-5 minutes there):
@@ -134,10 +137,24 @@ run)
             tee "$LOGS/bench-gpu-medium.log"; then
             status=1
         fi
+        # The Python overhead over the CLI's recommend, on one model (trained here by the CLI
+        # on the GPU), call by call in one process, then the CLI's own `bench recommend`: on
+        # the GPU scorer, then on the CPU one (same model, users and threads).
+        echo "=== recommend: python vs the CLI, one model (synthetic medium)"
+        "$DIR/encore" --quiet train "$S/medium" --out "$S/model" --device gpu >/dev/null
+        for dev in gpu cpu; do
+            if ! timeout 150 "$PY" scripts/recommend_overhead.py "$S/medium" --model "$S/model" \
+                --encore "$DIR/encore" --device $dev --threads "$(nproc)" --pairs 40 \
+                --cli-rounds 3 --json "$LOGS/recommend-overhead-$dev.json" 2>&1 |
+                tee "$LOGS/recommend-overhead-$dev.log"; then
+                status=1
+            fi
+        done
     fi
     echo "=== summary"
     grep -hE '(passed|failed|error).* in [0-9.]+s' "$LOGS/pytest-gpu.log" 2>/dev/null || true
-    grep -hE '^(encore vs implicit|python over)' "$LOGS/bench-gpu-medium.log" 2>/dev/null || true
+    grep -hE '^(encore vs implicit|python over)' "$LOGS/bench-gpu-medium.log" \
+        "$LOGS"/recommend-overhead-*.log 2>/dev/null || true
     exit $status
     ;;
 *)

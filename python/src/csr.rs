@@ -17,6 +17,8 @@
 //! values read are then unspecified, but every index is bounds-checked, so it cannot read out
 //! of bounds.
 
+use std::borrow::Cow;
+
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use rayon::prelude::*;
@@ -268,6 +270,19 @@ impl<'py> CsrArrays<'py> {
     }
 }
 
+/// Whether `cols` is strictly increasing within `0..n_cols` (so only its ends need the range
+/// test): a branch-free pass the compiler vectorises.
+fn canonical_in<T: Copy + Into<i64>>(cols: &[T], n_cols: i64) -> bool {
+    let (Some(&first), Some(&last)) = (cols.first(), cols.last()) else {
+        return true;
+    };
+    first.into() >= 0
+        && last.into() < n_cols
+        && cols
+            .windows(2)
+            .fold(true, |ok, w| ok & (w[0].into() < w[1].into()))
+}
+
 /// A CSR matrix borrowed from numpy: plain slices, so it can cross `Python::detach`.
 #[derive(Clone, Copy)]
 pub struct CsrView<'a> {
@@ -282,7 +297,7 @@ pub struct CsrView<'a> {
 /// Rows per parallel task when checking or copying.
 const ROWS_PER_TASK: usize = 4096;
 
-impl CsrView<'_> {
+impl<'a> CsrView<'a> {
     pub fn nnz(&self) -> usize {
         self.indices.len()
     }
@@ -307,7 +322,7 @@ impl CsrView<'_> {
     }
 
     /// The O(1) part of [`CsrView::check`]: array lengths, the first and last offset. Enough
-    /// before reading single rows with [`CsrView::checked_row_cols`], which checks the rest of
+    /// before reading single rows with [`CsrView::excluded_row`], which checks the rest of
     /// what it reads (so `recommend` for 10 users does not scan a billion entries).
     pub fn check_header(&self) -> Result<(), String> {
         let name = self.name;
@@ -387,23 +402,53 @@ impl CsrView<'_> {
         Ok(())
     }
 
-    /// Column indices of row `r`, checked as [`CsrView::check`] would (after
-    /// [`CsrView::check_header`]).
-    pub fn checked_row_cols(&self, r: usize) -> Result<Vec<u32>, String> {
+    /// The columns of row `r` as the sorted item list a scorer excludes, after
+    /// [`CsrView::check_header`]: borrowed in place when the indices are int32 (scipy's usual
+    /// dtype; a non-negative `i32` is the same bits as its `u32`), converted when they are
+    /// int64. What `recommend` filters with, once per user per call, so it checks only what
+    /// filtering needs — the row's offsets, columns strictly increasing and within `0..n_cols`
+    /// (one pass, no allocation for int32) — and not the values, which filtering never reads;
+    /// on a bad row it falls back to [`CsrView::check_row`]'s message naming the problem.
+    pub fn excluded_row(&self, r: usize) -> Result<Cow<'a, [u32]>, String> {
         if r >= self.n_rows {
             return Err(format!(
                 "{}: row {r} is out of range ({} rows)",
                 self.name, self.n_rows
             ));
         }
-        self.check_row(r)?;
-        Ok(self.row_cols(r))
+        let nnz = self.nnz() as i64;
+        let (a, b) = (self.indptr.get(r), self.indptr.get(r + 1));
+        if !(0 <= a && a <= b && b <= nnz) {
+            return Err(self.row_problem(r));
+        }
+        let (a, b) = (a as usize, b as usize);
+        let n_cols = self.n_cols as i64;
+        match self.indices {
+            Ix::I32(s) => {
+                let cols = &s[a..b];
+                if canonical_in(cols, n_cols) {
+                    Ok(Cow::Borrowed(bytemuck::cast_slice(cols)))
+                } else {
+                    Err(self.row_problem(r))
+                }
+            }
+            Ix::I64(s) => {
+                let cols = &s[a..b];
+                if canonical_in(cols, n_cols) {
+                    Ok(Cow::Owned(cols.iter().map(|&c| c as u32).collect()))
+                } else {
+                    Err(self.row_problem(r))
+                }
+            }
+        }
     }
 
-    /// Column indices of row `r` (after [`CsrView::check`]).
-    pub fn row_cols(&self, r: usize) -> Vec<u32> {
-        let (a, b) = self.range(r);
-        (a..b).map(|i| self.indices.get(i) as u32).collect()
+    /// [`CsrView::check_row`]'s message for a row known to be bad in its offsets or columns.
+    fn row_problem(&self, r: usize) -> String {
+        match self.check_row(r) {
+            Err(m) => m,
+            Ok(()) => format!("{}: row {r} is not a valid CSR row", self.name),
+        }
     }
 
     /// (column, value) pairs of row `r` (after [`CsrView::check`]).

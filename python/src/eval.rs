@@ -123,7 +123,7 @@ impl Model {
         let users = eval_users(&valid_csr);
         let exclude = users
             .par_iter()
-            .map(|&u| train.checked_row_cols(u as usize))
+            .map(|&u| train.excluded_row(u as usize))
             .collect::<Result<Vec<_>, String>>()?;
         let f = users_f.k;
         let mut queries = Vec::with_capacity(users.len() * f);

@@ -10,9 +10,11 @@
 //!   [`score`] (recommend, similar), [`foldin`] (fold-in, partial fits) and [`eval`] behind it.
 //! - [`data`], [`ids`]: `prep` and `load_dataset`.
 //! - [`eval`]: evaluation, of a model or of another library's factors, with the same code.
+//! - [`bench`]: the CLI's batch recommend in process, to measure this layer's overhead.
 
 use pyo3::prelude::*;
 
+mod bench;
 mod csr;
 mod data;
 mod errors;
@@ -31,6 +33,7 @@ fn _encore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("IN_MEMORY", fit::IN_MEMORY)?;
     m.add_class::<model::Model>()?;
     m.add_class::<model::FactorOwner>()?;
+    m.add_class::<bench::LibraryRecommender>()?;
     m.add_function(wrap_pyfunction!(fit::fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit::default_config, m)?)?;
     m.add_function(wrap_pyfunction!(fit::resolve_device, m)?)?;

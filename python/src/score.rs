@@ -1,6 +1,8 @@
 //! Scoring a model: top-K recommendation (single and batched users, filters, item subsets)
 //! and cosine similarity, over the core's exact scorers, with the GIL released.
 
+use std::borrow::Cow;
+
 use ndarray::Array2;
 use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -14,18 +16,22 @@ use crate::errors::{IntoPy, guard, value_error};
 use crate::foldin::matrix_rows;
 use crate::model::{Failure, Model, Side};
 
+/// Users per parallel task when gathering exclusion lists: reading a row in place is a short
+/// scan, so small batches run on the calling thread rather than waking the pool.
+const ROWS_PER_TASK: usize = 256;
+
 /// Top `k` of every query (rows of `queries`, `f` wide) excluding `exclude[b]`, in chunks of
 /// [`BATCH`] so scratch memory stays bounded.
-pub fn top_k_batched(
+pub fn top_k_batched<E: AsRef<[u32]>>(
     scorer: &dyn Scorer,
     queries: &[f32],
     f: usize,
-    exclude: &[Vec<u32>],
+    exclude: &[E],
     k: usize,
 ) -> encore::Result<Vec<Ranked>> {
     let mut out = Vec::with_capacity(exclude.len());
     for (q, ex) in queries.chunks(BATCH * f).zip(exclude.chunks(BATCH)) {
-        let refs: Vec<&[u32]> = ex.iter().map(Vec::as_slice).collect();
+        let refs: Vec<&[u32]> = ex.iter().map(AsRef::as_ref).collect();
         out.extend(scorer.top_k(q, Some(&refs), k)?);
     }
     Ok(out)
@@ -214,16 +220,24 @@ pub(crate) fn recommend<'py>(
         let width = n.min(subset.as_ref().map_or(n_items, Vec::len));
         let ranked = py.detach(|| {
             m.threads.run(|| -> Result<Vec<Ranked>, Failure> {
-                let mut exclude: Vec<Vec<u32>> = match &ex_view {
+                // Each query's exclusions: its row of the matrix read in place (int32 indices:
+                // no copy), merged with `filter_items` only when there are any.
+                let mut exclude: Vec<Cow<'_, [u32]>> = match &ex_view {
                     Some(v) => (0..b)
                         .into_par_iter()
+                        .with_min_len(ROWS_PER_TASK)
                         .map(|j| {
                             let r = ex_rows.as_ref().map_or(j, |r| r[j] as usize);
-                            v.checked_row_cols(r).map(|c| union_sorted(&c, &filter))
+                            let row = v.excluded_row(r)?;
+                            Ok(if filter.is_empty() {
+                                row
+                            } else {
+                                Cow::Owned(union_sorted(&row, &filter))
+                            })
                         })
                         .collect::<Result<_, String>>()
                         .map_err(Failure::Value)?,
-                    None => vec![filter.clone(); b],
+                    None => vec![Cow::Borrowed(filter.as_slice()); b],
                 };
                 match &subset {
                     None => Ok(top_k_batched(m.scorer()?, &queries, f, &exclude, width)?),
@@ -231,10 +245,11 @@ pub(crate) fn recommend<'py>(
                         // Exclusions become positions in the subset; the scorer is over the
                         // subset's rows only.
                         for ex in &mut exclude {
-                            *ex = ex
-                                .iter()
-                                .filter_map(|i| s.binary_search(i).ok().map(|p| p as u32))
-                                .collect();
+                            *ex = Cow::Owned(
+                                ex.iter()
+                                    .filter_map(|i| s.binary_search(i).ok().map(|p| p as u32))
+                                    .collect(),
+                            );
                         }
                         let mut data = Vec::with_capacity(s.len() * f);
                         for &i in s {

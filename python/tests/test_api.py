@@ -190,6 +190,54 @@ def test_user_items_rows_follow_userid(small, small_model):
         small_model.recommend(users, user_items=small[:3], N=10)
 
 
+def test_filtering_reads_int32_and_int64_rows_alike_and_refuses_bad_ones(small, small_model):
+    """The rows filtered with are read in place (int32 indices) or converted (int64): the same
+    answer either way, and a row with corrupt offsets or columns is a ValueError naming it,
+    never a crash or a silently wrong filter."""
+    users = np.array([4, 8, 15])
+    rows = small[users]
+    want, _ = small_model.recommend(users, user_items=rows, N=10)
+    wide = rows.copy()
+    wide.indptr = wide.indptr.astype(np.int64)
+    wide.indices = wide.indices.astype(np.int64)
+    assert np.array_equal(small_model.recommend(users, user_items=wide, N=10)[0], want)
+    assert np.array_equal(small_model.recommend(users, N=10)[0], want)
+    # Values are not read to filter (as in implicit): a stored entry is left out whatever its
+    # count, even one training would refuse.
+    odd = rows.copy()
+    odd.data = np.full_like(odd.data, np.nan)
+    assert np.array_equal(small_model.recommend(users, user_items=odd, N=10)[0], want)
+    for dtype in (np.int32, np.int64):
+        bad = rows.copy()
+        bad.indptr = bad.indptr.astype(dtype)
+        bad.indices = bad.indices.astype(dtype)
+        bad.indptr[2] = bad.indptr[1] - 1  # row 1 ends before it starts
+        with pytest.raises(ValueError, match="indptr is not non-decreasing .* at row 1"):
+            small_model.recommend(users, user_items=bad, N=10)
+        bad = rows.copy()
+        bad.indices = bad.indices.astype(dtype)
+        bad.indices[bad.indptr[2] - 1] = small.shape[1]  # the last column of row 1
+        with pytest.raises(ValueError, match=f"row 1 has column {small.shape[1]}, outside"):
+            small_model.recommend(users, user_items=bad, N=10)
+        bad.indices[bad.indptr[2] - 1] = -1
+        with pytest.raises(ValueError, match="row 1 has column -1"):
+            small_model.recommend(users, user_items=bad, N=10)
+
+
+def test_library_recommender_times_the_clis_call(hetrec, hetrec_ds_dir, tmp_path):
+    """The in-process CLI recommend (scripts/recommend_overhead.py's reference) loads a model
+    directory with its dataset, answers the same users and refuses bad ones."""
+    m = encore.ALS(factors=8, iterations=2, device="cpu", threads=1).fit(
+        hetrec.train, show_progress=False)
+    m.save(tmp_path / "model")
+    lib = encore._encore.LibraryRecommender(str(tmp_path / "model"), str(hetrec_ds_dir),
+                                            "cpu", threads_of=m._model)
+    assert lib.scorer == "cpu"
+    assert lib.time_ms(np.arange(20, dtype=np.int64), 10, True) > 0
+    with pytest.raises(ValueError, match="out of range"):
+        lib.time_ms(np.array([hetrec.train.shape[0]], dtype=np.int64))
+
+
 def test_filter_items_and_items_are_honoured(small, small_model):
     u = np.array([1, 2, 3])
     full, _ = small_model.recommend(u, N=5)

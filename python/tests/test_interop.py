@@ -129,7 +129,7 @@ def test_recalculate_user_is_the_servers_fold_in(encore_cli, cli_model, py_model
                                          headers={"Content-Type": "application/json"})
             answer = json.loads(urllib.request.urlopen(req, timeout=10).read())
             ids, scores = m.recommend(0, user_items=history_row, recalculate_user=True, N=k)
-            assert [t["track_id"] for t in answer["tracks"]] == hetrec.item_ids[ids].tolist()
+            assert [t["id"] for t in answer["tracks"]] == hetrec.item_ids[ids].tolist()
             served_scores = np.float32([t["score"] for t in answer["tracks"]])
             np.testing.assert_array_equal(served_scores, scores)
             # The server does not expose its factor, but its k = 4 x factors scores are linear

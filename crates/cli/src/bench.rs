@@ -36,8 +36,9 @@ pub enum BenchCommand {
     /// /v1/recommend over loopback against the same users' direct top-K calls, with the parts
     /// (healthz round trip, paced direct calls, the server's own handler and scoring means).
     Overhead(OverheadArgs),
-    /// CPU top-K latency for a batch of users (the first N users with held-out tracks), with
-    /// already-listened filtering, median of repeated runs after a warm-up.
+    /// Top-K latency for a batch of users (the first N users with held-out tracks), with
+    /// already-listened filtering, median of repeated runs after a warm-up: the library's batch
+    /// recommend (exclusion lists, scoring, selection) on the CPU or, with --device, the GPU.
     Recommend(RecommendBenchArgs),
 }
 
@@ -181,6 +182,9 @@ pub struct RecommendBenchArgs {
     /// Keep already-listened tracks.
     #[arg(long)]
     pub no_filter: bool,
+    /// Where to score: cpu, gpu, gpu:N or auto (the GPU when usable, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -188,7 +192,7 @@ pub struct RecommendBenchArgs {
 
 fn bench_recommend(a: &RecommendBenchArgs) -> Result<()> {
     anyhow::ensure!(a.repeats >= 1, "--repeats must be at least 1");
-    let rec = load_recommender(&a.model, Some(&a.dataset), DeviceChoice::Cpu)?;
+    let rec = load_recommender(&a.model, Some(&a.dataset), a.device)?;
     let mut users = rec.benchmark_users();
     users.truncate(a.users);
     let filter = !a.no_filter;
@@ -206,7 +210,7 @@ fn bench_recommend(a: &RecommendBenchArgs) -> Result<()> {
     let v = serde_json::json!({
         "users": users.len(), "k": a.k, "filter": filter, "threads": rayon::current_num_threads(),
         "items": rec.dataset.train.n_cols, "factors": rec.model.users.k,
-        "scorer": rec.scorer.name(), "median_ms": median, "runs_ms": runs, "machine": Machine::detect(),
+        "scorer": rec.scorer.name(), "device": rec.device.to_string(), "median_ms": median, "runs_ms": runs, "machine": Machine::detect(),
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);

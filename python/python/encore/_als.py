@@ -359,7 +359,9 @@ class ALS:
         N : int
             How many items.
         filter_already_liked_items : bool
-            Leave out each user's items (from ``user_items``, else the training matrix).
+            Leave out each user's items (from ``user_items``, else the training matrix): every
+            stored entry of their row, whatever its value (as implicit does). The rows are
+            read in place, not copied.
         filter_items : array of int, optional
             Items to leave out for everyone.
         recalculate_user : bool

@@ -19,6 +19,23 @@ class GpuError(RuntimeError):
 class FactorOwner:
     """Keeps a model's factors alive for the numpy views of them (their ``base``)."""
 
+class LibraryRecommender:
+    """The CLI's batch recommend (a model directory and its dataset, loaded as ``encore
+    recommend`` does) in this process: scripts/recommend_overhead.py times it beside
+    ``ALS.recommend``."""
+
+    def __init__(
+        self,
+        model: str,
+        dataset: str,
+        device: str = "cpu",
+        threads: Optional[int] = None,
+        threads_of: Optional[Model] = None,
+    ) -> None: ...
+    @property
+    def scorer(self) -> str: ...
+    def time_ms(self, users: np.ndarray, k: int = 10, filter: bool = True) -> float: ...
+
 class Model:
     """A trained model with its scorers; immutable (updates return a new one)."""
 
