@@ -734,13 +734,20 @@ impl Watchdog {
 
     /// A clean end: says goodbye to the others and stops watching.
     pub fn finish(self) {
-        if self.shared.done.swap(true, Ordering::SeqCst) {
-            return;
+        if !self.shared.done.swap(true, Ordering::SeqCst) {
+            tell_all(&self.writers, Kind::Bye, &[]);
         }
-        tell_all(&self.writers, Kind::Bye, &[]);
+    }
+}
+
+impl Drop for Watchdog {
+    /// Without [`Watchdog::finish`] this is a loss to the others (as when the process dies):
+    /// the connections close at once, although the watching threads still hold them.
+    fn drop(&mut self) {
+        self.shared.done.store(true, Ordering::SeqCst);
         if let Ok(ws) = self.writers.lock() {
             for s in ws.iter() {
-                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = s.shutdown(std::net::Shutdown::Both);
             }
         }
     }
