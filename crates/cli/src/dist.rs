@@ -245,7 +245,7 @@ fn ensure_nccl() -> Result<()> {
 
 /// The arguments of `args` (this process's, without the program) for a rank it starts:
 /// everything but the flags the launcher decides per rank (`--ranks`, `--gpus`, `--threads`,
-/// `--device`, `--comm`, `--local-rank`), which [`spawn_ranks`] adds.
+/// `--device`, `--comm`, `--local-rank`, `--quiet`), which [`spawn_ranks`] adds.
 pub fn rank_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     const DECIDED: [&str; 6] = [
         "--ranks",
@@ -260,6 +260,10 @@ pub fn rank_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     for arg in args {
         if skip {
             skip = false;
+            continue;
+        }
+        // `--quiet` is added to every rank: given twice, clap refuses it.
+        if arg == "-q" || arg == "--quiet" {
             continue;
         }
         if DECIDED.contains(&arg.as_str()) {
