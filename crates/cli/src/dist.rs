@@ -569,3 +569,145 @@ fn reap(children: Vec<Child>, kill: bool) -> Option<usize> {
     }
     failed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: TrainArgs,
+    }
+
+    fn parse(args: &[&str]) -> TrainArgs {
+        T::try_parse_from(["t", "ds", "-o", "m"].iter().chain(args))
+            .unwrap()
+            .a
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn plan_of(args: &[&str]) -> Result<Plan> {
+        plan_with(&parse(args).dist, &no_env)
+    }
+
+    #[test]
+    fn ranks_get_the_arguments_minus_what_the_launcher_decides() {
+        let args = [
+            "train",
+            "ds",
+            "-o",
+            "m",
+            "--ranks",
+            "3",
+            "--threads=4",
+            "--device",
+            "gpu",
+            "-q",
+            "--comm",
+            "host",
+            "--local-rank=2",
+            "--gpus=2",
+            "--iterations",
+            "5",
+            "--quiet",
+        ];
+        assert_eq!(
+            rank_args(args.iter().map(|s| s.to_string())),
+            ["train", "ds", "-o", "m", "--iterations", "5"]
+        );
+    }
+
+    #[test]
+    fn plans_from_flags() {
+        assert_eq!(plan_of(&[]).unwrap(), Plan::Single);
+        assert_eq!(plan_of(&["--ranks", "1"]).unwrap(), Plan::Single);
+        assert_eq!(
+            plan_of(&["--ranks", "2"]).unwrap(),
+            Plan::Local { n: 2, gpus: false }
+        );
+        // One GPU through NCCL is a world of one, not plain training.
+        assert_eq!(
+            plan_of(&["--gpus", "1"]).unwrap(),
+            Plan::Local { n: 1, gpus: true }
+        );
+        for (bad, says) in [
+            (&["--gpus", "0"][..], "--gpus must be 1..="),
+            (&["--local-rank", "1"][..], "--local-rank goes with"),
+            (
+                &["--gpus", "2", "--rank", "0", "--world", "2", "--rendezvous", "h:1"][..],
+                "--gpus starts the ranks itself",
+            ),
+        ] {
+            let e = plan_of(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+        assert!(T::try_parse_from(["t", "ds", "-o", "m", "--gpus", "2", "--ranks", "2"]).is_err());
+        let by_hand = [
+            "--rank",
+            "1",
+            "--world",
+            "4",
+            "--rendezvous",
+            "h:9",
+            "--local-rank",
+            "3",
+        ];
+        match plan_of(&by_hand).unwrap() {
+            Plan::Rank(s) => assert_eq!((s.rank, s.world, s.local_rank), (1, 4, 3)),
+            p => panic!("{p:?}"),
+        }
+        // Under srun the GPU is SLURM_LOCALID.
+        let slurm: HashMap<&str, &str> = [
+            ("SLURM_STEP_NUM_TASKS", "8"),
+            ("SLURM_PROCID", "6"),
+            ("SLURM_LOCALID", "2"),
+            ("SLURM_STEP_NODELIST", "g[1-2]"),
+        ]
+        .into();
+        let var = |k: &str| slurm.get(k).map(|v| v.to_string());
+        match plan_with(&parse(&["--device", "gpu"]).dist, &var).unwrap() {
+            Plan::Rank(s) => assert_eq!((s.rank, s.world, s.local_rank), (6, 8, 2)),
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn gpu_ranks_talk_nccl_unless_they_share_a_gpu() {
+        let comm = |args: &[&str]| {
+            let a = parse(args);
+            let p = plan_with(&a.dist, &no_env)?;
+            gpu_comm(&a, &p)
+        };
+        assert_eq!(comm(&["--gpus", "2"]).unwrap(), Some(CommArg::Nccl));
+        assert_eq!(comm(&["--gpus", "1"]).unwrap(), Some(CommArg::Nccl));
+        assert_eq!(
+            comm(&["--gpus", "2", "--comm", "host"]).unwrap(),
+            Some(CommArg::Host)
+        );
+        assert_eq!(
+            comm(&["--ranks", "3", "--device", "gpu"]).unwrap(),
+            Some(CommArg::Host)
+        );
+        assert_eq!(comm(&["--ranks", "3"]).unwrap(), None);
+        let hand = ["--rank", "0", "--world", "2", "--rendezvous", "h:1"];
+        assert_eq!(comm(&hand).unwrap(), None);
+        let mut gpu_hand = hand.to_vec();
+        gpu_hand.extend(["--device", "gpu"]);
+        assert_eq!(comm(&gpu_hand).unwrap(), Some(CommArg::Nccl));
+        for (bad, says) in [
+            (&["--ranks", "2", "--device", "gpu", "--comm", "nccl"][..], "NCCL refuses"),
+            (&["--gpus", "2", "--device", "cpu"][..], "does not go with --device cpu"),
+            (&["--gpus", "2", "--device", "gpu:1"][..], "CUDA_VISIBLE_DEVICES"),
+            (&["--ranks", "2", "--comm", "host"][..], "--comm is for GPU ranks"),
+        ] {
+            let e = comm(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+}
