@@ -110,7 +110,9 @@ fn a_blocking_call_that_outlives_the_timeout_or_a_loss_is_reported() {
     let seen = calls.clone();
     let w0 = c0.into_watchdog(
         Duration::from_secs(1),
-        Some(Box::new(move |m: &str| seen.lock().unwrap().push(m.to_string()))),
+        Some(Box::new(move |m: &str| {
+            seen.lock().unwrap().push(m.to_string())
+        })),
     );
     let w1 = c1.into_watchdog(Duration::from_secs(1), None);
     // Stuck for longer than the timeout: reported while still inside the call.
@@ -192,6 +194,13 @@ fn plain(m: &Csr, cfg: &AlsConfig) -> (Factors, Factors) {
     (t.users, t.items)
 }
 
+/// A rank's factors and its blocks (users, items).
+type RankResult = (
+    Factors,
+    Factors,
+    (std::ops::Range<usize>, std::ops::Range<usize>),
+);
+
 /// Trains one rank on its own GPU handle with `comm`.
 fn rank_train(
     m: &Csr,
@@ -200,7 +209,7 @@ fn rank_train(
     comm: Box<dyn DeviceCollective>,
     gram: GramMode,
     options: GpuOptions,
-) -> (Factors, Factors, (std::ops::Range<usize>, std::ops::Range<usize>)) {
+) -> RankResult {
     let mut b = GpuBackend::sharded(gpu, cfg, options, comm, gram).unwrap();
     let t = als::train(m.clone(), cfg, &mut b, false, |_, _, _, _| Ok(())).unwrap();
     let blocks = b.blocks().unwrap();
@@ -274,7 +283,7 @@ fn host_staged(
     world: usize,
     gram: GramMode,
     options: GpuOptions,
-) -> Vec<(Factors, Factors, (std::ops::Range<usize>, std::ops::Range<usize>))> {
+) -> Vec<RankResult> {
     let comms: Vec<Box<dyn Collective>> = if world == 1 {
         vec![Box::new(Single)]
     } else {
@@ -316,7 +325,10 @@ fn two_and_three_host_staged_ranks_on_one_gpu_equal_one_gpu() {
                         .enumerate()
                 {
                     assert!(!ub.is_empty() && !ib.is_empty(), "rank {r}: {ub:?} {ib:?}");
-                    let what = format!("{:?}, budget {budget:?}, world {world}, rank {r}", cfg.solver);
+                    let what = format!(
+                        "{:?}, budget {budget:?}, world {world}, rank {r}",
+                        cfg.solver
+                    );
                     assert_bits(&format!("{what} users"), &u, ru);
                     assert_bits(&format!("{what} items"), &i, ri);
                 }

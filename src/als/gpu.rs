@@ -130,7 +130,9 @@ impl FromStr for GramMode {
         match s {
             "replicated" => Ok(Self::Replicated),
             "reduced" => Ok(Self::Reduced),
-            _ => Err(format!("unknown Gram mode {s:?}: use replicated or reduced")),
+            _ => Err(format!(
+                "unknown Gram mode {s:?}: use replicated or reduced"
+            )),
         }
     }
 }
@@ -392,8 +394,8 @@ impl GpuBackend {
             uploaded += resident_bytes as u64;
             streaming = None;
             let cap_rows = if lu_rows > 0 { lu_rows } else { usize::MAX };
-            user_chunks = plan_chunks(&by_user, u64::MAX, cap_rows)?;
-            item_chunks = plan_chunks(&by_item, u64::MAX, cap_rows)?;
+            user_chunks = plan_chunks(by_user, u64::MAX, cap_rows)?;
+            item_chunks = plan_chunks(by_item, u64::MAX, cap_rows)?;
         } else {
             // Two buffers of `cap_nnz` non-zeros and `cap_rows` rows each fill what is left.
             let avail = budget - fixed;
@@ -417,8 +419,8 @@ impl GpuBackend {
                     human_bytes(budget as u64)
                 )));
             }
-            user_chunks = plan_chunks(&by_user, cap_nnz, cap_rows)?;
-            item_chunks = plan_chunks(&by_item, cap_nnz, cap_rows)?;
+            user_chunks = plan_chunks(by_user, cap_nnz, cap_rows)?;
+            item_chunks = plan_chunks(by_item, cap_nnz, cap_rows)?;
             let rows_cap = user_chunks
                 .iter()
                 .chain(&item_chunks)
@@ -575,7 +577,12 @@ impl GpuBackend {
             ),
             (None, _) => (whole, 0, None, None),
         };
-        match (self.gram_mode, self.comm.as_mut(), fixed_blocks, &self.shard) {
+        match (
+            self.gram_mode,
+            self.comm.as_mut(),
+            fixed_blocks,
+            &self.shard,
+        ) {
             (GramMode::Reduced, Some(comm), Some(fb), Some(s)) => {
                 // This rank's rows of the fixed side, then the sum over ranks.
                 let own = &fb[s.rank];
@@ -731,8 +738,7 @@ impl GpuBackend {
 
     /// Multi-rank: every rank's freshly solved rows of `side` to every rank.
     fn exchange(&mut self, side: Side, blocks: Option<&Vec<Range<usize>>>) -> Result<()> {
-        let (Some(comm), Some(blocks), Some(st)) = (self.comm.as_mut(), blocks, &self.state)
-        else {
+        let (Some(comm), Some(blocks), Some(st)) = (self.comm.as_mut(), blocks, &self.state) else {
             return Ok(());
         };
         let k = self.k;
@@ -824,8 +830,7 @@ impl GpuBackend {
             let ms = |a: usize, b: usize| st.marks[a].elapsed_ms(&st.marks[b]).unwrap_or(f32::NAN);
             self.stats.half_step_ms = (ms(0, 1), ms(1, 2));
         }
-        if let (Some(comm), Some(sh), Some(d)) =
-            (&self.comm, &self.shard, self.stats.dist.as_mut())
+        if let (Some(comm), Some(sh), Some(d)) = (&self.comm, &self.shard, self.stats.dist.as_mut())
         {
             let now: Traffic = comm.traffic();
             d.bytes_sent_last_iteration = now.sent - before.sent;

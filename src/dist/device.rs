@@ -157,6 +157,7 @@ mod tests {
         assert!(check_blocks(&[0..3, 3..3, 3..10], 10, 3).is_ok());
         assert!(check_blocks(&[0..3, 4..10], 10, 2).is_err());
         assert!(check_blocks(&[0..3, 3..9], 10, 2).is_err());
-        assert!(check_blocks(&[0..10], 10, 2).is_err());
+        let one = vec![Range { start: 0, end: 10 }];
+        assert!(check_blocks(&one, 10, 2).is_err());
     }
 }

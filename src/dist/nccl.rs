@@ -358,7 +358,9 @@ impl NcclComm {
             sys::ncclCommInitRank(&mut comm, nranks, uid, r)
         })?;
         if comm.is_null() {
-            return Err(Error::gpu_internal("ncclCommInitRank returned no communicator"));
+            return Err(Error::gpu_internal(
+                "ncclCommInitRank returned no communicator",
+            ));
         }
         Ok(Self {
             comm,
@@ -380,7 +382,13 @@ impl NcclComm {
 
     /// Rank `root`'s `len` floats at `buf + at` to every rank's `buf + at`, enqueued on the
     /// compute stream (in place).
-    fn broadcast(&self, gpu: &Gpu, buf: &DeviceBuffer<f32>, at: Range<usize>, root: usize) -> Result<()> {
+    fn broadcast(
+        &self,
+        gpu: &Gpu,
+        buf: &DeviceBuffer<f32>,
+        at: Range<usize>,
+        root: usize,
+    ) -> Result<()> {
         let comm = self.live()?;
         if at.end > buf.len() || at.start > at.end {
             return Err(Error::gpu_internal(format!(
@@ -741,7 +749,10 @@ mod tests {
         assert_eq!(s.find().unwrap(), pip);
         s.explicit = Some(root.join("nope"));
         let e = s.find().unwrap_err().to_string();
-        assert!(e.contains("ENCORE_NCCL_LIB=") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("ENCORE_NCCL_LIB=") && e.contains("does not exist"),
+            "{e}"
+        );
         s.explicit = Some(ld.clone());
         std::fs::remove_file(ld.join("libnccl.so")).unwrap();
         let e = s.find().unwrap_err().to_string();
@@ -758,7 +769,13 @@ mod tests {
             system: vec![t.path().join("sys")],
         };
         let e = s.find().unwrap_err().to_string();
-        for part in ["LD_LIBRARY_PATH", "/a", "site/nvidia/nccl/lib", "/sys", "ENCORE_NCCL_LIB"] {
+        for part in [
+            "LD_LIBRARY_PATH",
+            "/a",
+            "site/nvidia/nccl/lib",
+            "/sys",
+            "ENCORE_NCCL_LIB",
+        ] {
             assert!(e.contains(part), "{part} missing from: {e}");
         }
         assert_eq!(s.directories().len(), 3);

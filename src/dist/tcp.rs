@@ -41,9 +41,15 @@ enum Kind {
 
 impl Kind {
     fn from_byte(b: u8) -> Option<Self> {
-        [Kind::Hello, Kind::Welcome, Kind::Data, Kind::Abort, Kind::Bye]
-            .into_iter()
-            .find(|k| *k as u8 == b)
+        [
+            Kind::Hello,
+            Kind::Welcome,
+            Kind::Data,
+            Kind::Abort,
+            Kind::Bye,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == b)
     }
 }
 
@@ -589,7 +595,9 @@ impl TcpCollective {
             let peer = if rank == 0 { i + 1 } else { 0 };
             match s.try_clone() {
                 Ok(r) => readers.push((peer, r)),
-                Err(e) => shared.set_lost(comm(rank, format!("watching rank {peer}: {e}")).to_string()),
+                Err(e) => {
+                    shared.set_lost(comm(rank, format!("watching rank {peer}: {e}")).to_string())
+                }
             }
         }
         let writers = Arc::new(Mutex::new(peers));

@@ -640,7 +640,16 @@ mod tests {
             (&["--gpus", "0"][..], "--gpus must be 1..="),
             (&["--local-rank", "1"][..], "--local-rank goes with"),
             (
-                &["--gpus", "2", "--rank", "0", "--world", "2", "--rendezvous", "h:1"][..],
+                &[
+                    "--gpus",
+                    "2",
+                    "--rank",
+                    "0",
+                    "--world",
+                    "2",
+                    "--rendezvous",
+                    "h:1",
+                ][..],
                 "--gpus starts the ranks itself",
             ),
         ] {
@@ -701,10 +710,22 @@ mod tests {
         gpu_hand.extend(["--device", "gpu"]);
         assert_eq!(comm(&gpu_hand).unwrap(), Some(CommArg::Nccl));
         for (bad, says) in [
-            (&["--ranks", "2", "--device", "gpu", "--comm", "nccl"][..], "NCCL refuses"),
-            (&["--gpus", "2", "--device", "cpu"][..], "does not go with --device cpu"),
-            (&["--gpus", "2", "--device", "gpu:1"][..], "CUDA_VISIBLE_DEVICES"),
-            (&["--ranks", "2", "--comm", "host"][..], "--comm is for GPU ranks"),
+            (
+                &["--ranks", "2", "--device", "gpu", "--comm", "nccl"][..],
+                "NCCL refuses",
+            ),
+            (
+                &["--gpus", "2", "--device", "cpu"][..],
+                "does not go with --device cpu",
+            ),
+            (
+                &["--gpus", "2", "--device", "gpu:1"][..],
+                "CUDA_VISIBLE_DEVICES",
+            ),
+            (
+                &["--ranks", "2", "--comm", "host"][..],
+                "--comm is for GPU ranks",
+            ),
         ] {
             let e = comm(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad:?}: {e}");

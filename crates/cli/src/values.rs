@@ -164,6 +164,8 @@ mirror! {
     }
 }
 
+// `mirror!` declares the enum, so `#[default]` cannot be put on a variant.
+#[allow(clippy::derivable_impls)]
 impl Default for GramArg {
     fn default() -> Self {
         Self::Replicated

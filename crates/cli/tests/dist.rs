@@ -191,7 +191,10 @@ fn a_missing_nccl_is_a_clear_error_naming_where_it_was_looked_for() {
     // Named, but holding no library.
     let (code, err, took) = gpus_2_with(&[("ENCORE_NCCL_LIB", empty.as_os_str())], dir.path());
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("ENCORE_NCCL_LIB=") && err.contains("without libnccl.so"), "{err}");
+    assert!(
+        err.contains("ENCORE_NCCL_LIB=") && err.contains("without libnccl.so"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(took < Duration::from_secs(20), "{took:?}");
     // Named, and missing.
