@@ -353,6 +353,18 @@ pub fn train(a: &TrainArgs, plan: Plan, quiet: bool) -> Result<Option<Model>> {
     if comm_kind == Some(CommArg::Nccl) {
         ensure_nccl()?;
     }
+    if let (Plan::Local { n, gpus: true }, Some(CommArg::Nccl)) = (&plan, comm_kind) {
+        let visible = encore::gpu::device_count();
+        if visible < *n {
+            let hidden = std::env::var("CUDA_VISIBLE_DEVICES")
+                .map(|v| format!(" (CUDA_VISIBLE_DEVICES={v:?})"))
+                .unwrap_or_default();
+            bail!(
+                "--gpus {n} needs {n} GPUs, one per rank; this host shows {visible}{hidden}. \
+                 To run several ranks on one GPU, use --ranks {n} --device gpu (host-staged)"
+            );
+        }
+    }
     let ds = Dataset::load(&a.dataset)
         .with_context(|| format!("loading dataset {}", a.dataset.display()))?;
     let cfg = a.config();
@@ -475,10 +487,12 @@ pub fn train(a: &TrainArgs, plan: Plan, quiet: bool) -> Result<Option<Model>> {
                 Box::new(ShardedCpu::new(comm, cpu_solver(&cfg)?))
             }
             Some(kind) => {
-                let ordinal = if kind == CommArg::Nccl {
-                    local_rank
-                } else {
-                    host_gpu
+                let ordinal = match kind {
+                    // A scheduler that binds each task to one GPU (CUDA_VISIBLE_DEVICES with
+                    // one device) leaves every local rank GPU 0.
+                    CommArg::Nccl if encore::gpu::device_count() == 1 => 0,
+                    CommArg::Nccl => local_rank,
+                    _ => host_gpu,
                 };
                 let mut comm = comm;
                 let opened = Gpu::open(ordinal).with_context(|| {
