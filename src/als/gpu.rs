@@ -139,8 +139,9 @@ impl FromStr for GramMode {
 
 /// One rank's rows of both sides and how every rank split them.
 struct GpuShard {
-    by_user: Csr,
-    by_item: Csr,
+    /// This rank's rows of the user-major and the item-major matrix; `None` in a world of one,
+    /// whose rank holds the whole matrices (no copy of them is made).
+    rows: Option<(Csr, Csr)>,
     blocks: (Vec<Range<usize>>, Vec<Range<usize>>),
     rank: usize,
 }
@@ -150,11 +151,24 @@ impl GpuShard {
         use crate::dist::backend::{ROW_COST, row_block};
         let users = crate::dist::balanced_blocks(&p.by_user.indptr, world, 1, ROW_COST);
         let items = crate::dist::balanced_blocks(&p.by_item.indptr, world, 1, ROW_COST);
+        let rows = (world > 1).then(|| {
+            (
+                row_block(&p.by_user, users[rank].clone()),
+                row_block(&p.by_item, items[rank].clone()),
+            )
+        });
         Self {
-            by_user: row_block(&p.by_user, users[rank].clone()),
-            by_item: row_block(&p.by_item, items[rank].clone()),
+            rows,
             blocks: (users, items),
             rank,
+        }
+    }
+
+    /// This rank's rows (user-major, item-major) of `p`'s matrices.
+    fn matrices<'a>(&'a self, p: &'a Prepared) -> (&'a Csr, &'a Csr) {
+        match &self.rows {
+            Some((u, i)) => (u, i),
+            None => (&p.by_user, &p.by_item),
         }
     }
 }
@@ -339,7 +353,7 @@ impl GpuBackend {
         let k = self.k;
         // This rank's rows (all of them on one GPU).
         let (by_user, by_item) = match &self.shard {
-            Some(s) => (&s.by_user, &s.by_item),
+            Some(s) => s.matrices(p),
             None => (&p.by_user, &p.by_item),
         };
         let csr_bytes = |m: &Csr| (m.n_rows + 1) * 8 + m.nnz() * NNZ_BYTES;
@@ -564,13 +578,13 @@ impl GpuBackend {
         // rank of the side solved and of the fixed side; all rows on one GPU.
         let (m, row_base, blocks, fixed_blocks) = match (&self.shard, side) {
             (Some(s), Side::Users) => (
-                &s.by_user,
+                s.matrices(p).0,
                 s.blocks.0[s.rank].start,
                 Some(s.blocks.0.clone()),
                 Some(&s.blocks.1),
             ),
             (Some(s), Side::Items) => (
-                &s.by_item,
+                s.matrices(p).1,
                 s.blocks.1[s.rank].start,
                 Some(s.blocks.1.clone()),
                 Some(&s.blocks.0),
@@ -838,7 +852,8 @@ impl GpuBackend {
             let span = |b: &[Range<usize>]| b.iter().map(|r| [r.start, r.end]).collect();
             d.user_blocks = span(&sh.blocks.0);
             d.item_blocks = span(&sh.blocks.1);
-            d.nnz = (sh.by_user.nnz() as u64, sh.by_item.nnz() as u64);
+            let (u, i) = sh.matrices(p);
+            d.nnz = (u.nnz() as u64, i.nnz() as u64);
         }
         Ok(())
     }
