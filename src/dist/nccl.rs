@@ -782,6 +782,17 @@ mod tests {
     }
 
     #[test]
+    fn without_the_library_every_call_is_an_error_not_a_panic() {
+        if loadable() {
+            eprintln!("NCCL loads on this host: nothing to check");
+            return;
+        }
+        for e in [unique_id().unwrap_err(), version().unwrap_err()] {
+            assert!(e.to_string().contains("libnccl.so could not be loaded"), "{e}");
+        }
+    }
+
+    #[test]
     fn the_shim_links_libnccl_so_to_the_library_and_is_reused() {
         let t = tempfile::tempdir().unwrap();
         let lib = t.path().join("pip/libnccl.so.2");

@@ -204,10 +204,13 @@ pub fn gpu_comm(a: &TrainArgs, plan: &Plan) -> Result<Option<CommArg>> {
 /// returns only when it is, else fails saying what was searched.
 fn ensure_nccl() -> Result<()> {
     let nvls_set = std::env::var_os("NCCL_NVLS_ENABLE").is_some();
-    if nccl::loadable() && nvls_set {
+    // A library named by ENCORE_NCCL_LIB is the one used, even where another would load.
+    let explicit = std::env::var_os(nccl::LIB_VAR).is_some_and(|v| !v.is_empty());
+    let restarted = std::env::var_os(REEXEC_MARK).is_some();
+    if nccl::loadable() && nvls_set && (restarted || !explicit) {
         return Ok(());
     }
-    if std::env::var_os(REEXEC_MARK).is_some() {
+    if restarted {
         let lib = std::env::var(REEXEC_MARK).unwrap_or_default();
         bail!(
             "NCCL: {lib} was put on LD_LIBRARY_PATH (as libnccl.so) but still does not load; is \
@@ -223,7 +226,7 @@ fn ensure_nccl() -> Result<()> {
         cmd.env("NCCL_NVLS_ENABLE", "0");
     }
     let mut mark = String::from("the NCCL library found");
-    if !nccl::loadable() {
+    if explicit || !nccl::loadable() {
         let lib = nccl::LibrarySearch::from_env().find()?;
         let dir = nccl::shim_dir(&lib, &std::env::temp_dir())?;
         let mut path = vec![dir];
