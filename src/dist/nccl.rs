@@ -788,7 +788,10 @@ mod tests {
             return;
         }
         for e in [unique_id().unwrap_err(), version().unwrap_err()] {
-            assert!(e.to_string().contains("libnccl.so could not be loaded"), "{e}");
+            assert!(
+                e.to_string().contains("libnccl.so could not be loaded"),
+                "{e}"
+            );
         }
     }
 
