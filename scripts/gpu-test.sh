@@ -4,8 +4,9 @@
 #   bash scripts/gpu-test.sh build   # here: the core crate's release test binaries + encore
 #                                    # into .device-bin/
 #   bash scripts/gpu-test.sh run     # on the GPU host (device tool, carry .device-bin): every
-#                                    # test binary with --ignored, then the plain tests of
-#                                    # tests/gpu.rs; logs to $OUT (or ./gpu-test-logs)
+#                                    # test binary with --ignored (tests/dist_gpu.rs with NCCL
+#                                    # on LD_LIBRARY_PATH: scripts/nccl-env.sh), then the plain
+#                                    # tests of tests/gpu.rs; logs to $OUT (or ./gpu-test-logs)
 #
 # With the device tool the whole thing is one call after the build:
 #   run(command="bash scripts/gpu-test.sh run", carry=[".device-bin"])
@@ -45,6 +46,9 @@ run)
     LOGS=${OUT:-gpu-test-logs}
     mkdir -p "$LOGS"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOGS/device.txt" || true
+    # NCCL for tests/dist_gpu.rs (pip's libnccl.so.2, linked as libnccl.so).
+    source scripts/nccl-env.sh
+    nccl_env | tee -a "$LOGS/device.txt"
     status=0
     for t in "$BIN"/tests/*; do
         name=$(basename "$t")

@@ -16,11 +16,26 @@
 //! solves chunk j, the host fills staging for chunk j+1 and the copy stream uploads it, ordered
 //! by events (`uploaded[b]` before the solve on buffer b, `consumed[b]` before buffer b is
 //! overwritten). This is what trains a CSR larger than the GPU.
+//!
+//! Multi-rank (one process per GPU, or several sharing one): [`GpuBackend::sharded`] gives a
+//! rank its block of users and of items (balanced by nonzeros, [`crate::dist::balanced_blocks`]);
+//! it keeps only those rows of the two matrices (resident or streamed as above), the whole
+//! factors, and after solving its rows of a side all-gathers that side through a
+//! [`DeviceCollective`] (NCCL, or host-staged). The Gram matrix is either recomputed by every
+//! rank from its full copy of the fixed factors ([`GramMode::Replicated`]: the single-GPU
+//! trainer's SGEMM, so the factors are bit-identical to it at every world size), or summed from
+//! the ranks' partial Gram matrices ([`GramMode::Reduced`]: 1/W of the SGEMM per rank, at the
+//! price of a different summation order, so the factors agree with one GPU's to rounding).
+
+use std::ops::Range;
+use std::str::FromStr;
 
 use rayon::prelude::*;
 
 use crate::als::{AlsConfig, Backend, Factors, Prepared, SolverKind, TrainDevice, non_finite};
 use crate::data::csr::Csr;
+use crate::dist::collective::Traffic;
+use crate::dist::device::DeviceCollective;
 use crate::error::{Error, Result};
 use crate::gpu::als::{ChunkArgs, SideArgs};
 use crate::gpu::memory::{DeviceBuffer, PinnedBuffer};
@@ -67,6 +82,95 @@ pub struct GpuStats {
     /// Device time of the last iteration's half-steps (users, items), in milliseconds, from
     /// events on the compute stream.
     pub half_step_ms: (f32, f32),
+    /// Multi-rank training only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dist: Option<DistStats>,
+}
+
+/// What one rank of multi-rank GPU training holds and moves.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DistStats {
+    pub world: usize,
+    pub rank: usize,
+    /// The communicator ("nccl 2.27.3", "host-staged over tcp").
+    pub comm: String,
+    pub gram: &'static str,
+    /// Every rank's rows, users then items.
+    pub user_blocks: Vec<[usize; 2]>,
+    pub item_blocks: Vec<[usize; 2]>,
+    /// This rank's nonzeros (users' matrix, items' matrix).
+    pub nnz: (u64, u64),
+    pub bytes_sent_last_iteration: u64,
+    pub bytes_received_last_iteration: u64,
+}
+
+/// How a rank of multi-rank GPU training gets the Gram matrix of the fixed side (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GramMode {
+    /// Every rank computes YᵀY from its full copy of Y: no communication, and the single-GPU
+    /// trainer's bits.
+    #[default]
+    Replicated,
+    /// Every rank computes the part of its own rows of Y; the parts are summed across ranks.
+    Reduced,
+}
+
+impl GramMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replicated => "replicated",
+            Self::Reduced => "reduced",
+        }
+    }
+}
+
+impl FromStr for GramMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "replicated" => Ok(Self::Replicated),
+            "reduced" => Ok(Self::Reduced),
+            _ => Err(format!(
+                "unknown Gram mode {s:?}: use replicated or reduced"
+            )),
+        }
+    }
+}
+
+/// One rank's rows of both sides and how every rank split them.
+struct GpuShard {
+    /// This rank's rows of the user-major and the item-major matrix; `None` in a world of one,
+    /// whose rank holds the whole matrices (no copy of them is made).
+    rows: Option<(Csr, Csr)>,
+    blocks: (Vec<Range<usize>>, Vec<Range<usize>>),
+    rank: usize,
+}
+
+impl GpuShard {
+    fn cut(p: &Prepared, rank: usize, world: usize) -> Self {
+        use crate::dist::backend::{ROW_COST, row_block};
+        let users = crate::dist::balanced_blocks(&p.by_user.indptr, world, 1, ROW_COST);
+        let items = crate::dist::balanced_blocks(&p.by_item.indptr, world, 1, ROW_COST);
+        let rows = (world > 1).then(|| {
+            (
+                row_block(&p.by_user, users[rank].clone()),
+                row_block(&p.by_item, items[rank].clone()),
+            )
+        });
+        Self {
+            rows,
+            blocks: (users, items),
+            rank,
+        }
+    }
+
+    /// This rank's rows (user-major, item-major) of `p`'s matrices.
+    fn matrices<'a>(&'a self, p: &'a Prepared) -> (&'a Csr, &'a Csr) {
+        match &self.rows {
+            Some((u, i)) => (u, i),
+            None => (&p.by_user, &p.by_item),
+        }
+    }
 }
 
 /// One side's matrix when resident.
@@ -132,6 +236,11 @@ pub struct GpuBackend {
     iteration: usize,
     state: Option<State>,
     pub stats: GpuStats,
+    /// Multi-rank training: the communicator, this rank's rows (cut on the first iteration)
+    /// and how the Gram matrix is formed.
+    comm: Option<Box<dyn DeviceCollective>>,
+    shard: Option<GpuShard>,
+    gram_mode: GramMode,
 }
 
 impl GpuBackend {
@@ -159,7 +268,40 @@ impl GpuBackend {
             iteration: 0,
             state: None,
             stats,
+            comm: None,
+            shard: None,
+            gram_mode: GramMode::Replicated,
         })
+    }
+
+    /// One rank of multi-rank training on `gpu` with `comm` (module docs): every rank must
+    /// run the same training (matrices, settings, seed, `gram`) with a communicator of the
+    /// same world.
+    pub fn sharded(
+        gpu: Gpu,
+        cfg: &AlsConfig,
+        options: GpuOptions,
+        comm: Box<dyn DeviceCollective>,
+        gram: GramMode,
+    ) -> Result<Self> {
+        let mut b = Self::new(gpu, cfg, options)?;
+        b.stats.dist = Some(DistStats {
+            world: comm.world(),
+            rank: comm.rank(),
+            comm: comm.describe(),
+            gram: gram.as_str(),
+            ..DistStats::default()
+        });
+        b.comm = Some(comm);
+        b.gram_mode = gram;
+        Ok(b)
+    }
+
+    /// This rank's rows (users, items), once the first iteration has cut them.
+    pub fn blocks(&self) -> Option<(Range<usize>, Range<usize>)> {
+        self.shard
+            .as_ref()
+            .map(|s| (s.blocks.0[s.rank].clone(), s.blocks.1[s.rank].clone()))
     }
 
     /// The GPU this backend runs on.
@@ -209,11 +351,16 @@ impl GpuBackend {
     ) -> Result<State> {
         let gpu = &self.gpu;
         let k = self.k;
+        // This rank's rows (all of them on one GPU).
+        let (by_user, by_item) = match &self.shard {
+            Some(s) => s.matrices(p),
+            None => (&p.by_user, &p.by_item),
+        };
         let csr_bytes = |m: &Csr| (m.n_rows + 1) * 8 + m.nnz() * NNZ_BYTES;
         let factor_bytes = (users.data.len() + items.data.len()) * 4 + k * k * 4 + 64;
         let lu_rows = if self.solver == GpuSolver::Lu {
             LU_MAX_BATCH_ROWS
-                .min(p.by_user.n_rows.max(p.by_item.n_rows))
+                .min(by_user.n_rows.max(by_item.n_rows))
                 .max(1)
         } else {
             0
@@ -227,7 +374,7 @@ impl GpuBackend {
                 human_bytes(budget as u64)
             )));
         }
-        let resident_bytes = csr_bytes(&p.by_user) + csr_bytes(&p.by_item);
+        let resident_bytes = csr_bytes(by_user) + csr_bytes(by_item);
         let resident = fixed + resident_bytes <= budget;
         let ctx = &gpu.ctx;
         let lu = if lu_rows > 0 {
@@ -255,18 +402,18 @@ impl GpuBackend {
                 })
             };
             resident_csr = Some((
-                up(&p.by_user, "user-major matrix")?,
-                up(&p.by_item, "item-major matrix")?,
+                up(by_user, "user-major matrix")?,
+                up(by_item, "item-major matrix")?,
             ));
             uploaded += resident_bytes as u64;
             streaming = None;
             let cap_rows = if lu_rows > 0 { lu_rows } else { usize::MAX };
-            user_chunks = plan_chunks(&p.by_user, u64::MAX, cap_rows)?;
-            item_chunks = plan_chunks(&p.by_item, u64::MAX, cap_rows)?;
+            user_chunks = plan_chunks(by_user, u64::MAX, cap_rows)?;
+            item_chunks = plan_chunks(by_item, u64::MAX, cap_rows)?;
         } else {
             // Two buffers of `cap_nnz` non-zeros and `cap_rows` rows each fill what is left.
             let avail = budget - fixed;
-            let max_rows = p.by_user.n_rows.max(p.by_item.n_rows);
+            let max_rows = by_user.n_rows.max(by_item.n_rows);
             let mut cap_rows = if lu_rows > 0 {
                 lu_rows
             } else {
@@ -274,7 +421,7 @@ impl GpuBackend {
             };
             cap_rows = cap_rows.min(avail / 2 / 8 / 4).max(1);
             let cap_nnz = ((avail / 2).saturating_sub((cap_rows + 1) * 8) / NNZ_BYTES) as u64;
-            let longest = longest_row(&p.by_user).max(longest_row(&p.by_item));
+            let longest = longest_row(by_user).max(longest_row(by_item));
             let cap_nnz = cap_nnz.min(MAX_CHUNK_NNZ.max(longest));
             if cap_nnz < longest {
                 return Err(Error::gpu_internal(format!(
@@ -286,8 +433,8 @@ impl GpuBackend {
                     human_bytes(budget as u64)
                 )));
             }
-            user_chunks = plan_chunks(&p.by_user, cap_nnz, cap_rows)?;
-            item_chunks = plan_chunks(&p.by_item, cap_nnz, cap_rows)?;
+            user_chunks = plan_chunks(by_user, cap_nnz, cap_rows)?;
+            item_chunks = plan_chunks(by_item, cap_nnz, cap_rows)?;
             let rows_cap = user_chunks
                 .iter()
                 .chain(&item_chunks)
@@ -423,12 +570,48 @@ impl GpuBackend {
         };
         let gpu = &self.gpu;
         let k = self.k;
-        let (m, target, fixed, chunks) = match side {
+        let (whole, target, fixed, chunks) = match side {
             Side::Users => (&p.by_user, &st.users, &st.items, &st.user_chunks),
             Side::Items => (&p.by_item, &st.items, &st.users, &st.item_chunks),
         };
-        gpu.blas
-            .gram(fixed.ptr(), fixed.len() / k, k, st.gram.ptr())?;
+        // This rank's rows of the side (`m`, its first row `row_base`), the blocks of every
+        // rank of the side solved and of the fixed side; all rows on one GPU.
+        let (m, row_base, blocks, fixed_blocks) = match (&self.shard, side) {
+            (Some(s), Side::Users) => (
+                s.matrices(p).0,
+                s.blocks.0[s.rank].start,
+                Some(s.blocks.0.clone()),
+                Some(&s.blocks.1),
+            ),
+            (Some(s), Side::Items) => (
+                s.matrices(p).1,
+                s.blocks.1[s.rank].start,
+                Some(s.blocks.1.clone()),
+                Some(&s.blocks.0),
+            ),
+            (None, _) => (whole, 0, None, None),
+        };
+        match (
+            self.gram_mode,
+            self.comm.as_mut(),
+            fixed_blocks,
+            &self.shard,
+        ) {
+            (GramMode::Reduced, Some(comm), Some(fb), Some(s)) => {
+                // This rank's rows of the fixed side, then the sum over ranks.
+                let own = &fb[s.rank];
+                if own.is_empty() {
+                    st.gram.zero_async(&gpu.stream)?;
+                } else {
+                    gpu.blas
+                        .gram(fixed.ptr_at(own.start * k), own.len(), k, st.gram.ptr())?;
+                }
+                comm.all_reduce_sum(gpu, &st.gram, k * k)?;
+            }
+            _ => gpu
+                .blas
+                .gram(fixed.ptr(), fixed.len() / k, k, st.gram.ptr())?,
+        }
         let side_args = SideArgs {
             fixed: fixed.ptr(),
             gram: st.gram.ptr(),
@@ -436,7 +619,9 @@ impl GpuBackend {
             k,
             regularization: p.regularization,
             reg_exponent: p.reg_exponent,
-            inv_mean_row: (m.n_rows.max(1) as f64 / m.nnz().max(m.n_rows).max(1) as f64) as f32,
+            // ν's n̄ is the whole side's mean, not this rank's block's.
+            inv_mean_row: (whole.n_rows.max(1) as f64 / whole.nnz().max(whole.n_rows).max(1) as f64)
+                as f32,
         };
         let solver = self.solver;
         let kernels = gpu.als_kernels()?;
@@ -498,10 +683,10 @@ impl GpuBackend {
                     indices: r.indices.ptr(),
                     conf: r.conf.ptr(),
                     n_rows: (c.rows.1 - c.rows.0) as u64,
-                    row0: c.rows.0 as u64,
+                    row0: (row_base + c.rows.0) as u64,
                 })?;
             }
-            return Ok(());
+            return self.exchange(side, blocks.as_ref());
         }
         let Some(sm) = st.streaming.as_mut() else {
             return Err(Error::gpu_internal("neither resident nor streaming"));
@@ -554,7 +739,7 @@ impl GpuBackend {
                 indices: sm.dev_indices[b].ptr(),
                 conf: sm.dev_conf[b].ptr(),
                 n_rows: (r1 - r0) as u64,
-                row0: r0 as u64,
+                row0: (row_base + r0) as u64,
             })?;
             sm.consumed[b]
                 .record(&gpu.stream)
@@ -562,7 +747,22 @@ impl GpuBackend {
             uploaded += ((r1 - r0 + 1) * 8 + (n1 - n0) * NNZ_BYTES) as u64;
         }
         self.stats.uploaded_bytes += uploaded;
-        Ok(())
+        self.exchange(side, blocks.as_ref())
+    }
+
+    /// Multi-rank: every rank's freshly solved rows of `side` to every rank.
+    fn exchange(&mut self, side: Side, blocks: Option<&Vec<Range<usize>>>) -> Result<()> {
+        let (Some(comm), Some(blocks), Some(st)) = (self.comm.as_mut(), blocks, &self.state) else {
+            return Ok(());
+        };
+        let k = self.k;
+        let target = if side == Side::Users {
+            &st.users
+        } else {
+            &st.items
+        };
+        let values: Vec<Range<usize>> = blocks.iter().map(|b| b.start * k..b.end * k).collect();
+        comm.all_gather_blocks(&self.gpu, target, &values)
     }
 
     /// Records timing event `i` on the compute stream.
@@ -610,6 +810,55 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    /// One iteration (see [`Backend::iterate_checked`]).
+    fn iterate_inner(
+        &mut self,
+        p: &Prepared,
+        users: &mut Factors,
+        items: &mut Factors,
+        between: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        if let (Some(comm), None) = (&self.comm, &self.shard) {
+            self.shard = Some(GpuShard::cut(p, comm.rank(), comm.world()));
+        }
+        if self.state.is_none() {
+            let st = self.setup(p, users, items)?;
+            self.state = Some(st);
+        }
+        let before = self.comm.as_ref().map(|c| c.traffic()).unwrap_or_default();
+        self.gpu.bind()?;
+        self.mark(0)?;
+        self.half_step(p, Side::Users)?;
+        self.mark(1)?;
+        // Asked while the users' half-step runs on the device (kernel launches are asynchronous);
+        // a stop waits for it, so no kernel is still writing when the buffers are freed.
+        if let Err(e) = between() {
+            let _ = self.gpu.synchronize();
+            return Err(e);
+        }
+        self.half_step(p, Side::Items)?;
+        self.mark(2)?;
+        self.check()?;
+        if let Some(st) = &self.state {
+            let ms = |a: usize, b: usize| st.marks[a].elapsed_ms(&st.marks[b]).unwrap_or(f32::NAN);
+            self.stats.half_step_ms = (ms(0, 1), ms(1, 2));
+        }
+        if let (Some(comm), Some(sh), Some(d)) = (&self.comm, &self.shard, self.stats.dist.as_mut())
+        {
+            let now: Traffic = comm.traffic();
+            d.bytes_sent_last_iteration = now.sent - before.sent;
+            d.bytes_received_last_iteration = now.received - before.received;
+            let span = |b: &[Range<usize>]| b.iter().map(|r| [r.start, r.end]).collect();
+            d.user_blocks = span(&sh.blocks.0);
+            d.item_blocks = span(&sh.blocks.1);
+            let (u, i) = sh.matrices(p);
+            d.nnz = (u.nnz() as u64, i.nnz() as u64);
+        }
+        Ok(())
+    }
+}
+
 impl Drop for GpuBackend {
     fn drop(&mut self) {
         // After an error, copies or kernels may still be using the buffers: wait for them
@@ -629,7 +878,15 @@ impl Backend for GpuBackend {
     }
 
     fn device(&self) -> String {
-        self.gpu.describe()
+        match &self.comm {
+            Some(c) => format!(
+                "{} × {} ranks ({})",
+                self.gpu.describe(),
+                c.world(),
+                c.describe()
+            ),
+            None => self.gpu.describe(),
+        }
     }
 
     fn iterate(&mut self, p: &Prepared, users: &mut Factors, items: &mut Factors) -> Result<()> {
@@ -654,28 +911,12 @@ impl Backend for GpuBackend {
             )));
         }
         self.iteration += 1;
-        if self.state.is_none() {
-            let st = self.setup(p, users, items)?;
-            self.state = Some(st);
+        let r = self.iterate_inner(p, users, items, between);
+        if let (Err(e), Some(comm)) = (&r, self.comm.as_mut()) {
+            // The other ranks stop with this cause (a no-op when the cause was a lost rank).
+            comm.abort(&e.to_string());
         }
-        self.gpu.bind()?;
-        self.mark(0)?;
-        self.half_step(p, Side::Users)?;
-        self.mark(1)?;
-        // Asked while the users' half-step runs on the device (kernel launches are asynchronous);
-        // a stop waits for it, so no kernel is still writing when the buffers are freed.
-        if let Err(e) = between() {
-            let _ = self.gpu.synchronize();
-            return Err(e);
-        }
-        self.half_step(p, Side::Items)?;
-        self.mark(2)?;
-        self.check()?;
-        if let Some(st) = &self.state {
-            let ms = |a: usize, b: usize| st.marks[a].elapsed_ms(&st.marks[b]).unwrap_or(f32::NAN);
-            self.stats.half_step_ms = (ms(0, 1), ms(1, 2));
-        }
-        Ok(())
+        r
     }
 
     fn details(&self) -> serde_json::Value {

@@ -14,14 +14,20 @@
 //!   the rendezvous every launch uses (and, for GPUs, how NCCL's unique id travels).
 //! - [`partition`]: rows split into contiguous blocks balanced by nonzeros.
 //! - [`launch`]: who this process is: `--rank/--world/--rendezvous`, or SLURM's variables.
+//! - [`device`]: the GPU side of the seam (`DeviceCollective`: all-gather of device blocks, a
+//!   device sum), host-staged through any `Collective`; [`nccl`]: the NCCL implementation, the
+//!   library's search and loading. The GPU backend itself is `als::gpu::GpuBackend::sharded`.
 
 pub mod backend;
 pub mod collective;
+pub mod device;
 pub mod launch;
+pub mod nccl;
 pub mod partition;
 pub mod tcp;
 
 pub use backend::ShardedCpu;
 pub use collective::{Collective, Single};
+pub use device::{DeviceCollective, HostStaged};
 pub use launch::WorldSpec;
 pub use partition::balanced_blocks;

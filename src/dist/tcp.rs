@@ -15,6 +15,8 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::collective::{Collective, Traffic};
@@ -33,13 +35,21 @@ enum Kind {
     Welcome = 2,
     Data = 3,
     Abort = 4,
+    /// A rank that finished cleanly (watchdog mode): its closing connection is no loss.
+    Bye = 5,
 }
 
 impl Kind {
     fn from_byte(b: u8) -> Option<Self> {
-        [Kind::Hello, Kind::Welcome, Kind::Data, Kind::Abort]
-            .into_iter()
-            .find(|k| *k as u8 == b)
+        [
+            Kind::Hello,
+            Kind::Welcome,
+            Kind::Data,
+            Kind::Abort,
+            Kind::Bye,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == b)
     }
 }
 
@@ -515,4 +525,238 @@ fn split_blocks(all: &[u8], world: usize) -> Option<Vec<Vec<u8>>> {
         at = end;
     }
     (at == all.len()).then_some(out)
+}
+
+/// Called from the watchdog's thread with the message when this process is stuck (see
+/// [`Watchdog`]); the CLI prints it and exits.
+pub type OnStuck = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The TCP star turned into a failure detector while NCCL carries the data.
+///
+/// One thread per connection reads until the peer says goodbye: a connection that closes
+/// without one (the peer exited or was killed) or an abort message marks the world lost, and
+/// rank 0 passes the cause on to the others. The training thread asks [`Watchdog::lost`]
+/// between polls of its GPU work. A call that can block inside NCCL (joining, launching a
+/// group) is wrapped in [`Watchdog::blocking`]: if the world is lost while it blocks, or it
+/// blocks longer than the timeout, a ticker thread calls `on_stuck`, since the training thread
+/// cannot notice then.
+pub struct Watchdog {
+    rank: usize,
+    shared: Arc<Shared>,
+    writers: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+struct Shared {
+    rank: usize,
+    timeout: Duration,
+    lost: Mutex<Option<(String, Instant)>>,
+    /// The training thread has seen the loss.
+    noticed: AtomicBool,
+    /// A blocking call in progress, and since when.
+    busy: Mutex<Option<(String, Instant)>>,
+    done: AtomicBool,
+}
+
+impl Shared {
+    fn set_lost(&self, msg: String) {
+        if let Ok(mut l) = self.lost.lock()
+            && l.is_none()
+        {
+            *l = Some((msg, Instant::now()));
+        }
+    }
+}
+
+/// Writes `kind` to every stream, each within two seconds.
+fn tell_all(writers: &Mutex<Vec<TcpStream>>, kind: Kind, payload: &[u8]) {
+    if let Ok(mut ws) = writers.lock() {
+        for s in ws.iter_mut() {
+            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = write_frame(s, kind, payload);
+        }
+    }
+}
+
+impl TcpCollective {
+    /// Hands the connections to a [`Watchdog`]; no collective runs over them afterwards.
+    pub fn into_watchdog(mut self, timeout: Duration, on_stuck: Option<OnStuck>) -> Watchdog {
+        let rank = self.rank;
+        let shared = Arc::new(Shared {
+            rank,
+            timeout,
+            lost: Mutex::new(None),
+            noticed: AtomicBool::new(false),
+            busy: Mutex::new(None),
+            done: AtomicBool::new(false),
+        });
+        let peers = std::mem::take(&mut self.peers);
+        let mut readers = Vec::with_capacity(peers.len());
+        for (i, s) in peers.iter().enumerate() {
+            let peer = if rank == 0 { i + 1 } else { 0 };
+            match s.try_clone() {
+                Ok(r) => readers.push((peer, r)),
+                Err(e) => {
+                    shared.set_lost(comm(rank, format!("watching rank {peer}: {e}")).to_string())
+                }
+            }
+        }
+        let writers = Arc::new(Mutex::new(peers));
+        for (peer, mut r) in readers {
+            let (sh, writers) = (shared.clone(), writers.clone());
+            let _ = r.set_read_timeout(None);
+            let spawned = std::thread::Builder::new()
+                .name(format!("encore-watch-{peer}"))
+                .spawn(move || {
+                    let shared = sh;
+                    let msg = match read_frame_until_news(&mut r) {
+                        News::Bye => return,
+                        News::Abort(m) => m,
+                        News::Closed(e) => {
+                            if shared.done.load(Ordering::SeqCst) {
+                                return;
+                            }
+                            comm(shared.rank, lost(&e, peer, shared.timeout)).to_string()
+                        }
+                    };
+                    shared.set_lost(msg.clone());
+                    // Rank 0 tells the others, so every rank stops with the cause.
+                    if shared.rank == 0 && !shared.done.load(Ordering::SeqCst) {
+                        tell_all(&writers, Kind::Abort, msg.as_bytes());
+                    }
+                });
+            if let Err(e) = spawned {
+                shared.set_lost(comm(rank, format!("starting a watchdog thread: {e}")).to_string());
+            }
+        }
+        if let Some(on_stuck) = on_stuck {
+            let shared = shared.clone();
+            let _ = std::thread::Builder::new()
+                .name("encore-watchdog".into())
+                .spawn(move || ticker(&shared, on_stuck));
+        }
+        Watchdog {
+            rank,
+            shared,
+            writers,
+        }
+    }
+}
+
+enum News {
+    Bye,
+    Abort(String),
+    Closed(std::io::Error),
+}
+
+/// Reads frames until a goodbye, an abort or the end of the connection.
+fn read_frame_until_news(s: &mut TcpStream) -> News {
+    loop {
+        match read_frame(s) {
+            Ok((Kind::Bye, _)) => return News::Bye,
+            Ok((Kind::Abort, m)) => return News::Abort(String::from_utf8_lossy(&m).into_owned()),
+            Ok(_) => {}
+            Err(e) => return News::Closed(e),
+        }
+    }
+}
+
+/// Calls `on_stuck` once the training thread has not noticed a loss for a while (1 s while it
+/// is inside a blocking call, 5 s otherwise), or a blocking call has run past the timeout.
+fn ticker(shared: &Shared, on_stuck: OnStuck) {
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if shared.done.load(Ordering::SeqCst) {
+            return;
+        }
+        let busy = shared.busy.lock().ok().and_then(|b| b.clone());
+        let lost = shared.lost.lock().ok().and_then(|l| l.clone());
+        if let Some((msg, at)) = lost
+            && !shared.noticed.load(Ordering::SeqCst)
+        {
+            let grace = if busy.is_some() { 1 } else { 5 };
+            if at.elapsed() >= Duration::from_secs(grace) {
+                on_stuck(&msg);
+                return;
+            }
+        }
+        if let Some((what, since)) = busy
+            && since.elapsed() > shared.timeout
+        {
+            on_stuck(
+                &comm(
+                    shared.rank,
+                    format!(
+                        "{what} did not return within {} s (--dist-timeout); a rank is stuck \
+                         or gone",
+                        shared.timeout.as_secs()
+                    ),
+                )
+                .to_string(),
+            );
+            return;
+        }
+    }
+}
+
+impl Watchdog {
+    /// Why the world is lost, if it is (the training thread then stops).
+    pub fn lost(&self) -> Option<String> {
+        let l = self.shared.lost.lock().ok()?.as_ref()?.0.clone();
+        self.shared.noticed.store(true, Ordering::SeqCst);
+        Some(l)
+    }
+
+    /// Runs `f`, a call that may block until every rank takes part, under the watch of the
+    /// ticker (see the type's docs); a loss seen meanwhile is its error.
+    pub fn blocking<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if let Ok(mut b) = self.shared.busy.lock() {
+            *b = Some((what.to_string(), Instant::now()));
+        }
+        let r = f();
+        if let Ok(mut b) = self.shared.busy.lock() {
+            *b = None;
+        }
+        match (r, self.lost()) {
+            (Err(_), Some(l)) => Err(Error::Runtime(l)),
+            (r, _) => r,
+        }
+    }
+
+    /// Tells the other ranks this one fails with `message` and stops watching.
+    pub fn abort(&mut self, message: &str) {
+        if self.shared.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let msg = if message.contains("distributed training, rank") {
+            message.to_string()
+        } else {
+            format!("rank {} failed: {message}", self.rank)
+        };
+        tell_all(&self.writers, Kind::Abort, msg.as_bytes());
+        if let Ok(ws) = self.writers.lock() {
+            for s in ws.iter() {
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            }
+        }
+    }
+
+    /// A clean end: says goodbye to the others and stops watching.
+    pub fn finish(self) {
+        if !self.shared.done.swap(true, Ordering::SeqCst) {
+            tell_all(&self.writers, Kind::Bye, &[]);
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    /// Without [`Watchdog::finish`] this is a loss to the others (as when the process dies):
+    /// the connections close at once, although the watching threads still hold them.
+    fn drop(&mut self) {
+        self.shared.done.store(true, Ordering::SeqCst);
+        if let Ok(ws) = self.writers.lock() {
+            for s in ws.iter() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
 }

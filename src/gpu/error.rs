@@ -14,6 +14,10 @@ pub enum GpuError {
     /// A cuBLAS call returned an error status.
     #[error("{0:?}")]
     Blas(#[from] CublasError),
+    /// An NCCL call returned an error status: its name (`ncclUnhandledCudaError`) and NCCL's
+    /// text for it.
+    #[error("{name} ({text})")]
+    Nccl { name: String, text: String },
     /// No usable GPU: no driver library, no cuBLAS, no such device number.
     #[error("not available")]
     Unavailable,

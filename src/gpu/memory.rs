@@ -128,6 +128,36 @@ impl<T: Copy> DeviceBuffer<T> {
             .map_err(|e| gpu_err("waiting for a device-to-host copy", e))
     }
 
+    /// Copies values `offset..offset + dst.len()` to `dst` and waits for it (after all earlier
+    /// work on `stream`).
+    pub fn download_range(&self, offset: usize, dst: &mut [T], stream: &CudaStream) -> Result<()> {
+        if offset + dst.len() > self.len {
+            return Err(Error::gpu_internal(format!(
+                "download of {} values at {offset} overruns a buffer of {}",
+                dst.len(),
+                self.len
+            )));
+        }
+        if dst.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: bounds checked above; the stream is synchronised before `dst` is used.
+        unsafe { result::memcpy_dtoh_async(dst, self.ptr_at(offset), stream.cu_stream()) }
+            .map_err(|e| gpu_err("device-to-host copy", e))?;
+        stream
+            .synchronize()
+            .map_err(|e| gpu_err("waiting for a device-to-host copy", e))
+    }
+
+    /// Copies `src` to values `offset..` (after all earlier work on `stream`) and waits for it.
+    pub fn upload_range(&self, offset: usize, src: &[T], stream: &CudaStream) -> Result<()> {
+        // SAFETY: `src` outlives the copy: the stream is synchronised before returning.
+        unsafe { self.upload_async(offset, src, stream)? };
+        stream
+            .synchronize()
+            .map_err(|e| gpu_err("waiting for a host-to-device copy", e))
+    }
+
     /// Sets every byte to zero, asynchronously on `stream`.
     pub fn zero_async(&self, stream: &CudaStream) -> Result<()> {
         // SAFETY: writes exactly the buffer's bytes.

@@ -69,6 +69,14 @@ pub fn driver_present() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
+/// The number of CUDA devices this process sees (0 without a driver or device).
+pub fn device_count() -> usize {
+    if !driver_present() {
+        return 0;
+    }
+    CudaContext::device_count().map_or(0, |n| n.max(0) as usize)
+}
+
 /// A driver or cuBLAS failure while doing `what`.
 pub(crate) fn gpu_err(what: &str, e: impl Into<GpuError>) -> Error {
     Error::gpu(what, e)

@@ -151,3 +151,23 @@ mirror! {
         Binary,
     }
 }
+
+mirror! {
+    /// How each rank of multi-GPU training gets the Gram matrix YᵀY of the fixed side.
+    GramArg => encore::als::gpu::GramMode {
+        /// Every rank computes it from its full copy of the factors: no communication, and
+        /// the single-GPU factors bit for bit.
+        Replicated,
+        /// Every rank computes the part of its own rows; the parts are summed across ranks
+        /// (1/N of the work, factors equal to one GPU's to rounding).
+        Reduced,
+    }
+}
+
+// `mirror!` declares the enum, so `#[default]` cannot be put on a variant.
+#[allow(clippy::derivable_impls)]
+impl Default for GramArg {
+    fn default() -> Self {
+        Self::Replicated
+    }
+}

@@ -160,3 +160,83 @@ fn a_rank_killed_mid_training_stops_the_others_within_seconds() {
     );
     assert!(!out.exists(), "a model was written");
 }
+
+/// `encore train --gpus 2` with `env` set (and ENCORE_NCCL_LIB unset unless `env` sets it), on
+/// a dataset that need not exist: NCCL is looked for before anything is loaded.
+fn gpus_2_with(env: &[(&str, &std::ffi::OsStr)], tmp: &Path) -> (Option<i32>, String, Duration) {
+    let t = Instant::now();
+    let mut c = Command::new(exe());
+    c.args(["train", "no-such-dataset", "-o"])
+        .arg(tmp.join("m"))
+        .args(["--gpus", "2"])
+        .env_remove("ENCORE_NCCL_LIB")
+        .env_remove("ENCORE_NCCL_REEXEC")
+        .env("TMPDIR", tmp);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        t.elapsed(),
+    )
+}
+
+#[test]
+fn a_missing_nccl_is_a_clear_error_naming_where_it_was_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    // Named, but holding no library.
+    let (code, err, took) = gpus_2_with(&[("ENCORE_NCCL_LIB", empty.as_os_str())], dir.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("ENCORE_NCCL_LIB=") && err.contains("without libnccl.so"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // Named, and missing.
+    let gone = dir.path().join("gone");
+    let (code, err, _) = gpus_2_with(&[("ENCORE_NCCL_LIB", gone.as_os_str())], dir.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    // Searched for: an empty LD_LIBRARY_PATH directory is among the places named (on a host
+    // with NCCL installed it is found elsewhere, and the GPU is what is missing).
+    let (code, err, _) = gpus_2_with(&[("LD_LIBRARY_PATH", empty.as_os_str())], dir.path());
+    assert_eq!(code, Some(1), "{err}");
+    if err.contains("NCCL was not found") {
+        assert!(err.contains(empty.to_str().unwrap()), "{err}");
+        assert!(err.contains("pip install nvidia-nccl-cu13"), "{err}");
+    } else {
+        assert!(err.contains("GPU"), "{err}");
+    }
+    assert!(!dir.path().join("m").exists());
+}
+
+#[test]
+fn a_library_that_does_not_load_is_reported_after_one_restart() {
+    // A file named like pip's library that is no library: encore links it as libnccl.so in a
+    // private directory under TMPDIR, restarts itself with that directory on LD_LIBRARY_PATH,
+    // and, since it still does not load, says so (once: no restart loop).
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("pip/nvidia/nccl/lib/libnccl.so.2");
+    std::fs::create_dir_all(fake.parent().unwrap()).unwrap();
+    std::fs::write(&fake, b"not a shared library").unwrap();
+    let (code, err, took) = gpus_2_with(&[("ENCORE_NCCL_LIB", fake.as_os_str())], dir.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("still does not load") && err.contains("libnccl.so.2"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let shims: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("encore-nccl-"))
+        .collect();
+    assert_eq!(shims.len(), 1, "one private directory for the library");
+    let link = std::fs::read_link(shims[0].path().join("libnccl.so")).unwrap();
+    assert_eq!(link, std::fs::canonicalize(&fake).unwrap());
+}
