@@ -6,7 +6,7 @@ Usage:
   python scripts/compare_implicit.py DATASET [--encore target/release/encore] [--threads N]
       [--factors 64] [--iterations 15] [--regularization λ] [--alpha α] [--confidence log]
       [--epsilon 1] [--solver cg|cholesky] [--cg-steps 3] [--k 10] [--rounds 3]
-      [--defaults] [--encore-flags '...'] [--json OUT]
+      [--seed 42] [--defaults] [--encore-flags '...'] [--json OUT]
 
 Needs a Python with implicit 0.7.x, numpy, scipy and threadpoolctl. Without --regularization
 and --alpha, both libraries get Encore's defaults (read from `encore train --help`).
@@ -123,8 +123,8 @@ def encore_defaults(encore: str) -> dict:
 def run_encore(a, tmp: Path, flags) -> dict:
     model = tmp / "model"
     common = [a.encore, "--threads", str(a.threads), "--quiet"]
-    subprocess.run(common + ["train", a.dataset, "--out", str(model), "--force", "--device", "cpu"]
-                   + flags, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(common + ["train", a.dataset, "--out", str(model), "--force", "--device", "cpu",
+                             "--seed", str(a.seed)] + flags, check=True, stdout=subprocess.DEVNULL)
     meta = json.loads((model / "model.json").read_text())
     its = [s["seconds"] for s in meta["iterations"]]
     return {"fit_s": meta["train_seconds"], "iterations_s": its, "model": model}
@@ -159,7 +159,7 @@ def fit_implicit(a, matrix, params) -> dict:
     # cg_steps is an attribute of implicit's model, not a constructor argument (default 3).
     cg_steps = params.pop("cg_steps", None)
     with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(num_threads=a.threads, random_state=42, **params)
+        model = AlternatingLeastSquares(num_threads=a.threads, random_state=a.seed, **params)
         if cg_steps is not None:
             model.cg_steps = cg_steps
         # Every BLAS library loaded into the process, with its thread count during the fit.
@@ -219,6 +219,9 @@ def main() -> None:
     p.add_argument("--cg-steps", type=int)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=42,
+                   help="seed of both libraries' factor initialisation (Encore --seed, implicit "
+                        "random_state)")
     p.add_argument("--defaults", action="store_true",
                    help="also train each library at its own defaults and compare quality")
     p.add_argument("--encore-flags", default="",

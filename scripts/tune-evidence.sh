@@ -10,6 +10,9 @@
 #    defaults, on HetRec, HetRec with every track kept (--min-track-users 1: many tracks with
 #    one listener) and MovieLens 100K.
 # The load average is logged before and after each part (other builds share the machine).
+# SHORT_DATASETS (default "ds-hetrec ds-hetrec-short ds-ml100k") and SHORT_AT (default
+# "defaults old-defaults") choose the part-2 runs, e.g. SHORT_DATASETS=ds-medium SHORT_AT=defaults.
+# For timings on a shared machine, run the whole script at high priority (nice -n -10).
 #
 #   ENCORE=target/release/encore DATA=dir-with-ds-* OUT=dir bash scripts/tune-evidence.sh
 #
@@ -61,9 +64,10 @@ fi
 if [[ ${SKIP_SHORT:-0} != 1 ]]; then
     results="$OUT/short-rows.jsonl"
     : > "$results"
-    for ds in ds-hetrec ds-hetrec-short ds-ml100k; do
-        for at in "defaults:" "old-defaults:--regularization 0.1 --alpha 2 --reg-exponent 0"; do
-            name=${at%%:*} flags=${at#*:}
+    declare -A at_flags=([defaults]="" [old-defaults]="--regularization 0.1 --alpha 2 --reg-exponent 0")
+    for ds in ${SHORT_DATASETS:-ds-hetrec ds-hetrec-short ds-ml100k}; do
+        for name in ${SHORT_AT:-defaults old-defaults}; do
+            flags=${at_flags[$name]}
             quiet
             load "short rows $ds $name"
             for round in $(seq "$ROUNDS"); do
