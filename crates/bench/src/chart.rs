@@ -27,7 +27,7 @@ const OKABE_ITO: [RGBColor; 7] = [
     RGBColor(0, 0, 0),       // black
 ];
 
-/// Series colour `i` (cycling through [`OKABE_ITO`]).
+/// Series colour `i`, cycling through the Okabe–Ito colours above.
 pub fn palette(i: usize) -> RGBColor {
     OKABE_ITO[i % OKABE_ITO.len()]
 }
