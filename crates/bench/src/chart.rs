@@ -88,6 +88,32 @@ fn legend<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Draws each line of `lines` (series `i` in [`palette`] colour `i`) with its points marked.
+fn draw_lines<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    lines: impl Iterator<Item = Vec<(f64, f64)>>,
+) -> std::result::Result<(), String>
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, points) in lines.enumerate() {
+        let color = palette(i);
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// One bar: its label and value.
 pub struct Bar {
     pub label: String,
@@ -270,20 +296,13 @@ pub fn line_chart_svg(
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, s) in series.iter().enumerate() {
-        let color = palette(i);
-        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(ok).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(|e| err(&e))?;
-    }
+    draw_lines(
+        &mut chart,
+        series
+            .iter()
+            .map(|s| s.points.iter().copied().filter(ok).collect()),
+    )
+    .map_err(|e| err(&e))?;
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     legend(&side, &names).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
@@ -405,26 +424,18 @@ pub fn percentile_chart_svg(
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, s) in series.iter().enumerate() {
-        let color = palette(i);
-        let points: Vec<(f64, f64)> = s
-            .points
-            .iter()
-            .copied()
-            .filter(ok)
-            .map(|(q, v)| (nines(q), v))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(|e| err(&e))?;
-    }
+    draw_lines(
+        &mut chart,
+        series.iter().map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .filter(ok)
+                .map(|(q, v)| (nines(q), v))
+                .collect()
+        }),
+    )
+    .map_err(|e| err(&e))?;
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     legend(&side, &names).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;

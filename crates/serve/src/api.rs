@@ -220,18 +220,33 @@ impl WriteJson for TrackList<'_> {
     }
 }
 
+/// `{"<key>": id, "k": k, "model": model, "tracks": [...]}`: the answer to one recommend or
+/// similar-items query.
+fn write_answer<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    id: &T,
+    k: usize,
+    model: &str,
+    tracks: &TrackList<'_>,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
+    value(out, id)?;
+    out.extend_from_slice(b",\"k\":");
+    value(out, &k)?;
+    out.extend_from_slice(b",\"model\":");
+    value(out, model)?;
+    out.extend_from_slice(b",\"tracks\":");
+    tracks.write(out)?;
+    out.push(b'}');
+    Ok(())
+}
+
 impl WriteJson for AnswerRef<'_> {
     fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.extend_from_slice(b"{\"user\":");
-        value(out, &self.user)?;
-        out.extend_from_slice(b",\"k\":");
-        value(out, &self.k)?;
-        out.extend_from_slice(b",\"model\":");
-        value(out, self.model)?;
-        out.extend_from_slice(b",\"tracks\":");
-        self.tracks.write(out)?;
-        out.push(b'}');
-        Ok(())
+        write_answer(out, b"user", &self.user, self.k, self.model, &self.tracks)
     }
 }
 
@@ -559,16 +574,7 @@ struct SimilarRef<'a> {
 
 impl WriteJson for SimilarRef<'_> {
     fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.extend_from_slice(b"{\"item\":");
-        value(out, &self.item)?;
-        out.extend_from_slice(b",\"k\":");
-        value(out, &self.k)?;
-        out.extend_from_slice(b",\"model\":");
-        value(out, self.model)?;
-        out.extend_from_slice(b",\"tracks\":");
-        self.tracks.write(out)?;
-        out.push(b'}');
-        Ok(())
+        write_answer(out, b"item", &self.item, self.k, self.model, &self.tracks)
     }
 }
 
