@@ -21,113 +21,39 @@ extern __shared__ __align__(16) float smem[];
 // ---------------------------------------------------------------------------------------------
 // Conjugate gradient, one warp per row (Takacs, Pilaszy & Tikk 2011; warm-started from target).
 //
-// Lane l holds the dimensions l, l + 32, ..., so reading one factor row is P coalesced 128-byte
-// loads. Indices and weights are read 32 at a time (one per lane) and broadcast by shuffle.
-// G sits in shared memory when it fits the default 48 KB (k <= 110), else it is read through L1.
+// The fixed factors Y are read either as the fp32 matrix itself or as a bf16 copy (half the
+// bytes; `als_to_bf16` makes it before each half-step, rows padded to an even length). Sums are
+// always fp32; the bf16 copy only feeds the row's own correction term, G = YᵀY comes from fp32.
+//
+// Work per row, for each of the 1 + steps products A v = (G + reg I) v + sum_i w_i (y_i.v) y_i:
+// - The row's factor rows are staged in shared memory, 32 at a time (one per lane). A row with
+//   at most 32 entries (most item rows) is staged once and reused by every product, so its
+//   gathers are made once instead of 1 + steps times.
+// - s_i = y_i . v is computed by lane i alone, over the whole row, with v broadcast from shared
+//   memory: no warp reduction per entry (the old kernel spent 10 shuffle/add per entry and pass).
+// - acc += coef_i y_i is computed dimension-parallel: coef_i by shuffle, y_i from shared memory.
+// - (G + reg I) v reads v[j] four at a time from shared memory instead of one shuffle each.
+//
+// Lane l holds P of the k dimensions in registers: dimensions q*32 + l for fp32 storage, and
+// pairs (64 m + 2 l, 64 m + 2 l + 1) for bf16 (one 32-bit word per pair), so that both the
+// staged rows and G are read conflict-free.
+//
+// Shared memory: G (k*k floats, padded to a multiple of 4) when `g_shared`, then per warp
+// v (round4(k) floats) and the staged rows (32 x SW words, SW odd so that lane i reading row i
+// hits its own bank). The host computes the same sizes (cg_shared_bytes in src/gpu/als.rs).
 // ---------------------------------------------------------------------------------------------
+
+#define FULL_MASK 0xffffffffu
+#define CG_WARPS 8
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
     return v;
 }
 
-// out = (G + reg I) v for the lane's dimensions. G is symmetric, so column j of G is row j: for
-// each j every lane reads G[j*k + d], which is coalesced.
-template <int P>
-__device__ __forceinline__ void gram_times(const float* __restrict__ g, int k, float reg,
-                                           const float (&v)[P], float (&out)[P]) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int q = 0; q < P; ++q) out[q] = reg * v[q];
-#pragma unroll
-    for (int qj = 0; qj < P; ++qj) {
-#pragma unroll 4
-        for (int l = 0; l < 32; ++l) {
-            const int j = qj * 32 + l;
-            if (j >= k) break;
-            const float vj = __shfl_sync(0xffffffffu, v[qj], l);
-            const float* gj = g + (size_t)j * k;
-#pragma unroll
-            for (int q = 0; q < P; ++q) {
-                const int d = q * 32 + lane;
-                if (d < k) out[q] = fmaf(gj[d], vj, out[q]);
-            }
-        }
-    }
-}
-
-// For every non-zero i of the row: s = y_i . v (warp-reduced), then acc += coef(w_i, s) * y_i.
-// `Residual` selects coef = (1 + w) - w s (builds b - Ax's data term); otherwise coef = w s.
-template <int P, bool Residual>
-__device__ __forceinline__ void sparse_pass(const uint32_t* __restrict__ indices,
-                                            const float* __restrict__ conf, uint64_t begin,
-                                            uint64_t end, const float* __restrict__ y, int k,
-                                            const float (&v)[P], float (&acc)[P]) {
-    const int lane = threadIdx.x & 31;
-    for (uint64_t base = begin; base < end; base += 32) {
-        const int n = (int)min((uint64_t)32, end - base);
-        uint32_t my_col = 0;
-        float my_w = 0.f;
-        if (lane < n) {
-            my_col = indices[base + lane];
-            my_w = conf[base + lane];
-        }
-        int j = 0;
-        // Four rows at a time: their loads are issued before the first reduction needs them.
-        for (; j + 4 <= n; j += 4) {
-            float yv[4][P];
-            float w[4];
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                const uint32_t c = __shfl_sync(0xffffffffu, my_col, j + u);
-                w[u] = __shfl_sync(0xffffffffu, my_w, j + u);
-                const float* yr = y + (size_t)c * k;
-#pragma unroll
-                for (int q = 0; q < P; ++q) {
-                    const int d = q * 32 + lane;
-                    yv[u][q] = d < k ? __ldg(yr + d) : 0.f;
-                }
-            }
-            float s[4];
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                float t = 0.f;
-#pragma unroll
-                for (int q = 0; q < P; ++q) t = fmaf(yv[u][q], v[q], t);
-                s[u] = t;
-            }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-#pragma unroll
-                for (int u = 0; u < 4; ++u) s[u] += __shfl_xor_sync(0xffffffffu, s[u], o);
-            }
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                const float coef = Residual ? (1.f + w[u]) - w[u] * s[u] : w[u] * s[u];
-#pragma unroll
-                for (int q = 0; q < P; ++q) acc[q] = fmaf(coef, yv[u][q], acc[q]);
-            }
-        }
-        for (; j < n; ++j) {
-            const uint32_t c = __shfl_sync(0xffffffffu, my_col, j);
-            const float w = __shfl_sync(0xffffffffu, my_w, j);
-            const float* yr = y + (size_t)c * k;
-            float yv[P];
-            float t = 0.f;
-#pragma unroll
-            for (int q = 0; q < P; ++q) {
-                const int d = q * 32 + lane;
-                yv[q] = d < k ? __ldg(yr + d) : 0.f;
-                t = fmaf(yv[q], v[q], t);
-            }
-            const float s = warp_sum(t);
-            const float coef = Residual ? (1.f + w) - w * s : w * s;
-#pragma unroll
-            for (int q = 0; q < P; ++q) acc[q] = fmaf(coef, yv[q], acc[q]);
-        }
-    }
-}
+__device__ __forceinline__ float bf_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 
 // lambda of a row with n entries: reg * (max(n, 1) * inv_mean)^nu, the frequency-scaled
 // regularisation of the CPU solvers (HalfStep::row_regularization); nu = 0 is plain reg.
@@ -135,38 +61,258 @@ __device__ __forceinline__ float row_reg(float reg, float nu, float inv_mean, ui
     return nu == 0.f ? reg : reg * powf(fmaxf((float)n, 1.f) * inv_mean, nu);
 }
 
-template <int P>
+// Words of one factor row of the gathered matrix: k floats, or ceil(k / 2) bf16 pairs.
+template <bool Bf16>
+__device__ __forceinline__ int row_words(int k) {
+    return Bf16 ? (k + 1) >> 1 : k;
+}
+
+// Dimension of register q of this lane (see the layout above).
+template <bool Bf16, int P>
+__device__ __forceinline__ int dim_of(int q, int lane) {
+    return (Bf16 && P >= 2) ? (q >> 1) * 64 + 2 * lane + (q & 1) : q * 32 + lane;
+}
+
+// out = (G + reg I) v, with v also in vbuf (zero-padded to round4(k)).
+template <bool Bf16, int P>
+__device__ __forceinline__ void gram_times(const float* __restrict__ g, int k, float reg,
+                                           const float* vbuf, const float (&v)[P],
+                                           float (&out)[P]) {
+    const int lane = threadIdx.x & 31;
+    int dq[P];
+#pragma unroll
+    for (int q = 0; q < P; ++q) {
+        dq[q] = dim_of<Bf16, P>(q, lane);
+        out[q] = reg * v[q];
+    }
+    int j = 0;
+    for (; j + 4 <= k; j += 4) {
+        const float4 v4 = *reinterpret_cast<const float4*>(vbuf + j);
+        const float* gj = g + (size_t)j * k;
+#pragma unroll
+        for (int q = 0; q < P; ++q) {
+            if (dq[q] < k) {
+                const float* c = gj + dq[q];
+                out[q] = fmaf(c[0], v4.x, out[q]);
+                out[q] = fmaf(c[k], v4.y, out[q]);
+                out[q] = fmaf(c[2 * k], v4.z, out[q]);
+                out[q] = fmaf(c[3 * k], v4.w, out[q]);
+            }
+        }
+    }
+    for (; j < k; ++j) {
+        const float vj = vbuf[j];
+#pragma unroll
+        for (int q = 0; q < P; ++q) {
+            if (dq[q] < k) out[q] = fmaf(g[(size_t)j * k + dq[q]], vj, out[q]);
+        }
+    }
+}
+
+// Copies the factor rows of entries 0..n (n <= 32) of a chunk into `rows` (stride sw words).
+// Lane e holds entry e's column in `my_col`.
+template <bool Bf16, int P>
+__device__ __forceinline__ void stage_rows(const uint32_t* __restrict__ y, int rw, int n,
+                                           uint32_t my_col, uint32_t* rows, int sw) {
+    constexpr int RW = Bf16 ? (P >= 2 ? P / 2 : 1) : P;  // words of a row per lane
+    const int lane = threadIdx.x & 31;
+    for (int r0 = 0; r0 < n; r0 += 8) {
+        uint32_t t[8][RW];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int r = r0 + u;
+            const uint32_t c = __shfl_sync(FULL_MASK, my_col, r & 31);
+            const uint32_t* src = y + (size_t)c * rw;
+#pragma unroll
+            for (int q = 0; q < RW; ++q) {
+                const int w = q * 32 + lane;
+                t[u][q] = (r < n && w < rw) ? __ldg(src + w) : 0u;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            if (r0 + u < n) {
+#pragma unroll
+                for (int q = 0; q < RW; ++q) {
+                    const int w = q * 32 + lane;
+                    if (w < rw) rows[(r0 + u) * sw + w] = t[u][q];
+                }
+            }
+        }
+    }
+}
+
+// y_e . v for this lane's entry e (< n), over the staged row e; 0 for lanes >= n.
+template <bool Bf16>
+__device__ __forceinline__ float entry_dot(const uint32_t* rows, int sw, int rw, int n,
+                                           const float* vbuf) {
+    const int lane = threadIdx.x & 31;
+    if (lane >= n) return 0.f;
+    const uint32_t* yr = rows + lane * sw;
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+    int w = 0;
+    if (Bf16) {
+        for (; w + 2 <= rw; w += 2) {
+            const float4 v4 = *reinterpret_cast<const float4*>(vbuf + 2 * w);
+            const uint32_t a = yr[w], b = yr[w + 1];
+            s0 = fmaf(bf_lo(a), v4.x, s0);
+            s1 = fmaf(bf_hi(a), v4.y, s1);
+            s2 = fmaf(bf_lo(b), v4.z, s2);
+            s3 = fmaf(bf_hi(b), v4.w, s3);
+        }
+        if (w < rw) {
+            const uint32_t a = yr[w];
+            s0 = fmaf(bf_lo(a), vbuf[2 * w], s0);
+            s1 = fmaf(bf_hi(a), vbuf[2 * w + 1], s1);
+        }
+    } else {
+        for (; w + 4 <= rw; w += 4) {
+            const float4 v4 = *reinterpret_cast<const float4*>(vbuf + w);
+            s0 = fmaf(__uint_as_float(yr[w]), v4.x, s0);
+            s1 = fmaf(__uint_as_float(yr[w + 1]), v4.y, s1);
+            s2 = fmaf(__uint_as_float(yr[w + 2]), v4.z, s2);
+            s3 = fmaf(__uint_as_float(yr[w + 3]), v4.w, s3);
+        }
+        for (; w < rw; ++w) s0 = fmaf(__uint_as_float(yr[w]), vbuf[w], s0);
+    }
+    return (s0 + s1) + (s2 + s3);
+}
+
+// acc += sum_{e < n} coef_e y_e (coef_e in lane e), dimension-parallel over the staged rows.
+template <bool Bf16, int P>
+__device__ __forceinline__ void rows_axpy(const uint32_t* rows, int sw, int rw, int n, float coef,
+                                          float (&acc)[P]) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll 4
+    for (int e = 0; e < n; ++e) {
+        const float c = __shfl_sync(FULL_MASK, coef, e);
+        const uint32_t* yr = rows + e * sw;
+        if (Bf16 && P >= 2) {
+#pragma unroll
+            for (int m = 0; m < P / 2; ++m) {
+                const int w = m * 32 + lane;
+                if (w < rw) {
+                    const uint32_t a = yr[w];
+                    acc[2 * m] = fmaf(c, bf_lo(a), acc[2 * m]);
+                    acc[2 * m + 1] = fmaf(c, bf_hi(a), acc[2 * m + 1]);
+                }
+            }
+        } else if (Bf16) {
+            // P == 1 (k <= 32): dimension `lane` is half of word lane / 2.
+            if (lane < 2 * rw) {
+                const uint32_t a = yr[lane >> 1];
+                acc[0] = fmaf(c, (lane & 1) ? bf_hi(a) : bf_lo(a), acc[0]);
+            }
+        } else {
+#pragma unroll
+            for (int q = 0; q < P; ++q) {
+                const int w = q * 32 + lane;
+                if (w < rw) acc[q] = fmaf(c, __uint_as_float(yr[w]), acc[q]);
+            }
+        }
+    }
+}
+
+// For every non-zero e of the row: s = y_e . v (v in vbuf), then acc += coef(w_e, s) y_e, with
+// coef = (1 + w) - w s when `Residual` (b - A x's data term), else w s. `cached`: the row has at
+// most 32 entries, already staged in `rows`, with their weights in `cached_w`.
+template <bool Bf16, int P, bool Residual>
+__device__ __forceinline__ void sparse_pass(const uint32_t* __restrict__ indices,
+                                            const float* __restrict__ conf, uint64_t begin,
+                                            uint64_t end, const uint32_t* __restrict__ y, int k,
+                                            const float* vbuf, uint32_t* rows, int sw,
+                                            bool cached, float cached_w, float (&acc)[P]) {
+    const int lane = threadIdx.x & 31;
+    const int rw = row_words<Bf16>(k);
+    for (uint64_t base = begin; base < end; base += 32) {
+        const int n = (int)min((uint64_t)32, end - base);
+        float my_w = cached_w;
+        if (!cached) {
+            uint32_t my_col = 0;
+            my_w = 0.f;
+            if (lane < n) {
+                my_col = indices[base + lane];
+                my_w = conf[base + lane];
+            }
+            __syncwarp();  // every lane is done reading the previous chunk
+            stage_rows<Bf16, P>(y, rw, n, my_col, rows, sw);
+            __syncwarp();
+        }
+        const float s = entry_dot<Bf16>(rows, sw, rw, n, vbuf);
+        const float coef = lane < n ? (Residual ? (1.f + my_w) - my_w * s : my_w * s) : 0.f;
+        rows_axpy<Bf16, P>(rows, sw, rw, n, coef, acc);
+    }
+}
+
+// Writes this lane's registers of v into vbuf (whose padding [k, round4(k)) stays zero).
+template <bool Bf16, int P>
+__device__ __forceinline__ void publish(float* vbuf, int k, const float (&v)[P]) {
+    const int lane = threadIdx.x & 31;
+    __syncwarp();  // every lane is done reading the previous vector
+#pragma unroll
+    for (int q = 0; q < P; ++q) {
+        const int d = dim_of<Bf16, P>(q, lane);
+        if (d < k) vbuf[d] = v[q];
+    }
+    __syncwarp();
+}
+
+__device__ __forceinline__ int round4(int k) { return (k + 3) & ~3; }
+
+template <bool Bf16, int P>
 __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
                         const uint32_t* __restrict__ indices, const float* __restrict__ conf,
-                        uint64_t n_rows, uint64_t row0, const float* __restrict__ y,
+                        uint64_t n_rows, uint64_t row0, const uint32_t* __restrict__ y,
                         const float* __restrict__ gram, float* __restrict__ x_out, int k,
-                        float reg0, float nu, float inv_mean, int steps) {
-    const bool g_shared = (size_t)k * k * sizeof(float) <= 48 * 1024;
+                        float reg0, float nu, float inv_mean, int steps, int g_shared) {
+    const int kv = round4(k);
+    const int sw = row_words<Bf16>(k) | 1;
+    const int g_words = g_shared ? round4(k * k) : 0;
     if (g_shared) {
         for (int e = threadIdx.x; e < k * k; e += blockDim.x) smem[e] = gram[e];
-        __syncthreads();
     }
-    const float* g = g_shared ? smem : gram;
     const int lane = threadIdx.x & 31;
+    const int warp_in_block = threadIdx.x >> 5;
+    float* vbuf = smem + g_words + warp_in_block * (kv + 32 * sw);
+    uint32_t* rows = reinterpret_cast<uint32_t*>(vbuf + kv);
+    for (int d = lane; d < kv; d += 32) vbuf[d] = 0.f;
+    __syncthreads();
+    const float* g = g_shared ? smem : gram;
     const uint64_t warps_per_block = blockDim.x >> 5;
-    const uint64_t warp = (uint64_t)blockIdx.x * warps_per_block + (threadIdx.x >> 5);
+    const uint64_t warp = (uint64_t)blockIdx.x * warps_per_block + warp_in_block;
     const uint64_t n_warps = (uint64_t)gridDim.x * warps_per_block;
     for (uint64_t r = warp; r < n_rows; r += n_warps) {
         const uint64_t begin = indptr[r] - nnz_base;
         const uint64_t end = indptr[r + 1] - nnz_base;
         const float reg = row_reg(reg0, nu, inv_mean, end - begin);
         float* xr = x_out + (size_t)(row0 + r) * k;
+        // A row of at most 32 entries is staged once for all products.
+        const bool cached = end - begin <= 32;
+        float cached_w = 0.f;
+        if (cached && end > begin) {
+            const int n = (int)(end - begin);
+            uint32_t my_col = 0;
+            if (lane < n) {
+                my_col = indices[begin + lane];
+                cached_w = conf[begin + lane];
+            }
+            __syncwarp();
+            stage_rows<Bf16, P>(y, row_words<Bf16>(k), n, my_col, rows, sw);
+            __syncwarp();
+        }
         float x[P], res[P], p[P], ap[P];
 #pragma unroll
         for (int q = 0; q < P; ++q) {
-            const int d = q * 32 + lane;
+            const int d = dim_of<Bf16, P>(q, lane);
             x[q] = d < k ? xr[d] : 0.f;
         }
         // res = b - A x = sum_i ((1 + w) - w y.x) y_i - (G + reg I) x
-        gram_times<P>(g, k, reg, x, ap);
+        publish<Bf16, P>(vbuf, k, x);
+        gram_times<Bf16, P>(g, k, reg, vbuf, x, ap);
 #pragma unroll
         for (int q = 0; q < P; ++q) res[q] = -ap[q];
-        sparse_pass<P, true>(indices, conf, begin, end, y, k, x, res);
+        sparse_pass<Bf16, P, true>(indices, conf, begin, end, y, k, vbuf, rows, sw, cached,
+                                   cached_w, res);
         float rs = 0.f;
 #pragma unroll
         for (int q = 0; q < P; ++q) {
@@ -183,8 +329,10 @@ __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
                 break;
             }
             if (!(rs > 1e-20f)) break;  // converged (uniform across the warp)
-            gram_times<P>(g, k, reg, p, ap);
-            sparse_pass<P, false>(indices, conf, begin, end, y, k, p, ap);
+            publish<Bf16, P>(vbuf, k, p);
+            gram_times<Bf16, P>(g, k, reg, vbuf, p, ap);
+            sparse_pass<Bf16, P, false>(indices, conf, begin, end, y, k, vbuf, rows, sw, cached,
+                                        cached_w, ap);
             float pap = 0.f;
 #pragma unroll
             for (int q = 0; q < P; ++q) pap = fmaf(p[q], ap[q], pap);
@@ -211,24 +359,51 @@ __device__ void cg_rows(const uint64_t* __restrict__ indptr, uint64_t nnz_base,
         }
 #pragma unroll
         for (int q = 0; q < P; ++q) {
-            const int d = q * 32 + lane;
+            const int d = dim_of<Bf16, P>(q, lane);
             if (d < k) xr[d] = x[q];
         }
     }
 }
 
-#define CG_ENTRY(P)                                                                              \
-    extern "C" __global__ void als_cg_p##P(                                                      \
+// y: the fixed factors as 32-bit words: the fp32 matrix (n x k) or the bf16 copy (n x 2 rw).
+#define CG_ENTRY(NAME, BF16, P)                                                                  \
+    extern "C" __global__ void __launch_bounds__(CG_WARPS * 32) NAME(                           \
         const uint64_t* indptr, uint64_t nnz_base, const uint32_t* indices, const float* conf,  \
-        uint64_t n_rows, uint64_t row0, const float* y, const float* gram, float* x_out, int k,  \
-        float reg, float nu, float inv_mean, int steps) {                                        \
-        cg_rows<P>(indptr, nnz_base, indices, conf, n_rows, row0, y, gram, x_out, k, reg, nu,    \
-                   inv_mean, steps);                                                             \
+        uint64_t n_rows, uint64_t row0, const uint32_t* y, const float* gram, float* x_out,     \
+        int k, float reg, float nu, float inv_mean, int steps, int g_shared) {                   \
+        cg_rows<BF16, P>(indptr, nnz_base, indices, conf, n_rows, row0, y, gram, x_out, k, reg, \
+                         nu, inv_mean, steps, g_shared);                                         \
     }
-CG_ENTRY(1)
-CG_ENTRY(2)
-CG_ENTRY(4)
-CG_ENTRY(8)
+CG_ENTRY(als_cg_p1, false, 1)
+CG_ENTRY(als_cg_p2, false, 2)
+CG_ENTRY(als_cg_p4, false, 4)
+CG_ENTRY(als_cg_p8, false, 8)
+CG_ENTRY(als_cg_bf16_p1, true, 1)
+CG_ENTRY(als_cg_bf16_p2, true, 2)
+CG_ENTRY(als_cg_bf16_p4, true, 4)
+CG_ENTRY(als_cg_bf16_p8, true, 8)
+
+// dst (n_rows x ks bf16, ks = k rounded up to even, padding zero) = src (n_rows x k fp32),
+// rounded to nearest even; NaN stays NaN. Matches als::bf16_round on the CPU bit for bit.
+extern "C" __global__ void als_to_bf16(const float* src, uint16_t* dst, uint64_t n_rows, int k,
+                                       int ks) {
+    const uint64_t total = n_rows * (uint64_t)ks;
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    for (uint64_t e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += stride) {
+        const uint64_t r = e / ks;
+        const int d = (int)(e - r * ks);
+        uint16_t out = 0;
+        if (d < k) {
+            const uint32_t b = __float_as_uint(src[r * k + d]);
+            if ((b & 0x7fffffffu) > 0x7f800000u) {
+                out = (uint16_t)((b >> 16) | 0x40u);  // quiet NaN
+            } else {
+                out = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+            }
+        }
+        dst[e] = out;
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Exact solves: one thread block per row builds A and b in shared memory.
@@ -243,8 +418,6 @@ CG_ENTRY(8)
 // ---------------------------------------------------------------------------------------------
 
 #define TILE 32
-
-__device__ __forceinline__ int round4(int k) { return (k + 3) & ~3; }
 
 // Builds a (with G + reg I, padded with the identity) and b for global row `row` of the chunk.
 __device__ void build_system(const uint64_t* __restrict__ indptr, uint64_t nnz_base,

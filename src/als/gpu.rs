@@ -32,12 +32,14 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use crate::als::{AlsConfig, Backend, Factors, Prepared, SolverKind, TrainDevice, non_finite};
+use crate::als::{
+    AlsConfig, Backend, Factors, Precision, Prepared, SolverKind, TrainDevice, non_finite,
+};
 use crate::data::csr::Csr;
 use crate::dist::collective::Traffic;
 use crate::dist::device::DeviceCollective;
 use crate::error::{Error, Result};
-use crate::gpu::als::{ChunkArgs, SideArgs};
+use crate::gpu::als::{ChunkArgs, SideArgs, bf16_stride};
 use crate::gpu::memory::{DeviceBuffer, PinnedBuffer};
 use crate::gpu::{Gpu, gpu_err};
 use crate::util::human_bytes;
@@ -218,6 +220,9 @@ struct State {
     bad_pivot: DeviceBuffer<i32>,
     /// Set by the finiteness check.
     bad_value: DeviceBuffer<i32>,
+    /// `Precision::Bf16`: the fixed side of the current half-step as bf16 (rows of
+    /// `bf16_stride(k)`), long enough for the larger side.
+    shadow: Option<DeviceBuffer<u16>>,
     resident: Option<(ResidentCsr, ResidentCsr)>,
     streaming: Option<Streaming>,
     user_chunks: Vec<Chunk>,
@@ -232,6 +237,7 @@ pub struct GpuBackend {
     gpu: Gpu,
     solver: GpuSolver,
     k: usize,
+    precision: Precision,
     options: GpuOptions,
     iteration: usize,
     state: Option<State>,
@@ -264,6 +270,7 @@ impl GpuBackend {
             gpu,
             solver,
             k: cfg.factors,
+            precision: cfg.precision,
             options,
             iteration: 0,
             state: None,
@@ -357,7 +364,13 @@ impl GpuBackend {
             None => (&p.by_user, &p.by_item),
         };
         let csr_bytes = |m: &Csr| (m.n_rows + 1) * 8 + m.nnz() * NNZ_BYTES;
-        let factor_bytes = (users.data.len() + items.data.len()) * 4 + k * k * 4 + 64;
+        let shadow_len = if self.precision == Precision::Bf16 {
+            users.n.max(items.n) * bf16_stride(k)
+        } else {
+            0
+        };
+        let factor_bytes =
+            (users.data.len() + items.data.len()) * 4 + k * k * 4 + 64 + shadow_len * 2;
         let lu_rows = if self.solver == GpuSolver::Lu {
             LU_MAX_BATCH_ROWS
                 .min(by_user.n_rows.max(by_item.n_rows))
@@ -386,6 +399,11 @@ impl GpuBackend {
                 b_ptrs: DeviceBuffer::new(ctx, lu_rows, "LU pointers")?,
                 rows: lu_rows,
             })
+        } else {
+            None
+        };
+        let shadow = if shadow_len > 0 {
+            Some(DeviceBuffer::new(ctx, shadow_len, "bf16 factor copy")?)
         } else {
             None
         };
@@ -484,6 +502,7 @@ impl GpuBackend {
             gram: DeviceBuffer::new(ctx, k * k, "Gram matrix")?,
             bad_pivot: DeviceBuffer::new(ctx, 1, "status flag")?,
             bad_value: DeviceBuffer::new(ctx, 1, "status flag")?,
+            shadow,
             resident: resident_csr,
             streaming,
             user_chunks,
@@ -612,8 +631,23 @@ impl GpuBackend {
                 .blas
                 .gram(fixed.ptr(), fixed.len() / k, k, st.gram.ptr())?,
         }
+        let kernels = gpu.als_kernels()?;
+        let fixed_bf16 = match &st.shadow {
+            Some(sh) => {
+                kernels.to_bf16(
+                    &gpu.stream,
+                    fixed.ptr(),
+                    sh.ptr(),
+                    (fixed.len() / k) as u64,
+                    k,
+                )?;
+                Some(sh.ptr())
+            }
+            None => None,
+        };
         let side_args = SideArgs {
             fixed: fixed.ptr(),
+            fixed_bf16,
             gram: st.gram.ptr(),
             target: target.ptr(),
             k,
@@ -624,7 +658,6 @@ impl GpuBackend {
                 as f32,
         };
         let solver = self.solver;
-        let kernels = gpu.als_kernels()?;
         let solve = |c: &ChunkArgs| -> Result<()> {
             match solver {
                 GpuSolver::Cg { steps } => kernels.cg(&gpu.stream, c, &side_args, steps),
@@ -871,6 +904,9 @@ impl Drop for GpuBackend {
 impl Backend for GpuBackend {
     fn name(&self) -> String {
         match self.solver {
+            GpuSolver::Cg { steps } if self.precision == Precision::Bf16 => {
+                format!("cg{steps}-bf16")
+            }
             GpuSolver::Cg { steps } => format!("cg{steps}"),
             GpuSolver::Fused => SolverKind::CholeskyFused.as_str().to_string(),
             GpuSolver::Lu => SolverKind::Lu.as_str().to_string(),

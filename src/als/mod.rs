@@ -140,9 +140,69 @@ pub struct AlsConfig {
     /// option existed trained with ν = 0.
     #[serde(default)]
     pub reg_exponent: f32,
+    /// Storage of the gathered factor rows (models written before this option existed: fp32).
+    #[serde(default)]
+    pub precision: Precision,
     pub seed: u64,
     /// Compute the exact training loss after every iteration.
     pub compute_loss: bool,
+}
+
+/// How the factors that a half-step gathers for its rows' correction terms are stored.
+///
+/// The correction term Σ w_i y_i y_iᵀ reads the fixed side's factor rows once per CG product
+/// and entry: on a GPU that gather is most of a half-step's memory traffic. `bf16` reads them
+/// from a bf16 copy (rounded to nearest even, made before each half-step): half the bytes. All
+/// sums stay fp32, G = YᵀY comes from the fp32 factors, and the solved factors are fp32. The
+/// CPU solvers honour it too (they gather from a rounded copy), so both devices train the same
+/// model and the GPU stays checked against the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// fp32 factor rows everywhere.
+    #[default]
+    Fp32,
+    /// The gathered factor rows in bf16 (8 exponent bits, 8 significant bits).
+    Bf16,
+}
+
+impl Precision {
+    /// The name used on the command line and in model.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as an f32; NaN stays NaN. The GPU's
+/// `als_to_bf16` rounds bit for bit the same way.
+pub fn bf16_round(x: f32) -> f32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return f32::from_bits((b | 0x0040_0000) & 0xffff_0000);
+    }
+    let r = b.wrapping_add(0x7fff + ((b >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(r)
+}
+
+/// A copy of `f` with every value rounded by [`bf16_round`] (what `Precision::Bf16` gathers).
+pub fn bf16_copy(f: &Factors) -> Factors {
+    use rayon::prelude::*;
+    let mut data = vec![0.0f32; f.data.len()];
+    data.par_chunks_mut(1 << 16)
+        .zip(f.data.par_chunks(1 << 16))
+        .for_each(|(d, s)| {
+            for (o, &v) in d.iter_mut().zip(s) {
+                *o = bf16_round(v);
+            }
+        });
+    Factors {
+        n: f.n,
+        k: f.k,
+        data,
+    }
 }
 
 /// How the CPU `cg` solver treats rows with at most `cg_steps` entries.
@@ -178,6 +238,7 @@ impl Default for AlsConfig {
             cg_steps: 3,
             cg_short_rows: ShortRows::Exact,
             reg_exponent: 0.5,
+            precision: Precision::Fp32,
             seed: 42,
             compute_loss: false,
         }
@@ -188,7 +249,18 @@ impl AlsConfig {
     /// Whether this configuration can train on `device`: the solver at this k
     /// ([`SolverKind::supports`]; every other option runs on both).
     pub fn supports(&self, device: TrainDevice) -> Result<()> {
-        self.solver.supports(device, self.factors)
+        self.solver.supports(device, self.factors)?;
+        if device == TrainDevice::Gpu
+            && self.precision == Precision::Bf16
+            && self.solver != SolverKind::Cg
+        {
+            return Err(Error::Config(format!(
+                "--precision bf16 on the GPU is implemented by the cg solver, not {}; use \
+                 --solver cg or --precision fp32",
+                self.solver.as_str()
+            )));
+        }
+        Ok(())
     }
 
     /// Rejects settings that cannot train.
@@ -390,19 +462,24 @@ pub trait Backend {
 /// The CPU backend: a [`Solver`] for each half-step, factors in host memory.
 pub struct CpuBackend {
     pub solver: Box<dyn Solver>,
+    /// `Bf16`: each half-step gathers from a rounded copy of the fixed side ([`Precision`]).
+    pub precision: Precision,
     iteration: usize,
 }
 
 impl CpuBackend {
     /// The CPU backend for `cfg.solver`.
     pub fn new(cfg: &AlsConfig) -> Result<Self> {
-        Ok(Self::with_solver(cpu_solver(cfg)?))
+        let mut b = Self::with_solver(cpu_solver(cfg)?);
+        b.precision = cfg.precision;
+        Ok(b)
     }
 
     /// A CPU backend over any solver.
     pub fn with_solver(solver: Box<dyn Solver>) -> Self {
         Self {
             solver,
+            precision: Precision::Fp32,
             iteration: 0,
         }
     }
@@ -410,7 +487,10 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        self.solver.name()
+        match self.precision {
+            Precision::Fp32 => self.solver.name(),
+            Precision::Bf16 => format!("{}-bf16", self.solver.name()),
+        }
     }
 
     fn device(&self) -> String {
@@ -431,10 +511,11 @@ impl Backend for CpuBackend {
         self.iteration += 1;
         let k = users.k;
         let g = linalg::gram(&items.data, k);
+        let rounded = (self.precision == Precision::Bf16).then(|| bf16_copy(items));
         self.solver.solve(
             &HalfStep {
                 conf: &p.by_user,
-                fixed: items,
+                fixed: rounded.as_ref().unwrap_or(items),
                 gram: &g,
                 regularization: p.regularization,
                 reg_exponent: p.reg_exponent,
@@ -444,10 +525,11 @@ impl Backend for CpuBackend {
         )?;
         between()?;
         let g = linalg::gram(&users.data, k);
+        let rounded = (self.precision == Precision::Bf16).then(|| bf16_copy(users));
         self.solver.solve(
             &HalfStep {
                 conf: &p.by_item,
-                fixed: users,
+                fixed: rounded.as_ref().unwrap_or(users),
                 gram: &g,
                 regularization: p.regularization,
                 reg_exponent: p.reg_exponent,

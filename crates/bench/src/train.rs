@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use encore::als::gpu::GpuOptions;
-use encore::als::{AlsConfig, SolverKind};
+use encore::als::{AlsConfig, Precision, SolverKind};
 use encore::data::dataset::Dataset;
 use encore::error::{Error, Result};
 use encore::eval::eval_users;
@@ -25,13 +25,15 @@ use encore::train::{FitOptions, fit_with, make_backend, validate};
 
 use crate::peaks::{CpuPeaks, share};
 
-/// One configuration to measure: `cpu1:cg`, `cpu:cholesky`, `gpu:cg`, `gpu:1:lu`, ...
+/// One configuration to measure: `cpu1:cg`, `cpu:cholesky`, `gpu:cg`, `gpu:1:lu`, ...; a
+/// `+bf16` suffix (`gpu:cg+bf16`) trains with `--precision bf16`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
     pub device: DeviceChoice,
     /// Threads for CPU runs (0 = all).
     pub threads: usize,
     pub solver: SolverKind,
+    pub precision: Precision,
 }
 
 impl FromStr for RunSpec {
@@ -40,6 +42,16 @@ impl FromStr for RunSpec {
         let (dev, solver) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("{s:?}: expected DEVICE:SOLVER, e.g. cpu1:cg or gpu:lu"))?;
+        let (solver, precision) = match solver.split_once('+') {
+            Some((solver, "bf16")) => (solver, Precision::Bf16),
+            Some((solver, "fp32")) => (solver, Precision::Fp32),
+            Some((_, p)) => {
+                return Err(format!(
+                    "{s:?}: unknown precision {p:?}: use +bf16 or +fp32"
+                ));
+            }
+            None => (solver, Precision::Fp32),
+        };
         let solver = solver
             .parse::<SolverKind>()
             .map_err(|_| format!("{s:?}: unknown solver {solver:?}"))?;
@@ -57,6 +69,7 @@ impl FromStr for RunSpec {
             device,
             threads,
             solver,
+            precision,
         })
     }
 }
@@ -113,16 +126,23 @@ pub struct TrainRun {
 
 /// The achieved rate of the user half-step (the side with long rows, where the per-row solve is
 /// a small share): for `cg`, the factor rows it gathers — (steps + 1) passes over every
-/// non-zero's k floats — per second against DRAM bandwidth (above 100% means L2 hits); for the
-/// exact solvers, the 2·nnz·k² FLOPs of building the systems per second against FP32 peak.
+/// non-zero's k values (4 bytes each, 2 in bf16) — per second against DRAM bandwidth (above
+/// 100% means L2 hits); for the exact solvers, the 2·nnz·k² FLOPs of building the systems per
+/// second against FP32 peak. The item half-step's time follows.
 pub fn kernel_rate(
     solver: SolverKind,
+    precision: Precision,
     cg_steps: usize,
     nnz: usize,
     k: usize,
     details: &serde_json::Value,
 ) -> Option<String> {
     let ms = details.get("half_step_ms")?.get(0)?.as_f64()?;
+    let items_ms = details
+        .get("half_step_ms")
+        .and_then(|h| h.get(1))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(f64::NAN);
     let secs = ms / 1e3;
     if secs.is_nan() || secs <= 0.0 {
         return None;
@@ -130,16 +150,21 @@ pub fn kernel_rate(
     let (nnz, k) = (nnz as f64, k as f64);
     if solver == SolverKind::Cg {
         let peak = details.get("peak_gb_per_s")?.as_f64()?;
-        let gbs = (cg_steps as f64 + 1.0) * nnz * k * 4.0 / secs / 1e9;
+        let bytes = if precision == Precision::Bf16 {
+            2.0
+        } else {
+            4.0
+        };
+        let gbs = (cg_steps as f64 + 1.0) * nnz * k * bytes / secs / 1e9;
         Some(format!(
-            "users half-step {ms:.1} ms: {gbs:.0} GB/s of factor gathers, {:.0}% of {peak:.0} GB/s DRAM peak",
+            "users half-step {ms:.1} ms: {gbs:.0} GB/s of factor gathers, {:.0}% of {peak:.0} GB/s DRAM peak; items half-step {items_ms:.1} ms",
             100.0 * gbs / peak
         ))
     } else {
         let peak = details.get("peak_fp32_tflops")?.as_f64()?;
         let tf = 2.0 * nnz * k * k / secs / 1e12;
         Some(format!(
-            "users half-step {ms:.1} ms: {tf:.1} TFLOP/s building systems, {:.0}% of {peak:.1} TFLOP/s FP32 peak",
+            "users half-step {ms:.1} ms: {tf:.1} TFLOP/s building systems, {:.0}% of {peak:.1} TFLOP/s FP32 peak; items half-step {items_ms:.1} ms",
             100.0 * tf / peak
         ))
     }
@@ -231,12 +256,17 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
             iterations: if cpu { a.cpu_iterations } else { a.iterations },
             solver: spec.solver,
             cg_steps: a.cg_steps,
+            precision: spec.precision,
             ..AlsConfig::default()
         };
+        let solver = match spec.precision {
+            Precision::Fp32 => spec.solver.as_str().to_string(),
+            p => format!("{} {}", spec.solver.as_str(), p.as_str()),
+        };
         let label = match (spec.device, spec.threads) {
-            (DeviceChoice::Cpu, 0) => format!("cpu (all) {}", spec.solver.as_str()),
-            (DeviceChoice::Cpu, n) => format!("cpu ({n}T) {}", spec.solver.as_str()),
-            (d, _) => format!("{d} {}", spec.solver.as_str()),
+            (DeviceChoice::Cpu, 0) => format!("cpu (all) {solver}"),
+            (DeviceChoice::Cpu, n) => format!("cpu ({n}T) {solver}"),
+            (d, _) => format!("{d} {solver}"),
         };
         eprintln!("bench train: {label} ...");
         let pool = rayon::ThreadPoolBuilder::new()
@@ -305,6 +335,7 @@ pub fn train_bench(a: &TrainBenchOptions) -> Result<TrainReport> {
                 ndcg_at_10: quality.map(|q| q.ndcg),
                 kernel_rate: kernel_rate(
                     spec.solver,
+                    spec.precision,
                     cfg.cg_steps,
                     ds.train.nnz(),
                     cfg.factors,

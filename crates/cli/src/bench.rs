@@ -278,7 +278,8 @@ impl IngestArgs {
 pub struct TrainBenchArgs {
     /// Dataset directory written by `encore prep`.
     pub dataset: PathBuf,
-    /// Runs, comma-separated DEVICE:SOLVER (DEVICE = cpu1, cpuN, cpu, gpu, gpu:N). GPU runs are
+    /// Runs, comma-separated DEVICE:SOLVER[+bf16] (DEVICE = cpu1, cpuN, cpu, gpu, gpu:N; +bf16
+    /// trains with --precision bf16). GPU runs are
     /// skipped, with a note, when the host has no usable GPU.
     #[arg(
         long,

@@ -18,7 +18,7 @@ use encore::recommend::{Recommender, Track};
 use encore::train::{FitOptions, fit_with, make_backend};
 
 use crate::fmt::thousands;
-use crate::values::{ConfidenceArg, ShortRowsArg, SolverArg};
+use crate::values::{ConfidenceArg, PrecisionArg, ShortRowsArg, SolverArg};
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -67,6 +67,11 @@ pub struct TrainArgs {
     /// penalised by λ·(n / n̄)^ν, n its entries and n̄ the mean of its side; 0 = plain λ.
     #[arg(long, default_value_t = AlsConfig::default().reg_exponent)]
     pub reg_exponent: f32,
+    /// Storage of the factor rows each half-step gathers: fp32, or bf16 (half the memory
+    /// traffic of the GPU cg solver; sums and the solved factors stay fp32). The CPU honours
+    /// it too, so both devices train the same model.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
     /// Seed of the factor initialization.
     #[arg(long, default_value_t = AlsConfig::default().seed)]
     pub seed: u64,
@@ -96,6 +101,7 @@ impl TrainArgs {
             cg_steps: self.cg_steps,
             cg_short_rows: self.cg_short_rows.into(),
             reg_exponent: self.reg_exponent,
+            precision: self.precision.into(),
             seed: self.seed,
             compute_loss: self.loss,
         }

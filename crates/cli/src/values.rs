@@ -48,6 +48,16 @@ mirror! {
 }
 
 mirror! {
+    /// Storage of the factor rows the solvers gather.
+    PrecisionArg => encore::als::Precision {
+        /// fp32 everywhere.
+        Fp32,
+        /// The gathered rows in bf16 (half the bytes); sums and the solved factors stay fp32.
+        Bf16,
+    }
+}
+
+mirror! {
     /// How the CPU `cg` solver treats rows with at most `--cg-steps` entries.
     ShortRowsArg => encore::als::ShortRows {
         /// Solved exactly by the Woodbury identity (cheaper than CG there).
